@@ -1,0 +1,324 @@
+"""The client: ``Client.request/get/head/stream`` over the keep-alive pool, and one-shot ``get``/``head``.
+
+A request runs on one :class:`~aiotcp.config.Budget` from start to end (pool wait, connect, send, head, body
+and every redirect hop), so ``timeout=Timeouts(total=5)`` means five seconds whatever the server does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from types import EllipsisType
+from typing import Any
+from urllib.parse import urljoin
+
+from ._version import __version__
+from .config import Budget, Limits, Timeouts, TimeoutsLike
+from .connection import BodyReader, HTTPConnection
+from .errors import AiotcpError, ConnectionReset, Disconnected, InvalidHeader, InvalidTarget
+from .http11 import Request, make_protocol
+from .models import Headers, Response, Timings
+from .pool import ConnectionPool
+from .targets import Target, parse_target
+from .transport import connect, make_ssl_context
+
+__all__ = ["Client", "TooManyRedirects", "get", "head", "request"]
+
+HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+
+USER_AGENT = f"aiotcp/{__version__}"
+# Methods that are safe to send twice: only these are retried after a stale keep-alive.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Credentials are for the origin they were given to; a redirect to another origin does not get them.
+_CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
+# How much of a redirect's body we read to keep its connection reusable before giving up on it.
+_REDIRECT_DRAIN_LIMIT = 64 * 1024
+
+
+class TooManyRedirects(AiotcpError):
+    """``follow_redirects`` hit ``max_redirects``."""
+
+    kind = "too_many_redirects"
+
+
+def _header_bytes(value: str | bytes, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidHeader(f"header {what} {value!r} is not Latin-1 text; pass bytes to send raw") from None
+
+
+def _normalize_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
+    if headers is None:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(_header_bytes(name, "name"), _header_bytes(value, "value")) for name, value in items]
+
+
+def _merge_headers(
+    defaults: list[tuple[bytes, bytes]], overrides: list[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """Defaults first, in order; a header given in ``overrides`` replaces every default of that name."""
+    replaced = {name.lower() for name, _ in overrides}
+    return [pair for pair in defaults if pair[0].lower() not in replaced] + overrides
+
+
+class Client:
+    """An HTTP/1.1 client with a keep-alive pool. Use as ``async with Client() as client: ...``.
+
+    :param timeout: :class:`Timeouts`, or a number of seconds capping every phase and the total.
+    :param limits: pool sizes and response caps (:class:`Limits`).
+    :param verify: verify TLS certificates and host names (``True``), against a CA file (a path), not at all
+        (``False``), or with a given ``ssl.SSLContext``.
+    :param headers: sent with every request (a request's own headers replace these by name).
+    :param follow_redirects: follow 3xx up to ``max_redirects`` hops (off by default, as in curl).
+    :param http: response parser, ``"h11"`` (strict reference, the default) or ``"httptools"`` (faster).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: TimeoutsLike = Timeouts(),  # noqa: B008 - frozen value object
+        limits: Limits = Limits(),  # noqa: B008 - frozen value object
+        verify: Any = True,
+        headers: HeaderInput | None = None,
+        follow_redirects: bool = False,
+        max_redirects: int = 10,
+        http: str = "h11",
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        make_protocol(http, limits)  # fail now, not at the first request, on a bad or missing backend
+        if max_redirects < 0:
+            raise ValueError(f"max_redirects must be >= 0, got {max_redirects!r}")
+        self.timeouts = Timeouts.from_value(timeout)
+        self.limits = limits
+        self.http = http
+        self.follow_redirects = follow_redirects
+        self.max_redirects = max_redirects
+        self._verify = verify
+        self._ssl_context = None if verify is None else make_ssl_context(verify)
+        self._tls_key = ("verify", id(self._ssl_context))
+        self._default_headers = _merge_headers(
+            [
+                (b"User-Agent", _header_bytes(user_agent, "value")),
+                (b"Accept", b"*/*"),
+                (b"Accept-Encoding", b"identity"),
+            ],
+            _normalize_headers(headers),
+        )
+        self._pool = ConnectionPool(limits)
+
+    def __repr__(self) -> str:
+        return f"<Client http={self.http} {self._pool!r}>"
+
+    @property
+    def pool(self) -> ConnectionPool:
+        return self._pool
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._pool.aclose()
+
+    # -- public API -----------------------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        url: str | Target,
+        *,
+        headers: HeaderInput | None = None,
+        content: bytes = b"",
+        timeout: TimeoutsLike | EllipsisType = ...,
+        follow_redirects: bool | None = None,
+    ) -> Response:
+        """Send a request and read the whole response (up to ``limits.max_body_bytes``).
+
+        Raises an :class:`~aiotcp.errors.AiotcpError` whose ``kind`` names what happened: ``invalid_target``
+        (nothing sent), ``dns``, ``refused``, ``connect_timeout``, ``tls``, ``reset``, ``disconnected``,
+        ``read_timeout``, ``write_timeout``, ``timeout``, ``pool_timeout``, ``protocol``, ``too_large``,
+        ``local`` or ``too_many_redirects``.
+        """
+        async with self.stream(
+            method, url, headers=headers, content=content, timeout=timeout, follow_redirects=follow_redirects
+        ) as response:
+            await response.aread()
+        return response
+
+    async def get(self, url: str | Target, **kwargs: Any) -> Response:
+        return await self.request("GET", url, **kwargs)
+
+    async def head(self, url: str | Target, **kwargs: Any) -> Response:
+        return await self.request("HEAD", url, **kwargs)
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        method: str,
+        url: str | Target,
+        *,
+        headers: HeaderInput | None = None,
+        content: bytes = b"",
+        timeout: TimeoutsLike | EllipsisType = ...,
+        follow_redirects: bool | None = None,
+    ) -> AsyncIterator[Response]:
+        """Send a request; yield the response with its body unread (``async for chunk in r.stream()``).
+
+        The connection goes back to the pool when the body has been read to the end, and is closed if the
+        block exits before that. Raises like :meth:`request`.
+        """
+        timeouts = self.timeouts if isinstance(timeout, EllipsisType) else Timeouts.from_value(timeout)
+        budget = timeouts.budget()
+        follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        target = url if isinstance(url, Target) else parse_target(url)
+        request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
+        response = await self._send_following(method.upper(), target, request_headers, content, budget, follow)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    async def _send_following(
+        self,
+        method: str,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes,
+        budget: Budget,
+        follow: bool,
+    ) -> Response:
+        history: list[Response] = []
+        while True:
+            response = await self._send_once(method, target, headers, content, budget)
+            if not (follow and response.is_redirect):
+                response.history = history
+                return response
+            if len(history) >= self.max_redirects:
+                await response.aclose()
+                raise TooManyRedirects(f"more than {self.max_redirects} redirects", target=target.url)
+            await _drain(response)
+            history.append(response)
+            location = response.headers["location"]
+            try:
+                next_target = parse_target(urljoin(target.url, location))
+            except InvalidTarget as exc:
+                raise InvalidTarget(
+                    f"redirect to an invalid location {location!r}: {exc.message}", target=target.url
+                ) from exc
+            if next_target.origin != target.origin:
+                headers = [pair for pair in headers if pair[0].lower() not in _CREDENTIAL_HEADERS]
+            if response.status_code == 303 or (response.status_code in (301, 302) and method not in ("GET", "HEAD")):
+                method = "GET" if method != "HEAD" else "HEAD"
+                content = b""
+            target = next_target
+
+    async def _send_once(
+        self,
+        method: str,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes,
+        budget: Budget,
+    ) -> Response:
+        # Validated before any connection is made: a bad header never costs a socket.
+        request = Request(
+            method.encode("ascii", "replace"),
+            target.path.encode("ascii"),
+            _merge_headers([(b"Host", target.authority.encode("ascii"))], headers),
+            content,
+        )
+        https = target.scheme == "https"
+        if https and self._ssl_context is None:
+            raise InvalidTarget("https needs TLS but the client was built with verify=None", target=target.url)
+        key = (target.scheme, target.host, target.port, self._tls_key if https else None)
+        started = time.perf_counter()
+
+        async def open_connection() -> HTTPConnection:
+            stream = await connect(target, budget, ssl_context=self._ssl_context if https else None)
+            return HTTPConnection(stream, make_protocol(self.http, self.limits), key)
+
+        fresh = False
+        while True:
+            connection = await self._pool.acquire(key, budget, open_connection, fresh=fresh)
+            try:
+                head = await connection.send_request(request, budget)
+            except BaseException as exc:
+                stale = (
+                    connection.is_reused()
+                    and not connection.response_started()
+                    and isinstance(exc, (ConnectionReset, Disconnected))
+                )
+                await self._pool.release(connection, False)
+                if stale and not fresh and method in _IDEMPOTENT:
+                    fresh = True  # the server closed a pooled connection under us: once more, on a new one
+                    continue
+                raise
+            break
+
+        info = connection.stream.info
+        reused = connection.is_reused()
+        timings = Timings(
+            dns_ms=None if reused else info.dns_ms,
+            connect_ms=None if reused else info.connect_ms,
+            tls_ms=None if reused else info.tls_ms,
+            ttfb_ms=_ms_between(started, connection.first_byte_at),
+            reused=reused,
+        )
+
+        async def release(conn: HTTPConnection, reusable: bool) -> None:
+            timings.total_ms = _ms_between(started, time.perf_counter())
+            await self._pool.release(conn, reusable)
+
+        return Response(
+            url=target.url,
+            method=method,
+            status_code=head.status_code,
+            reason=head.reason.decode("latin-1"),
+            http_version=head.http_version.decode("ascii", "replace"),
+            headers=Headers(head.headers),
+            peer=info.peer,
+            timings=timings,
+            body=BodyReader(connection, budget, release),
+        )
+
+
+def _ms_between(start: float, end: float | None) -> float | None:
+    return None if end is None else round((end - start) * 1000.0, 3)
+
+
+async def _drain(response: Response) -> None:
+    """Read a small redirect body so its connection can be reused; close it if the body is large."""
+    received = 0
+    async for chunk in response.stream():
+        received += len(chunk)
+        if received > _REDIRECT_DRAIN_LIMIT:
+            break  # response.aclose() below closes the connection: the rest is not worth reading
+    await response.aclose()
+
+
+async def request(method: str, url: str | Target, **kwargs: Any) -> Response:
+    """One request on a client of its own. Keyword arguments go to :class:`Client` or to the request."""
+    per_request = {k: kwargs.pop(k) for k in ("headers", "content") if k in kwargs}
+    async with Client(**kwargs) as client:
+        return await client.request(method, url, **per_request)
+
+
+async def get(url: str | Target, **kwargs: Any) -> Response:
+    """``GET url`` on a client of its own: ``response = await aiotcp.get("http://127.0.0.1:8080/")``."""
+    return await request("GET", url, **kwargs)
+
+
+async def head(url: str | Target, **kwargs: Any) -> Response:
+    """``HEAD url`` on a client of its own."""
+    return await request("HEAD", url, **kwargs)

@@ -1,0 +1,200 @@
+"""What a request gives back: :class:`Headers`, :class:`Timings` and :class:`Response`."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .connection import BodyReader
+
+__all__ = ["Headers", "Response", "Timings"]
+
+
+def _decode_header(value: bytes) -> str:
+    # Header values are bytes on the wire; UTF-8 is what servers mean today, Latin-1 what RFC 2616 said and
+    # the fallback that cannot fail.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued response headers. ``raw`` keeps the bytes exactly as received.
+
+    ``headers["set-cookie"]`` joins repeated fields with ``", "``; :meth:`get_all` keeps them apart.
+    """
+
+    __slots__ = ("_index", "raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]] | None = None) -> None:
+        self.raw: list[tuple[bytes, bytes]] = list(raw or ())
+        self._index: dict[str, list[str]] = {}
+        for name, value in self.raw:
+            self._index.setdefault(name.decode("latin-1").lower(), []).append(_decode_header(value))
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value of ``name``, in the order received (empty if absent)."""
+        return list(self._index.get(name.lower(), ()))
+
+    def __getitem__(self, name: str) -> str:
+        return ", ".join(self._index[name.lower()])
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def multi_items(self) -> list[tuple[str, str]]:
+        """``(name, value)`` for every field, names as received."""
+        return [(name.decode("latin-1"), _decode_header(value)) for name, value in self.raw]
+
+    def __repr__(self) -> str:
+        return f"Headers({self.multi_items()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._index == other._index
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(slots=True)
+class Timings:
+    """Milliseconds spent in each phase, measured from the start of the request.
+
+    ``dns_ms``/``connect_ms``/``tls_ms`` are ``None`` when a pooled connection was reused (nothing was done)
+    and ``tls_ms`` for plain http. ``ttfb_ms`` runs to the first byte of the response; ``total_ms`` to its end.
+    """
+
+    dns_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+    reused: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Response:
+    """A response. ``content``/``text`` need the body read: always so for ``Client.request``;
+    after ``await response.aread()`` or a full ``async for chunk in response.stream()`` for ``Client.stream``.
+    """
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        method: str,
+        status_code: int,
+        reason: str,
+        http_version: str,
+        headers: Headers,
+        peer: tuple[str, int] | None,
+        timings: Timings,
+        body: BodyReader | None = None,
+        content: bytes | None = None,
+    ) -> None:
+        self.url = url
+        self.method = method
+        self.status_code = status_code
+        self.reason = reason
+        self.http_version = http_version
+        self.headers = headers
+        self.peer = peer
+        self.timings = timings
+        self.history: list[Response] = []
+        self._body = body
+        self._content = content
+
+    def __repr__(self) -> str:
+        state = "read" if self._content is not None else "streaming"
+        return f"<Response [{self.status_code} {self.reason}] {self.method} {self.url} {state}>"
+
+    @property
+    def ok(self) -> bool:
+        """Whether the status is 2xx or 3xx."""
+        return 200 <= self.status_code < 400
+
+    @property
+    def is_redirect(self) -> bool:
+        """Whether the status is a redirect that carries a Location."""
+        return self.status_code in (301, 302, 303, 307, 308) and "location" in self.headers
+
+    @property
+    def content(self) -> bytes:
+        """The whole body. Raises ``RuntimeError`` on a streamed response not read yet."""
+        if self._content is None:
+            raise RuntimeError("the body of a streamed response is not read yet: await response.aread()")
+        return self._content
+
+    @property
+    def charset(self) -> str | None:
+        """The charset named by Content-Type, if it is one Python knows."""
+        content_type = self.headers.get("content-type", "")
+        for param in content_type.split(";")[1:]:
+            key, _, value = param.strip().partition("=")
+            if key.lower() == "charset":
+                name = value.strip().strip('"')
+                try:
+                    return codecs.lookup(name).name
+                except LookupError:
+                    return None
+        return None
+
+    @property
+    def text(self) -> str:
+        """The body decoded by its charset (UTF-8 when none is named); undecodable bytes become U+FFFD."""
+        return self.content.decode(self.charset or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    async def aread(self) -> bytes:
+        """Read the rest of a streamed body into :attr:`content`."""
+        if self._content is None:
+            self._content = b"".join([chunk async for chunk in self.stream()])
+        return self._content
+
+    def stream(self) -> AsyncIterator[bytes]:
+        """The body chunk by chunk as it arrives (``async for chunk in response.stream()``).
+
+        A body already read comes as one chunk. Raises ``RuntimeError`` if the body was streamed before.
+        """
+        if self._content is not None:
+            return _OneChunk(self._content)
+        if self._body is None or self._body.consumed:
+            raise RuntimeError("the body was already streamed")
+        return self._body.__aiter__()
+
+    async def aclose(self) -> None:
+        """Release the connection (closing it if the body was not read to the end)."""
+        if self._body is not None:
+            await self._body.aclose()
+
+
+class _OneChunk:
+    """An async iterator over one already-read body."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content: bytes | None = content
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        content, self._content = self._content, None
+        if not content:
+            raise StopAsyncIteration
+        return content

@@ -1,0 +1,186 @@
+"""Per-origin keep-alive pool with limits per origin and in total.
+
+Every operation is O(1) in the number of pooled connections: idle connections sit in a per-origin stack
+(most recently used first: the least likely to have been closed by the server) and in one global LRU order
+(for evicting the oldest idle connection when the total limit is reached). Bookkeeping changes happen in sync
+code before any ``await``, so a cancelled task can never leave a slot counted twice or lost; connections are
+closed afterwards, shielded.
+
+A slot is counted from the moment a connection is being opened until it is closed, so ``max_connections``
+bounds sockets, not just requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+
+import anyio
+
+from .config import Budget, Limits
+from .connection import HTTPConnection
+
+__all__ = ["ConnectionPool"]
+
+Opener = Callable[[], Awaitable[HTTPConnection]]
+
+
+class ConnectionPool:
+    """Hands out connections per key (scheme, host, port, TLS settings) and takes them back."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._idle: dict[Hashable, list[HTTPConnection]] = {}
+        self._idle_order: OrderedDict[HTTPConnection, None] = OrderedDict()
+        self._open_total = 0
+        self._open_by_key: dict[Hashable, int] = {}
+        self._waiters: list[anyio.Event] = []
+        self._closed = False
+        self.opened = 0  # connections ever opened, for stats and tests
+        self.reused = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<ConnectionPool open={self._open_total} idle={len(self._idle_order)}"
+            f" waiting={len(self._waiters)} opened={self.opened} reused={self.reused}>"
+        )
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open or being opened, busy or idle."""
+        return self._open_total
+
+    @property
+    def idle_connections(self) -> int:
+        return len(self._idle_order)
+
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    # -- sync bookkeeping -----------------------------------------------------------------------------------
+
+    def _per_host_limit(self) -> int:
+        return self.limits.max_per_host or self.limits.max_connections
+
+    def _take_idle(self, key: Hashable, discard: list[HTTPConnection]) -> HTTPConnection | None:
+        stack = self._idle.get(key)
+        now = time.monotonic()
+        while stack:
+            connection = stack.pop()
+            del self._idle_order[connection]
+            if connection.has_expired(now, self.limits.keepalive_expiry) or not connection.is_safe_to_reuse():
+                self._forget(connection)
+                discard.append(connection)
+                continue
+            connection.mark_active()
+            self.reused += 1
+            return connection
+        return None
+
+    def _forget(self, connection: HTTPConnection) -> None:
+        """Free the slot of a connection that is about to be closed."""
+        self._unreserve(connection.key)
+
+    def _reserve(self, key: Hashable) -> None:
+        self._open_total += 1
+        self._open_by_key[key] = self._open_by_key.get(key, 0) + 1
+
+    def _unreserve(self, key: Hashable) -> None:
+        self._open_total -= 1
+        remaining = self._open_by_key[key] - 1
+        if remaining:
+            self._open_by_key[key] = remaining
+        else:
+            del self._open_by_key[key]
+        self._wake_waiters()
+
+    def _evict_oldest_idle(self, discard: list[HTTPConnection]) -> bool:
+        if not self._idle_order:
+            return False
+        connection, _ = self._idle_order.popitem(last=False)
+        self._idle[connection.key].remove(connection)
+        self._forget(connection)
+        discard.append(connection)
+        return True
+
+    def _wake_waiters(self) -> None:
+        # Limits are per origin as well as in total, so which waiter a freed slot suits depends on its key:
+        # wake them all and let each re-check. Waiters exist only while the pool is saturated.
+        waiters, self._waiters = self._waiters, []
+        for event in waiters:
+            event.set()
+
+    # -- async API ------------------------------------------------------------------------------------------
+
+    async def acquire(self, key: Hashable, budget: Budget, opener: Opener, *, fresh: bool = False) -> HTTPConnection:
+        """An idle connection for ``key`` if a usable one exists (unless ``fresh``), else a new one from
+        ``opener()``. Waits for a free slot when the limits are reached.
+
+        Raises ``pool_timeout`` (or ``timeout``) if no slot frees in time, and whatever ``opener`` raises.
+        """
+        while True:
+            if self._closed:
+                raise RuntimeError("the pool is closed")
+            discard: list[HTTPConnection] = []
+            connection = None if fresh else self._take_idle(key, discard)
+            opening = False
+            if connection is None and self._open_by_key.get(key, 0) < self._per_host_limit() and (
+                self._open_total < self.limits.max_connections or self._evict_oldest_idle(discard)
+            ):
+                self._reserve(key)
+                opening = True
+            await _close_all(discard, "expired or unusable while idle")
+            if connection is not None:
+                return connection
+            if opening:
+                try:
+                    connection = await opener()
+                except BaseException:
+                    self._unreserve(key)
+                    raise
+                self.opened += 1
+                return connection
+            await self._wait_for_slot(budget)
+
+    async def _wait_for_slot(self, budget: Budget) -> None:
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            with anyio.move_on_after(budget.limit("pool")) as scope:
+                await event.wait()
+        finally:
+            if not event.is_set():
+                self._waiters.remove(event)
+        if scope.cancelled_caught:
+            raise budget.expired("pool")
+
+    async def release(self, connection: HTTPConnection, reusable: bool) -> None:
+        """Take a connection back after its response: kept if ``reusable`` and the pool is open, else closed."""
+        if connection.is_closed() or connection.is_idle():
+            return  # released already
+        if reusable and not self._closed:
+            connection.mark_idle()
+            self._idle.setdefault(connection.key, []).append(connection)
+            self._idle_order[connection] = None
+            self._wake_waiters()
+            return
+        self._forget(connection)
+        await _close_all([connection], "not reusable")
+
+    async def aclose(self) -> None:
+        """Close every idle connection and refuse new acquisitions. Busy ones close on release."""
+        self._closed = True
+        discard: list[HTTPConnection] = []
+        while self._evict_oldest_idle(discard):
+            pass
+        self._wake_waiters()
+        await _close_all(discard, "pool closed")
+
+
+async def _close_all(connections: list[HTTPConnection], why: str) -> None:
+    if connections:
+        with anyio.CancelScope(shield=True):
+            for connection in connections:
+                await connection.aclose(why)
