@@ -1,0 +1,94 @@
+"""``aiotcp demo``: an offline tour against built-in loopback targets, in well under 30 seconds.
+
+It starts three targets on 127.0.0.1 -- a live HTTP server, a port that refuses (RST to our SYN) and a
+server that accepts and never answers -- and shows what aiotcp says about each: the seed program's raw
+``HEAD / HTTP/1.0`` exchange, the same through the client with its timings, then ``refused`` and a timeout
+with their kinds.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+import anyio
+from rich.console import Console
+from rich.table import Table
+
+from .client import Client, head
+from .config import Timeouts
+from .errors import AiotcpError
+from .serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
+from .text import escape_control
+from .transport import tcp_exchange
+
+__all__ = ["run_demo"]
+
+
+async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
+    failures = 0
+
+    console.rule("1. The seed program: write HEAD / HTTP/1.0, read until the server closes")
+    console.print(f"$ aiotcp tcp {live} --send 'HEAD / HTTP/1.0\\r\\n\\r\\n'", style="dim")
+    result = await tcp_exchange(live, b"HEAD / HTTP/1.0\r\n\r\n", timeout=5)
+    console.print(escape_control(result.data.decode("latin-1")).replace("\\r\\n", "\n").rstrip(), markup=False)
+    console.print(f"[green]ended: {result.ended}[/] after {len(result.data)} bytes, {result.total_ms:.2f} ms")
+
+    console.rule("2. The same through the client: status, headers, timings per phase")
+    console.print(f"$ aiotcp head -v http://{live}/", style="dim")
+    async with Client(timeout=5) as client:
+        response = await client.head(f"http://{live}/")
+        console.print(f"HTTP/{response.http_version} {response.status_code} {response.reason}", markup=False)
+        for name, value in response.headers.multi_items():
+            console.print(f"{escape_control(name)}: {escape_control(value)}", markup=False)
+        timings = Table("dns_ms", "connect_ms", "ttfb_ms", "total_ms", "peer", title="timings")
+        t = response.timings
+        timings.add_row(
+            f"{t.dns_ms:.3f}", f"{t.connect_ms:.3f}", f"{t.ttfb_ms:.3f}", f"{t.total_ms:.3f}", str(response.peer)
+        )
+        console.print(timings)
+        again = await client.get(f"http://{live}/")
+        console.print(
+            f"a second request reuses the connection: reused={again.timings.reused}, "
+            f"total {again.timings.total_ms:.3f} ms, title in body: {'<title>' in again.text}"
+        )
+
+    console.rule("3. When it goes wrong, the error names what happened on the wire")
+    for label, url, timeout in (
+        ("nothing listening (RST answers SYN)", f"http://{refused}/", Timeouts.from_value(3)),
+        ("accepts, never answers (deadline 1 s)", f"http://{silent}/", Timeouts.from_value(1)),
+    ):
+        console.print(f"$ aiotcp head --timeout {timeout.total:g} {url}    # {label}", style="dim")
+        started = time.perf_counter()
+        try:
+            await head(url, timeout=timeout)
+        except AiotcpError as exc:
+            elapsed = time.perf_counter() - started
+            console.print(f"[red]error: {exc.kind}[/]: {escape_control(str(exc))}  [dim]({elapsed:.2f} s)[/]")
+        else:  # pragma: no cover - the demo targets are built to fail
+            failures += 1
+            console.print("[red]expected an error here[/]")
+    return failures
+
+
+def run_demo(*, quick: bool = False) -> int:
+    """Run the tour; returns the process exit code."""
+    console = Console(highlight=False)
+    console.print(f"[bold]aiotcp demo[/] -- loopback only, no network needed (quick={quick})")
+    with ExitStack() as stack:
+        server: TargetServer = stack.enter_context(running_in_thread())
+        silent = stack.enter_context(running_silent_in_thread())
+        refused = stack.enter_context(refused_port())
+        live_addr = f"127.0.0.1:{server.port}"
+        failures = anyio.run(_tour, console, live_addr, f"127.0.0.1:{refused}", f"127.0.0.1:{silent.port}")
+        extras = [] if quick else _extra_parts()
+        for part in extras:
+            failures += part(console, server)
+    console.rule()
+    console.print("[green]demo complete[/]" if not failures else f"[red]{failures} demo step(s) failed[/]")
+    return 0 if not failures else 1
+
+
+def _extra_parts() -> list:  # type: ignore[type-arg]
+    """Later chapters of the tour (probe, bench) register here."""
+    return []
