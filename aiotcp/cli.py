@@ -157,7 +157,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 def unescape(text: str) -> bytes:
     r"""``'HEAD / HTTP/1.0\r\n\r\n'`` as typed on a shell line, to the bytes it means."""
     try:
-        return codecs.escape_decode(text.encode("utf-8"))[0]  # type: ignore[attr-defined,no-any-return]
+        return codecs.escape_decode(text.encode("utf-8"))[0]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"bad escape in {text!r}: {exc}") from None
 
@@ -196,7 +196,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         anyio.run(
             lambda: serve_forever(args.host, args.port, on_ready=ready, allow_public=args.public),
-            backend_options={"use_uvloop": _have_uvloop()},
+            backend_options={"use_uvloop": have_uvloop()},
         )
     except (OSError, ValueError) as exc:
         print(f"error: serve: {exc}", file=sys.stderr)
@@ -204,7 +204,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _have_uvloop() -> bool:
+def have_uvloop() -> bool:
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -264,6 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="skip the probe and bench parts")
     demo.set_defaults(handler=cmd_demo)
 
+    from . import probe_cli  # imported here: probe_cli builds on this module's helpers
+
+    probe_cli.register(commands)
     return parser
 
 

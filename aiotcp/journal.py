@@ -1,0 +1,146 @@
+"""The ``--resume`` journal: an append-only JSONL file of finished records that survives ``kill -9``.
+
+Format: a header line ``{"aiotcp_journal": 1, "key": ...}`` naming the run (input and the options that
+decide how the input is numbered), then one finished record per line, with its ``seq``.
+
+Why it is crash-safe: a record is appended only once it is complete, as one line; ``kill -9`` can at worst
+cut the last line short, and a line without its newline (or that is not JSON) is dropped -- and cut off
+the file -- when the journal is reopened. Records still in our buffer when the process dies are simply
+probed again. So a rerun of the same command skips exactly the records on disk and writes the rest: every
+target ends up in the journal once.
+
+Memory: the set of finished records is a bitmap over ``seq`` (a bit per target), never the records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["Journal", "JournalMismatch"]
+
+VERSION = 1
+_FLUSH_EVERY = 0.25  # seconds
+_FLUSH_RECORDS = 512
+
+
+class JournalMismatch(ValueError):
+    """The journal was written by a run with another input or other numbering options."""
+
+
+class Journal:
+    """Open (or create) the journal at ``path`` for the run identified by ``key``.
+
+    Raises :class:`JournalMismatch` if the file belongs to another run, ``OSError`` if it cannot be opened.
+    """
+
+    def __init__(self, path: str, key: dict[str, Any]) -> None:
+        self.path = path
+        self.key = key
+        self._done = bytearray()
+        self.recovered = 0  # records found on disk when opened
+        self._lines = 0  # whole record lines on disk when opened
+        self.dropped_tail = 0  # bytes of a torn last line cut off when opened
+        good_end = self._load()
+        self._file = open(path, "r+b" if good_end is not None else "wb")  # noqa: SIM115 - closed in close()
+        if good_end is None:
+            self._write_line({"aiotcp_journal": VERSION, "key": key})
+            self._file.flush()
+        else:
+            self._file.truncate(good_end)
+            self._file.seek(good_end)
+        self._pending = 0
+        self._last_flush = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<Journal {self.path!r} recovered={self.recovered}>"
+
+    def _load(self) -> int | None:
+        """Read what is on disk; return the offset after the last whole line, or None for a new journal."""
+        try:
+            file = open(self.path, "rb")  # noqa: SIM115
+        except FileNotFoundError:
+            return None
+        with file:
+            header_line = file.readline()
+            if not header_line.endswith(b"\n"):
+                return None  # killed before the header was complete: start over
+            try:
+                header = json.loads(header_line)
+            except ValueError:
+                raise JournalMismatch(f"{self.path} is not an aiotcp journal") from None
+            if not isinstance(header, dict) or header.get("aiotcp_journal") != VERSION:
+                raise JournalMismatch(f"{self.path} is not an aiotcp journal (version {VERSION})")
+            if header.get("key") != self.key:
+                raise JournalMismatch(
+                    f"{self.path} was written for another run ({header.get('key')!r}); "
+                    "use a new journal file or rerun the same command"
+                )
+            good_end = file.tell()
+            for line in file:
+                seq = _seq_of(line)
+                if seq is None:
+                    self.dropped_tail = os.path.getsize(self.path) - good_end
+                    break
+                self._mark(seq)
+                self._lines += 1
+                good_end += len(line)
+            return good_end
+
+    def _mark(self, seq: int) -> None:
+        index, bit = divmod(seq, 8)
+        if index >= len(self._done):
+            self._done.extend(bytes(index + 1 - len(self._done) + len(self._done) // 2))
+        if not self._done[index] & (1 << bit):
+            self._done[index] |= 1 << bit
+            self.recovered += 1
+
+    def is_done(self, seq: int) -> bool:
+        """Whether the record ``seq`` is already in the journal."""
+        index, bit = divmod(seq, 8)
+        return index < len(self._done) and bool(self._done[index] & (1 << bit))
+
+    def replay(self) -> Iterator[dict[str, Any]]:
+        """The records on disk when the journal was opened, streamed from the file, without ``seq``."""
+        with open(self.path, "rb") as file:
+            file.readline()
+            for _ in range(self._lines):
+                line = file.readline()
+                record = json.loads(line)
+                record.pop("seq", None)
+                yield record
+
+    def _write_line(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+
+    def append(self, seq: int, record: dict[str, Any]) -> None:
+        """Add a finished record. Written in batches: a crash loses at most the last batch, never a half."""
+        self._write_line({**record, "seq": seq})
+        self._pending += 1
+        now = time.monotonic()
+        if self._pending >= _FLUSH_RECORDS or now - self._last_flush >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        self._file.flush()
+        self._pending = 0
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+def _seq_of(line: bytes) -> int | None:
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    seq = record.get("seq") if isinstance(record, dict) else None
+    return seq if isinstance(seq, int) and seq >= 0 else None

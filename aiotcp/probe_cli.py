@@ -1,0 +1,292 @@
+"""``aiotcp probe [FILE|-]``: the command around :func:`aiotcp.probe.probe_many`.
+
+Reads targets line by line (never the whole list), writes one record per target as it completes (JSONL,
+CSV or text), journals finished records for ``--resume``, shows live progress on a terminal and a summary
+at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import io
+import os
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
+from typing import Any, TextIO
+
+import anyio
+
+from .cli import EXIT_OK, EXIT_USAGE, have_uvloop, parse_header, positive_float, positive_int
+from .errors import InvalidTarget
+from .journal import Journal, JournalMismatch
+from .output import RecordWriter, make_writer
+from .probe import FIELD_NAMES, ProbeOptions, ProbeResult, probe_many
+from .targets import parse_ports
+
+__all__ = ["main_probe", "raise_fd_limit", "register"]
+
+# Descriptors kept free for everything that is not a probe socket (stdio, output, journal, the loop's own).
+FD_RESERVE = 64
+_FLUSH_EVERY = 0.25
+
+
+def register(commands: Any) -> None:
+    """Add ``probe`` to the ``aiotcp`` command's subparsers."""
+    probe = commands.add_parser(
+        "probe",
+        help="probe a list of targets: one record per target (JSONL/CSV/text)",
+        description="Probe every target of FILE (or stdin): host, host:port, URL, [v6]:port or CIDR range, "
+        "one per line; blank lines and # comments are skipped. Exactly one record per target.",
+    )
+    probe.add_argument("file", nargs="?", default="-", help="target list (default: stdin)")
+    probe.add_argument("-c", "--concurrency", type=positive_int, default=100, help="probes in flight (100)")
+    probe.add_argument("-t", "--timeout", type=positive_float, default=10.0, help="deadline per target, s (10)")
+    probe.add_argument("--connect-timeout", type=positive_float, help="TCP+TLS connect timeout, s")
+    probe.add_argument("-m", "--method", choices=["GET", "HEAD"], default="GET", type=str.upper)
+    probe.add_argument("--rate", type=positive_float, help="probes started per second, overall")
+    probe.add_argument("--per-host", type=positive_int, help="probes in flight per host")
+    probe.add_argument("--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout")
+    probe.add_argument(
+        "-H", "--header", dest="headers", action="append", type=parse_header, default=[], metavar="'NAME: VALUE'"
+    )
+    probe.add_argument("-L", "--follow-redirects", action="store_true", help="follow redirects, record the chain")
+    probe.add_argument("--max-body", type=int, default=64 * 1024, help="body bytes read per target (65536)")
+    probe.add_argument("-p", "--ports", type=_ports, default=(), help="ports for lines without one: 80,443,8000-8010")
+    probe.add_argument("--scheme", choices=["http", "https", "auto"], default="auto", help="for lines without one")
+    probe.add_argument("--verify", action="store_true", help="verify TLS certificates (off: see the service)")
+    probe.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="response parser")
+    probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
+    probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
+    probe.add_argument("--order", choices=["completion", "input"], default="completion")
+    probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
+    probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
+    probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    probe.set_defaults(handler=main_probe)
+
+
+def _ports(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(parse_ports(text))
+    except InvalidTarget as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def raise_fd_limit(wanted: int) -> tuple[int, str | None]:
+    """Raise the soft RLIMIT_NOFILE toward the hard limit; return the concurrency that fits and a warning
+    when ``wanted`` had to be clamped."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return wanted, None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + FD_RESERVE)
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    fits = max(1, soft - FD_RESERVE)
+    if wanted > fits:
+        return fits, f"concurrency {wanted} does not fit the open-file limit {soft}; using {fits}"
+    return wanted, None
+
+
+def _lines(path: str) -> Iterator[str]:
+    if path == "-":
+        stream: TextIO = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        yield from stream
+        return
+    with open(path, encoding="utf-8", errors="surrogateescape") as file:
+        yield from file
+
+
+def _count_lines(path: str) -> int | None:
+    """Lines in a regular file (for the progress total), counted in blocks without decoding."""
+    if path == "-" or not os.path.isfile(path):
+        return None
+    count = 0
+    with open(path, "rb") as file:
+        while block := file.read(1 << 20):
+            count += block.count(b"\n")
+    return count
+
+
+class Stats:
+    """Counts for the progress line and the summary table."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.records = 0
+        self.ok = 0
+        self.statuses: collections.Counter[int] = collections.Counter()
+        self.errors: collections.Counter[str] = collections.Counter()
+        self.last_line = 0
+
+    def add(self, result: ProbeResult) -> None:
+        self.records += 1
+        if result.line is not None:
+            self.last_line = max(self.last_line, result.line)
+        if result.error is None:
+            self.ok += 1
+            if result.status_code is not None:
+                self.statuses[result.status_code] += 1
+        else:
+            self.errors[result.error] += 1
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.elapsed if self.elapsed > 0 else 0.0
+
+
+def _summary(stats: Stats, replayed: int) -> Any:
+    from rich.table import Table
+
+    table = Table(title="aiotcp probe", show_header=True, title_justify="left")
+    table.add_column("outcome")
+    table.add_column("records", justify="right")
+    for status, count in sorted(stats.statuses.items()):
+        table.add_row(f"HTTP {status}", str(count))
+    for kind, count in stats.errors.most_common():
+        table.add_row(f"error: {kind}", str(count))
+    table.add_section()
+    table.add_row("total probed", str(stats.records))
+    if replayed:
+        table.add_row("from the journal", str(replayed))
+    table.add_row("wall time", f"{stats.elapsed:.2f} s")
+    table.add_row("probes/s", f"{stats.rate:,.0f}")
+    return table
+
+
+def main_probe(args: argparse.Namespace) -> int:
+    concurrency, warning = raise_fd_limit(args.concurrency)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        options = ProbeOptions(
+            method=args.method,
+            concurrency=concurrency,
+            timeout=args.timeout,
+            connect_timeout=args.connect_timeout,
+            rate=args.rate,
+            per_host=args.per_host,
+            retries=args.retries,
+            follow_redirects=args.follow_redirects,
+            headers=tuple(args.headers),
+            max_body=args.max_body,
+            order=args.order,
+            scheme=args.scheme,
+            ports=args.ports,
+            verify=args.verify,
+            http=args.http,
+        )
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "jsonl")
+    with ExitStack() as stack:
+        journal = None
+        if args.resume:
+            key = {"input": os.path.abspath(args.file) if args.file != "-" else "-", "ports": list(args.ports)}
+            try:
+                journal = Journal(args.resume, key)
+            except (JournalMismatch, OSError) as exc:
+                print(f"error: usage: --resume: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            stack.callback(journal.close)
+        try:
+            out: TextIO = (
+                stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
+                if args.output
+                else sys.stdout
+            )
+        except OSError as exc:
+            print(f"error: usage: cannot write {args.output}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        writer = make_writer(fmt, out, FIELD_NAMES)
+        show = not args.quiet
+        return anyio.run(
+            _run,
+            args,
+            options,
+            writer,
+            journal,
+            show,
+            backend_options={"use_uvloop": have_uvloop()},
+        )
+
+
+async def _run(
+    args: argparse.Namespace,
+    options: ProbeOptions,
+    writer: RecordWriter,
+    journal: Journal | None,
+    show: bool,
+) -> int:
+    stats = Stats()
+    replayed = 0
+    if journal is not None:
+        for record in journal.replay():
+            if not args.only_ok or record.get("ok"):
+                writer.write(record)
+            replayed += 1
+    total_lines = _count_lines(args.file) if show and sys.stderr.isatty() else None
+    progress = _Progress(stats, total_lines) if show and sys.stderr.isatty() else None
+    last_flush = time.monotonic()
+    results: AsyncIterator[ProbeResult] = probe_many(
+        _lines(args.file), options, skip=journal.is_done if journal is not None else None
+    )
+    try:
+        async for result in results:
+            record = result.as_dict()
+            if journal is not None:
+                journal.append(result.seq, record)
+            if not args.only_ok or result.ok:
+                writer.write(record)
+            stats.add(result)
+            now = time.monotonic()
+            if now - last_flush >= _FLUSH_EVERY:
+                writer.flush()
+                last_flush = now
+                if progress is not None:
+                    progress.update()
+    finally:
+        writer.flush()
+        if progress is not None:
+            progress.stop()
+    if show:
+        from rich.console import Console
+
+        Console(stderr=True).print(_summary(stats, replayed))
+    return EXIT_OK
+
+
+class _Progress:
+    """A one-line live status on stderr: records, lines read of the total, probes/s, ok and errors."""
+
+    def __init__(self, stats: Stats, total_lines: int | None) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.stats = stats
+        self.total_lines = total_lines
+        self.live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def update(self) -> None:
+        s = self.stats
+        lines = f"line {s.last_line:,}" + (f"/{self.total_lines:,}" if self.total_lines else "")
+        errors = sum(s.errors.values())
+        self.live.update(
+            f"{s.records:,} records  {lines}  {s.rate:,.0f} probes/s  ok {s.ok:,}  errors {errors:,}"
+        )
+
+    def stop(self) -> None:
+        self.live.stop()
