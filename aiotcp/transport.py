@@ -13,11 +13,13 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import anyio
 import anyio.abc
+import sniffio
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .config import Budget, Timeouts
@@ -32,6 +34,7 @@ from .errors import (
 from .targets import Target, parse_target
 
 __all__ = [
+    "AnyioStream",
     "ConnectInfo",
     "ExchangeResult",
     "NetworkStream",
@@ -43,6 +46,8 @@ __all__ = [
 #: RFC 8305 "Connection Attempt Delay": how long one address gets before the next one races it.
 HAPPY_EYEBALLS_DELAY = 0.25
 READ_SIZE = 65536
+
+Opener = Callable[[str, int], Awaitable["NetworkStream"]]
 
 
 def _ms(since: float) -> float:
@@ -76,26 +81,90 @@ class ConnectInfo:
 
 
 class NetworkStream:
-    """An established connection. ``send``/``receive`` are bounded by a budget and raise only aiotcp errors."""
+    """An established connection. ``send``/``receive`` are bounded by a budget and raise only aiotcp errors.
 
-    def __init__(self, stream: anyio.abc.ByteStream, *, target: str, info: ConnectInfo) -> None:
-        self._stream = stream
-        self.target = target
-        self.info = info
-        self._closed = False
-        self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+    Two implementations: :class:`AnyioStream` (any backend anyio runs on) and, on asyncio,
+    :class:`~aiotcp.asyncio_transport.AsyncioStream` (the fast path). :func:`connect` picks one.
+    """
+
+    target: str
+    info: ConnectInfo
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<NetworkStream {self.target} peer={self.info.peer[0]}:{self.info.peer[1]} {state}>"
+        state = "closed" if self.is_closed else "open"
+        peer = f"{self.info.peer[0]}:{self.info.peer[1]}" if self.info.peer else "?"
+        return f"<{type(self).__name__} {self.target} peer={peer} {state}>"
 
     @property
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        return self._closed
+        raise NotImplementedError
 
     async def send(self, data: bytes, budget: Budget) -> None:
         """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
+        raise NotImplementedError
+
+    async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
+        """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
+        raise NotImplementedError
+
+    def has_pending_input(self) -> bool:
+        """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
+
+        A pooled connection in that state is not safe to reuse: the peer closed it, or the bytes would be
+        taken for the next response.
+        """
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close, never raising and never waiting long. Safe to call twice."""
+        raise NotImplementedError
+
+    # -- used by connect() ----------------------------------------------------------------------------------
+
+    def peer(self) -> tuple[str, int]:
+        raise NotImplementedError
+
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        """Handshake on this connection; return the TLS version. Raises ``ssl.SSLError``/``OSError``."""
+        raise NotImplementedError
+
+
+class AnyioStream(NetworkStream):
+    """A connection as an anyio byte stream: works on every backend anyio supports (asyncio, trio)."""
+
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
+        self._stream = stream
+        self.target = "?"
+        self.info = ConnectInfo(peer=("", 0), dns_ms=0.0, connect_ms=0.0)
+        self._closed = False
+        self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+
+    @classmethod
+    async def open(cls, address: str, port: int) -> AnyioStream:
+        stream = await anyio.connect_tcp(address, port)
+        # Requests are written whole; Nagle would only hold back the last segment.
+        stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(stream)
+
+    def peer(self) -> tuple[str, int]:
+        peer = self._stream.extra(anyio.abc.SocketAttribute.remote_address)
+        return (str(peer[0]), int(peer[1]))
+
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        self._stream = await TLSStream.wrap(
+            self._stream,
+            hostname=hostname,
+            ssl_context=context,
+            standard_compatible=False,  # HTTP/1.1 frames its own end; many servers skip close_notify
+        )
+        return self._stream.extra(TLSAttribute.tls_version)
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def send(self, data: bytes, budget: Budget) -> None:
         with anyio.move_on_after(budget.limit("write")) as scope:
             try:
                 await self._stream.send(data)
@@ -105,7 +174,6 @@ class NetworkStream:
             raise budget.expired("write", self.target)
 
     async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
-        """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
         with anyio.move_on_after(budget.limit("read")) as scope:
             try:
                 return await self._stream.receive(max_bytes)
@@ -117,11 +185,6 @@ class NetworkStream:
         raise budget.expired("read", self.target)
 
     def has_pending_input(self) -> bool:
-        """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
-
-        A pooled connection in that state is not safe to reuse: the peer closed it, or the bytes would be
-        taken for the next response.
-        """
         if self._closed:
             return True
         if isinstance(self._stream, TLSStream) and self._stream.extra(TLSAttribute.ssl_object).pending():
@@ -138,7 +201,6 @@ class NetworkStream:
         return bool(readable)  # readable while idle: EOF, RST or stray bytes; none of them is reusable
 
     async def aclose(self) -> None:
-        """Close, never raising and never waiting long (a TLS close_notify gets a short grace)."""
         if self._closed:
             return
         self._closed = True
@@ -194,21 +256,22 @@ async def _resolve(host: str, port: int) -> list[str]:
     return _interleave([(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos])
 
 
-async def _connect_any(addresses: list[str], port: int) -> anyio.abc.SocketStream:
-    """Happy eyeballs over already-resolved addresses.
+async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> NetworkStream:
+    """Happy eyeballs over already-resolved addresses: start the next attempt every 250 ms (or as soon as
+    one fails); the first to connect wins and the others are closed.
 
     anyio's ``connect_tcp`` races addresses too, but only after resolving the name itself; we resolve first
     so that DNS time is measured on its own and a DNS failure is told apart from a refused connection.
     """
     if len(addresses) == 1:
-        return await anyio.connect_tcp(addresses[0], port)
-    winner: anyio.abc.SocketStream | None = None
+        return await open_one(addresses[0], port)
+    winner: NetworkStream | None = None
     failures: list[OSError] = []
 
     async def attempt(address: str, failed: anyio.Event) -> None:
         nonlocal winner
         try:
-            stream = await anyio.connect_tcp(address, port)
+            stream = await open_one(address, port)
         except OSError as exc:
             failures.append(exc)
             failed.set()
@@ -230,6 +293,15 @@ async def _connect_any(addresses: list[str], port: int) -> anyio.abc.SocketStrea
     return winner
 
 
+def _opener() -> Opener:
+    """The fast asyncio stream when running on asyncio (uvloop included), anyio's everywhere else."""
+    if sniffio.current_async_library() == "asyncio":
+        from .asyncio_transport import AsyncioStream
+
+        return AsyncioStream.open
+    return AnyioStream.open
+
+
 async def connect(
     target: Target,
     budget: Budget,
@@ -244,38 +316,25 @@ async def connect(
     name = target.url
     phase: Literal["dns", "tcp", "tls"] = "dns"
     started = time.perf_counter()
-    dns_ms = connect_ms = 0.0
-    stream: anyio.abc.ByteStream | None = None
+    stream: NetworkStream | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
             addresses = await _resolve(target.host, target.port)
             dns_ms = _ms(started)
             phase = "tcp"
             tcp_started = time.perf_counter()
-            socket_stream = await _connect_any(addresses, target.port)
-            stream = socket_stream
-            connect_ms = _ms(tcp_started)
-            raw = socket_stream.extra(anyio.abc.SocketAttribute.raw_socket)
-            # Requests are written whole; Nagle would only hold back the last segment.
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            peer = socket_stream.extra(anyio.abc.SocketAttribute.remote_address)
-            info = ConnectInfo(peer=(str(peer[0]), int(peer[1])), dns_ms=dns_ms, connect_ms=connect_ms)
+            stream = await _connect_any(addresses, target.port, _opener())
+            stream.target = name
+            stream.info = ConnectInfo(peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started))
             if ssl_context is not None:
                 phase = "tls"
                 tls_started = time.perf_counter()
-                tls_stream = await TLSStream.wrap(
-                    socket_stream,
-                    hostname=target.host,
-                    ssl_context=ssl_context,
-                    standard_compatible=False,  # HTTP/1.1 frames its own end; many servers skip close_notify
-                )
-                stream = tls_stream
-                info.tls_ms = _ms(tls_started)
-                info.tls_version = tls_stream.extra(TLSAttribute.tls_version)
-            return NetworkStream(stream, target=name, info=info)
+                stream.info.tls_version = await stream.start_tls(ssl_context, target.host)
+                stream.info.tls_ms = _ms(tls_started)
+            return stream
         except BaseException as exc:
             if stream is not None:
-                await anyio.aclose_forcefully(stream)
+                await stream.aclose()
             if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
                 raise map_connect_error(exc, name, phase=phase) from exc
             raise

@@ -1,0 +1,209 @@
+"""The asyncio fast path of the transport: a connection as an ``asyncio.Protocol``, without anyio's stream
+layer in the per-request hot path.
+
+anyio opens streams portably (asyncio, uvloop, trio) and :mod:`aiotcp.transport` uses it everywhere else; on
+asyncio, anyio's stream layer costs about as much per request as the rest of the client put together (a
+cancel scope and an event per receive), which is what a prober or a load generator does all day. So on
+asyncio the connection is a plain protocol: received bytes are appended to a buffer by ``data_received``,
+``receive`` waits on one future with one timer handle, ``send`` writes to the transport and waits only when
+flow control says so. Errors are mapped by the same functions in :mod:`aiotcp.errors`, so the kinds are the
+same on every backend.
+
+Cancellation from the caller (anyio cancel scopes cancel the asyncio task) interrupts the awaited future
+like any other await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections import deque
+from typing import cast
+
+import anyio
+
+from .config import Budget, Phase
+from .errors import ConnectionReset, map_stream_error
+from .transport import ConnectInfo, NetworkStream
+
+__all__ = ["AsyncioStream"]
+
+# Pause reading from the socket while this much is received and not yet consumed.
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
+
+
+class _Protocol(asyncio.Protocol):
+    """Buffers what arrives and wakes the one reader; records EOF and the error that ended the connection."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer: deque[bytes] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.lost = False
+        self.error: BaseException | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.waiter: asyncio.Future[bool] | None = None
+        self.closed: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer.append(data)
+        self.buffered += len(data)
+        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return True  # keep the transport: we close it ourselves, once the response is handled
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if exc is not None and self.error is None:
+            self.error = exc
+        self._wake()
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._wake()
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+class AsyncioStream(NetworkStream):
+    """A connection (plain or TLS) as a protocol on the running asyncio loop."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: _Protocol) -> None:
+        self.transport = transport
+        self.protocol = protocol
+        self.target = "?"
+        self.info = ConnectInfo(peer=("", 0), dns_ms=0.0, connect_ms=0.0)
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, address: str, port: int) -> AsyncioStream:
+        """Connect to an IP address. Raises ``OSError`` as the loop reports it; ``connect`` maps it."""
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.create_connection(_Protocol, address, port)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:  # asyncio and uvloop set it already; say so rather than rely on it
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return cls(transport, protocol)
+
+    def peer(self) -> tuple[str, int]:
+        peer = self.transport.get_extra_info("peername")
+        return (str(peer[0]), int(peer[1]))
+
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        try:
+            transport = await self._loop.start_tls(self.transport, self.protocol, context, server_hostname=hostname)
+        except BaseException:
+            self.transport.abort()
+            raise
+        if transport is None:  # pragma: no cover - only when the transport closed under us
+            raise ConnectionResetError("connection closed during the TLS handshake")
+        self.transport = transport
+        ssl_object = transport.get_extra_info("ssl_object")
+        return ssl_object.version() if ssl_object is not None else None
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def _wait(self, budget: Budget, phase: Phase) -> None:
+        """Wait for the protocol to wake us, at most as long as the budget allows ``phase``."""
+        waiter: asyncio.Future[bool] = self._loop.create_future()
+        self.protocol.waiter = waiter
+        limit = budget.limit(phase)
+        timer = None if limit == float("inf") else self._loop.call_later(limit, _expire, waiter)
+        try:
+            woken = await waiter
+        finally:
+            self.protocol.waiter = None
+            if timer is not None:
+                timer.cancel()
+        if not woken:
+            raise budget.expired(phase, self.target)
+
+    async def send(self, data: bytes, budget: Budget) -> None:
+        """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
+        protocol = self.protocol
+        if protocol.error is not None:
+            raise map_stream_error(protocol.error, self.target, phase="write") from protocol.error
+        if protocol.lost or self.transport.is_closing():
+            raise ConnectionReset("connection closed before the request was written", target=self.target)
+        self.transport.write(data)
+        while protocol.writing_paused and not protocol.lost:
+            await self._wait(budget, "write")
+        if protocol.error is not None:
+            raise map_stream_error(protocol.error, self.target, phase="write") from protocol.error
+        if protocol.lost:
+            raise ConnectionReset("connection lost while writing the request", target=self.target)
+
+    async def receive(self, budget: Budget, max_bytes: int = 65536) -> bytes:
+        """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
+        protocol = self.protocol
+        if not protocol.buffer and not protocol.eof and not protocol.lost:
+            await self._wait(budget, "read")
+        if protocol.buffer:
+            chunk = protocol.buffer.popleft()
+            if len(chunk) > max_bytes:
+                protocol.buffer.appendleft(chunk[max_bytes:])
+                chunk = chunk[:max_bytes]
+            protocol.buffered -= len(chunk)
+            if protocol.reading_paused and protocol.buffered < _LOW_WATER and not protocol.lost:
+                protocol.reading_paused = False
+                self.transport.resume_reading()
+            return chunk
+        if protocol.error is not None:
+            raise map_stream_error(protocol.error, self.target, phase="read") from protocol.error
+        return b""  # EOF, or the connection was closed cleanly
+
+    def has_pending_input(self) -> bool:
+        """Whether anything arrived (bytes, EOF, an error) that nobody read. Never blocks: asyncio reads the
+        socket as data comes, so the buffer and flags are the whole truth."""
+        protocol = self.protocol
+        return bool(protocol.buffer) or protocol.eof or protocol.lost
+
+    async def aclose(self) -> None:
+        """Close now. A TLS close_notify or unsent request bytes are not waited for: HTTP/1.1 frames its own
+        end, and a peer that stopped reading must not hold our socket."""
+        if self._closed:
+            return
+        self._closed = True
+        transport = self.transport
+        if not transport.is_closing():
+            if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext") is not None:
+                transport.abort()
+            else:
+                transport.close()
+        closed = self.protocol.closed
+        if closed is not None and not closed.done():
+            # connection_lost runs on the next loop iteration; wait for it so the descriptor is really gone
+            # when aclose returns (callers count open files).
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                await asyncio.shield(closed)
