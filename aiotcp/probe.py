@@ -47,6 +47,7 @@ __all__ = [
     "ProbeOptions",
     "ProbeResult",
     "iter_jobs",
+    "probe_jobs",
     "probe_many",
 ]
 
@@ -176,7 +177,7 @@ InputItem = str | Target
 Inputs = Iterable[InputItem] | AsyncIterable[InputItem]
 
 
-async def _aiter(items: Inputs) -> AsyncIterator[InputItem]:
+async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
@@ -495,6 +496,19 @@ async def probe_many(
     if options is not None and option_values:
         raise ValueError("pass options as a ProbeOptions or as keywords, not both")
     opts = options or ProbeOptions(**option_values)
+    async for result in probe_jobs(iter_jobs(targets, ports=opts.ports), opts, skip=skip):
+        yield result
+
+
+async def probe_jobs(
+    jobs: AsyncIterable[Job] | Iterable[Job],
+    options: ProbeOptions,
+    *,
+    skip: Callable[[int], bool] | None = None,
+) -> AsyncIterator[ProbeResult]:
+    """Probe already numbered jobs (see :func:`iter_jobs`): the engine under :func:`probe_many`, for callers
+    that number the input themselves and probe parts of it elsewhere (sharding, Dask workers)."""
+    opts = options
     prober = Prober(opts)
     # Jobs travel with their dispatch number: contiguous even when `skip` leaves holes in `seq`, so the
     # re-ordering stage knows exactly which record comes next.
@@ -505,7 +519,7 @@ async def probe_many(
     async def feed() -> None:
         async with send_jobs:
             index = 0
-            async for job in iter_jobs(targets, ports=opts.ports):
+            async for job in _aiter(jobs):
                 if skip is not None and skip(job.seq):
                     continue
                 if window is not None:
