@@ -264,9 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="skip the probe and bench parts")
     demo.set_defaults(handler=cmd_demo)
 
-    from . import probe_cli  # imported here: probe_cli builds on this module's helpers
+    # Imported here: these commands build on this module's helpers (parse_header, positive_float...).
+    from . import probe_cli
+    from .bench import cli as bench_cli
 
     probe_cli.register(commands)
+    bench_cli.register(commands)
     return parser
 
 

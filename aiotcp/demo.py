@@ -8,8 +8,11 @@ with their kinds.
 
 from __future__ import annotations
 
+import io
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
+from typing import Any
 
 import anyio
 from rich.console import Console
@@ -18,6 +21,8 @@ from rich.table import Table
 from .client import Client, head
 from .config import Timeouts
 from .errors import AiotcpError
+from .output import TextWriter
+from .probe import probe_many
 from .serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
 from .text import escape_control
 from .transport import tcp_exchange
@@ -89,6 +94,45 @@ def run_demo(*, quick: bool = False) -> int:
     return 0 if not failures else 1
 
 
-def _extra_parts() -> list:  # type: ignore[type-arg]
-    """Later chapters of the tour (probe, bench) register here."""
-    return []
+def _extra_parts() -> list[Callable[[Console, TargetServer], int]]:
+    """The chapters that need more than one request: a probe of a mixed list, a short bench."""
+    from .bench import demo_bench
+
+    return [_demo_probe, demo_bench]
+
+
+def _demo_probe(console: Console, server: TargetServer) -> int:
+    """Probe a small mixed list: live, redirecting, refused, silent, and a malformed line."""
+    console.rule("4. aiotcp probe: one record per target, whatever happens to it")
+    with ExitStack() as stack:
+        silent = stack.enter_context(running_silent_in_thread())
+        refused = stack.enter_context(refused_port())
+        lines = [
+            f"127.0.0.1:{server.port}",
+            f"http://127.0.0.1:{server.port}/redirect/1",
+            f"http://127.0.0.1:{server.port}/status/503",
+            "# comments and blank lines are skipped",
+            "",
+            f"127.0.0.1:{refused}",
+            f"127.0.0.1:{silent.port}",
+            "not a target!",
+            f"127.0.0.1/31:{server.port}",
+        ]
+        for line in lines:
+            console.print(f"  {line}", style="dim", markup=False)
+        console.print("$ aiotcp probe targets.txt --timeout 1 --format text --order input", style="dim")
+        records = anyio.run(_probe_lines, lines)
+    output = io.StringIO()
+    writer = TextWriter(output)
+    for record in records:
+        writer.write(record)
+    console.print(output.getvalue().rstrip(), markup=False)
+    expected_targets = 8  # the range 127.0.0.0/31 is two addresses
+    if len(records) != expected_targets:
+        console.print(f"[red]expected {expected_targets} records, got {len(records)}[/]")
+        return 1
+    return 0
+
+
+async def _probe_lines(lines: list[str]) -> list[dict[str, Any]]:
+    return [result.as_dict() async for result in probe_many(lines, timeout=1, order="input")]

@@ -1,0 +1,33 @@
+"""``aiotcp bench``: a load generator -- closed loop like wrk, open loop with coordinated-omission correction
+like wrk2 -- with exact HdrHistograms merged across worker processes, and text/JSON/HDR-log/HTML reports.
+
+    from aiotcp.bench import BenchConfig, run_bench
+    result = run_bench(BenchConfig("http://127.0.0.1:8080/", connections=50, duration=5))
+    print(result.rps, result.counters.status)
+
+Layout: :mod:`.config` (what to run, each worker's share), :mod:`.engines` (phases, budget, schedules shared by
+both engines), :mod:`.engine_httptools` (asyncio Protocol + llhttp, the fast one), :mod:`.engine_h11`
+(anyio + h11, the portable one), :mod:`.histogram`, :mod:`.results` (the accounting), :mod:`.workers`
+(processes and merging), :mod:`.report`, :mod:`.cli`, :mod:`.demo`.
+"""
+
+from __future__ import annotations
+
+from .config import BenchConfig, WorkerPlan, available_engines, resolve_engine, resolve_workers
+from .demo import demo_bench
+from .results import Counters, Interval, WorkerResult
+from .workers import BenchResult, run_bench
+
+__all__ = [
+    "BenchConfig",
+    "BenchResult",
+    "Counters",
+    "Interval",
+    "WorkerPlan",
+    "WorkerResult",
+    "available_engines",
+    "demo_bench",
+    "resolve_engine",
+    "resolve_workers",
+    "run_bench",
+]

@@ -1,0 +1,266 @@
+"""``aiotcp bench URL``: the command line of the load generator.
+
+:func:`register` adds the ``bench`` subcommand to the ``aiotcp`` parser; :func:`main` runs it on its own
+(``python -m aiotcp.bench.cli URL ...``). Exit codes follow ``aiotcp``: 0 the run produced responses,
+1 no request succeeded (the commonest error is printed as ``error: KIND: message``), 2 usage error,
+130 interrupted (the partial run is still reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, NoReturn, TextIO
+
+from ..errors import AiotcpError, InvalidTarget
+from ..text import escape_control
+from .config import BenchConfig, resolve_engine, resolve_workers
+from .results import Interval
+
+__all__ = ["add_arguments", "config_from_args", "main", "register", "run_command"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def duration(text: str) -> float:
+    """``10``, ``10s``, ``500ms``, ``2m``, ``1h`` -> seconds (wrk's suffixes)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 10, 10s, 500ms, 2m)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _positive_duration(text: str) -> float:
+    value = duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than zero, got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    from ..cli import positive_int
+
+    return positive_int(text)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``bench`` flags (shared names and types with the rest of ``aiotcp``)."""
+    from ..cli import parse_header, positive_float, positive_int
+
+    parser.add_argument("url", help="http:// URL to load")
+    load = parser.add_argument_group("load")
+    load.add_argument("-c", "--connections", type=positive_int, default=50, help="open connections (50)")
+    load.add_argument(
+        "-d", "--duration", type=_positive_duration, help="measured run length: 10, 10s, 500ms, 2m (10s; with -n a cap)"
+    )
+    load.add_argument("-n", "--requests", type=positive_int, help="send exactly N requests, then stop")
+    load.add_argument("--warmup", type=duration, default=0.0, help="load for this long first, uncounted (0)")
+    load.add_argument(
+        "-R", "--rate", type=positive_float, help="open loop: total requests/s on a fixed schedule (wrk2)"
+    )
+    load.add_argument("-w", "--workers", type=_workers, default=1, help="worker processes, or 'auto' (1)")
+    load.add_argument("--engine", choices=("auto", "httptools", "h11"), default="auto", help="(auto: fastest)")
+    request = parser.add_argument_group("requests")
+    request.add_argument("-m", "--method", choices=("GET", "HEAD"), default="GET", type=str.upper)
+    request.add_argument(
+        "-H", "--header", dest="headers", action="append", type=parse_header, default=[], metavar="'NAME: VALUE'"
+    )
+    request.add_argument(
+        "--no-keepalive", dest="keepalive", action="store_false", help="a new connection for every request"
+    )
+    request.add_argument(
+        "--pipeline", type=positive_int, default=1, metavar="K", help="requests in flight per connection"
+    )
+    request.add_argument(
+        "-t", "--timeout", type=positive_float, default=10.0, help="per request and per connect, seconds (10)"
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
+    output.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram interval log")
+    output.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+    output.add_argument("--no-progress", dest="progress", action="store_false", help="no live progress on stderr")
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``aiotcp`` subcommands; the handler is stored as ``handler`` (returns exit code)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "bench",
+        help="load generator: requests/s and latency percentiles (closed loop or fixed rate)",
+        description="Load an http:// URL like wrk (closed loop) or wrk2 (-R, with coordinated-omission "
+        "correction) and report requests/s, latency percentiles, status codes and errors by kind.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=run_command)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """A validated :class:`BenchConfig` from parsed flags.
+
+    Raises:
+        InvalidTarget: for a bad URL or header.
+        ValueError: for flags that do not go together, naming them.
+    """
+    duration_s = args.duration
+    if duration_s is None and args.requests is None:
+        duration_s = 10.0
+    return BenchConfig(
+        url=args.url,
+        connections=args.connections,
+        duration=duration_s,
+        requests=args.requests,
+        warmup=args.warmup,
+        rate=args.rate,
+        workers=resolve_workers(args.workers, args.connections),
+        method=args.method,
+        headers=tuple(args.headers),
+        keepalive=args.keepalive,
+        pipeline=args.pipeline,
+        timeout=args.timeout,
+        engine=resolve_engine(args.engine),
+    )
+
+
+class _Progress:
+    """Live progress on stderr: requests so far, the last interval's requests/s and p99."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.config = config
+        self.console = Console(stderr=True, highlight=False)
+        self.live = Live(console=self.console, auto_refresh=False, transient=True)
+        self.requests = 0
+        self.errors = 0
+        self.elapsed = 0.0
+
+    def __enter__(self) -> _Progress:
+        self.live.__enter__()
+        self.live.update(f"bench {self.config.url}: connecting ...", refresh=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def __call__(self, interval: Interval) -> None:
+        from . import histogram as hist
+
+        self.requests += interval.requests
+        self.errors += interval.errors
+        self.elapsed = interval.start_s + interval.length_s
+        rps = interval.requests / interval.length_s if interval.length_s > 0 else 0.0
+        p99 = hist.summary_ms(interval.histogram())["p99"]
+        p99_text = "-" if p99 is None else f"{p99:.3f} ms"
+        self.live.update(
+            f"bench {self.elapsed:6.1f} s  {self.requests:>12,} requests  {rps:>12,.0f} requests/s"
+            f"  p99 {p99_text}  errors {self.errors:,}",
+            refresh=True,
+        )
+
+
+@contextmanager
+def _stop_on_sigint(stop: threading.Event) -> Any:
+    """First Ctrl-C: stop the run and report what was measured. Second: the usual KeyboardInterrupt."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _write_file(path: str, writer: Any, result: Any) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        writer(result, file)
+
+
+def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run ``aiotcp bench`` for parsed ``args``; returns the exit code. Raises AiotcpError (e.g. ``dns``)."""
+    import json
+
+    from . import report
+    from .workers import run_bench
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        config = config_from_args(args)
+    except InvalidTarget:
+        raise
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=err)
+        return EXIT_USAGE
+    stop = threading.Event()
+    show_progress = args.progress and err is sys.stderr and sys.stderr.isatty()
+    progress = _Progress(config) if show_progress else None
+    with _stop_on_sigint(stop), progress if progress is not None else nullcontext():
+        result = run_bench(config, on_interval=progress, stop=stop)
+    if args.hdr_log:
+        _write_file(args.hdr_log, report.write_hdr_log, result)
+    if args.report:
+        _write_file(args.report, report.write_html, result)
+    if args.json:
+        json.dump(report.to_json(result), out, indent=2)
+        out.write("\n")
+        warning = report.rate_warning(result)
+        if warning:
+            print(f"warning: {warning}", file=err)
+    else:
+        report.write_text(result, out)  # the warning is part of the text report
+    out.flush()
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    counters = result.counters
+    if counters.requests == 0:
+        if counters.errors:
+            kind = max(counters.errors, key=lambda name: counters.errors[name])
+            message = escape_control(counters.error_messages.get(kind, ""))
+            print(f"error: {kind}: {message}", file=err)
+        else:
+            print("error: no response within the run", file=err)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"error: usage: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``aiotcp bench`` on its own, before (or without) the ``aiotcp`` command wiring."""
+    parser = _Parser(prog="aiotcp bench")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_command(args)
+    except AiotcpError as exc:
+        print(f"error: {exc.kind}: {escape_control(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, InvalidTarget) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

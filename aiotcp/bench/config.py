@@ -1,0 +1,239 @@
+"""What a bench run does (:class:`BenchConfig`), and each worker's share of it (:class:`WorkerPlan`).
+
+Both are value objects that validate when built. A ``WorkerPlan`` is plain data (strings, numbers, bytes)
+so that it pickles cheaply into a spawned worker process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .._version import __version__
+from ..errors import InvalidTarget
+from ..http11 import Request
+from ..targets import Target, parse_target
+
+__all__ = [
+    "DEFAULT_COUNT_CAP_S",
+    "USER_AGENT",
+    "BenchConfig",
+    "Engine",
+    "WorkerPlan",
+    "available_engines",
+    "resolve_engine",
+    "resolve_workers",
+]
+
+Engine = Literal["httptools", "h11"]
+USER_AGENT = f"aiotcp-bench/{__version__}"
+#: With ``-n`` and no ``-d``, a run still stops after this many seconds: every load loop is bounded.
+DEFAULT_COUNT_CAP_S = 600.0
+
+
+def available_engines() -> list[Engine]:
+    """Engines that can run here, fastest first."""
+    engines: list[Engine] = []
+    try:
+        import httptools  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the platform
+        pass
+    else:
+        engines.append("httptools")
+    engines.append("h11")
+    return engines
+
+
+def resolve_engine(name: str) -> Engine:
+    """``auto`` -> the fastest installed engine. Raises ``ValueError`` for an unknown or missing one."""
+    engines = available_engines()
+    if name == "auto":
+        return engines[0]
+    if name not in ("httptools", "h11"):
+        raise ValueError(f"unknown engine {name!r}: choose auto, httptools or h11")
+    if name not in engines:
+        raise ValueError(f"engine {name!r} needs the {name} package: pip install {name}")
+    return name
+
+
+def resolve_workers(workers: int | Literal["auto"], connections: int) -> int:
+    """``auto`` -> one worker per CPU, but never more workers than connections."""
+    if workers == "auto":
+        return max(1, min(os.cpu_count() or 1, connections))
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers!r}")
+    return min(workers, connections)
+
+
+def _split(total: int, parts: int, index: int) -> int:
+    """Share ``index`` of ``total`` split into ``parts`` as evenly as integers allow (shares sum to total)."""
+    return total // parts + (1 if index < total % parts else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """One bench run. Validated when built.
+
+    ``duration`` is the length of the measured run; with ``requests`` it is a cap (``None`` means
+    :data:`DEFAULT_COUNT_CAP_S`). ``rate`` switches to open-loop mode: that many requests per second in total,
+    on an absolute schedule. ``headers`` replace the defaults (Host, User-Agent, Accept) by name.
+
+    Raises:
+        InvalidTarget: for a malformed URL, a scheme other than http, or a bad header.
+        ValueError: for out-of-range numbers, naming the option.
+    """
+
+    url: str
+    connections: int = 50
+    duration: float | None = 10.0
+    requests: int | None = None
+    warmup: float = 0.0
+    rate: float | None = None
+    workers: int = 1
+    method: Literal["GET", "HEAD"] = "GET"
+    headers: tuple[tuple[str, str], ...] = ()
+    keepalive: bool = True
+    pipeline: int = 1
+    timeout: float = 10.0
+    engine: Engine = "httptools"
+    interval: float = 1.0
+    target: Target = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        target = parse_target(self.url)
+        if target.scheme != "http":
+            raise InvalidTarget(f"bench: only http:// URLs are supported, got {self.url!r}")
+        object.__setattr__(self, "target", target)
+        if self.method not in ("GET", "HEAD"):
+            raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
+        if self.engine not in ("httptools", "h11"):
+            raise ValueError(f"engine must be httptools or h11 (resolve 'auto' first), got {self.engine!r}")
+        for name in ("connections", "workers", "pipeline"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.workers > self.connections:
+            raise ValueError(f"workers ({self.workers}) must not exceed connections ({self.connections})")
+        if self.requests is not None and (not isinstance(self.requests, int) or self.requests < 1):
+            raise ValueError(f"requests must be a positive integer, got {self.requests!r}")
+        if self.duration is None and self.requests is None:
+            raise ValueError("give a duration, a request count, or both")
+        for name in ("duration", "rate", "timeout", "interval"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and 0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (isinstance(self.warmup, (int, float)) and 0 <= self.warmup < math.inf):
+            raise ValueError(f"warmup must be zero or a positive number of seconds, got {self.warmup!r}")
+        if not self.keepalive and self.pipeline > 1:
+            raise ValueError("pipelining needs keep-alive: drop --pipeline or --no-keepalive")
+        self.request_bytes()  # validates the headers
+
+    @property
+    def mode(self) -> Literal["closed", "rate"]:
+        """``closed``: each connection sends as soon as it has room; ``rate``: on the wrk2 schedule."""
+        return "closed" if self.rate is None else "rate"
+
+    @property
+    def time_limit(self) -> float:
+        """Seconds after which the measured run stops, whatever is left."""
+        if self.duration is not None:
+            return float(self.duration)
+        return DEFAULT_COUNT_CAP_S
+
+    def request_bytes(self) -> bytes:
+        """The request every connection sends, encoded once.
+
+        Raises:
+            InvalidHeader: for a header that cannot go on the wire.
+        """
+        defaults = [("Host", self.target.authority), ("User-Agent", USER_AGENT), ("Accept", "*/*")]
+        given = {name.lower() for name, _ in self.headers}
+        pairs = [pair for pair in defaults if pair[0].lower() not in given] + list(self.headers)
+        if not self.keepalive:
+            pairs = [pair for pair in pairs if pair[0].lower() != "connection"] + [("Connection", "close")]
+        request = Request(
+            self.method.encode("ascii"),
+            self.target.path.encode("ascii"),
+            [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs],
+        )
+        return request.encode()
+
+    def plans(self) -> list[WorkerPlan]:
+        """Each worker's share: connections, requests and rate split in proportion to connections."""
+        plans = []
+        first = 0
+        for index in range(self.workers):
+            connections = _split(self.connections, self.workers, index)
+            requests = None
+            if self.requests is not None:
+                # Split the count like the connections, so every worker finishes at about the same time.
+                requests = (self.requests * (first + connections)) // self.connections - (
+                    self.requests * first
+                ) // self.connections
+            plans.append(
+                WorkerPlan(
+                    index=index,
+                    host=self.target.host,
+                    port=self.target.port,
+                    target=self.target.url,
+                    request=self.request_bytes(),
+                    head=self.method == "HEAD",
+                    connections=connections,
+                    first_connection=first,
+                    total_connections=self.connections,
+                    requests=requests,
+                    time_limit=self.time_limit,
+                    warmup=float(self.warmup),
+                    rate=None if self.rate is None else self.rate * connections / self.connections,
+                    pipeline=self.pipeline,
+                    keepalive=self.keepalive,
+                    timeout=float(self.timeout),
+                    interval=float(self.interval),
+                    engine=self.engine,
+                )
+            )
+            first += connections
+        return plans
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerPlan:
+    """One worker's share of a run; plain data for pickling into a worker process.
+
+    ``host`` is what to connect to (an address once the parent has resolved the name); ``target`` is only
+    for error messages. ``rate`` is this worker's share of the total rate, ``None`` in closed-loop mode.
+    """
+
+    index: int
+    host: str
+    port: int
+    target: str
+    request: bytes
+    head: bool
+    connections: int
+    first_connection: int
+    total_connections: int
+    requests: int | None
+    time_limit: float
+    warmup: float
+    rate: float | None
+    pipeline: int
+    keepalive: bool
+    timeout: float
+    interval: float
+    engine: Engine
+
+    def with_host(self, host: str) -> WorkerPlan:
+        """The same plan, connecting to ``host`` (the resolved address)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values["host"] = host
+        return WorkerPlan(**values)
+
+    def phase(self, slot: int) -> float:
+        """Offset of connection ``slot``'s schedule, in seconds: connections take turns evenly (wrk2)."""
+        if self.rate is None:
+            return 0.0
+        per_connection_interval = self.connections / self.rate
+        return per_connection_interval * (self.first_connection + slot) / self.total_connections

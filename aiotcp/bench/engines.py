@@ -1,0 +1,339 @@
+"""The part of a worker's run both engines share: phases, budgets, schedules, intervals; and the dispatcher.
+
+Theory of operation
+-------------------
+A worker runs one engine on its own event loop over its share of the connections (a
+:class:`~aiotcp.bench.config.WorkerPlan`). The engine owns the sockets; :class:`RunState` owns everything
+the two engines must agree on, so that they count alike:
+
+=========  ====================================================  =========================================
+phase      what happens                                          ends when
+=========  ====================================================  =========================================
+warmup     load as configured; nothing is kept                   ``warmup`` seconds have passed
+drain      no new requests; in-flight ones finish or time out    nothing is in flight (bounded by timeout)
+measure    load; every attempt is counted (see results.py)       the time limit, the request count, or stop
+stopped    no new requests; what is in flight is ``in_flight``   --
+=========  ====================================================  =========================================
+
+Engines call :meth:`RunState.take` before every send (it says how many requests the budget allows, zero
+unless sending), :meth:`RunState.fail` for failed attempts, and :meth:`RunState.tick` from their one
+loop-level ticker, which also checks per-request deadlines. Per-request timers do not exist: a request's
+deadline is checked by the ticker against its send time, so a request times out between ``timeout`` and
+``timeout + TICK_S`` after it was sent.
+
+Open loop (wrk2): connection slot ``s`` sends its k-th request at ``start + phase(s) + k * period``, where
+``period = connections / rate`` and the phases spread the slots evenly over one period. A response's
+corrected latency is measured from that intended time, its uncorrected latency from the moment it was
+actually written; a slot that falls behind sends as soon as it can, so the backlog shows in the corrected
+numbers instead of silently lowering the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Literal
+
+from .. import errors
+from .config import WorkerPlan
+from .histogram import FLUSH_AT, Recorder, encode, new_histogram
+from .results import Counters, Interval, WorkerResult
+
+__all__ = ["TICK_S", "RunState", "loop_name", "run_worker"]
+
+#: How often the ticker runs: deadline checks, buffer flushes, phase changes, intervals.
+TICK_S = 0.05
+#: Reconnect backoff after consecutive connect failures of one slot: first retry at once, then doubling.
+BACKOFF_FIRST_S = 0.001
+BACKOFF_MAX_S = 0.1
+
+Phase = Literal["warmup", "drain", "measure", "stopped"]
+Emit = Callable[[Interval], None]
+ShouldStop = Callable[[], bool]
+
+perf_counter: Callable[[], float] = time.perf_counter
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait before a slot's next connect, after ``failures`` failures in a row."""
+    if failures <= 1:
+        return 0.0
+    return float(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** (failures - 2)))
+
+
+class RunState:
+    """Phases, budget, schedules and counters of one worker's run (see the module docstring)."""
+
+    def __init__(self, plan: WorkerPlan, emit: Emit, should_stop: ShouldStop) -> None:
+        self.plan = plan
+        self._emit = emit
+        self._should_stop = should_stop
+        self.counters = Counters()
+        self.latency = Recorder()  # corrected in rate mode
+        self.uncorrected: Recorder | None = Recorder() if plan.rate is not None else None
+        self.total = new_histogram()  # the sum of the emitted intervals
+        self.total_uncorrected = new_histogram() if plan.rate is not None else None
+        self.phase: Phase = "warmup"
+        self.sending = False
+        self.stopped = False
+        self.remaining: int | None = None  # sends left in count mode
+        self.connect_attempts_failed = 0  # attempts that never got a connection (nothing written)
+        self.period = plan.connections / plan.rate if plan.rate is not None else 0.0
+        self.schedule = [0.0] * plan.connections  # next intended send time per slot (rate mode)
+        self.start = 0.0
+        self.end = 0.0
+        self.deadline = 0.0
+        self.warmup_end = 0.0
+        self.drain_deadline = 0.0
+        self.warmup_requests = 0
+        self._next_interval = 0.0
+        self._interval_index = 0
+        self._interval_start = 0.0
+        self._last = (0, 0, 0)  # requests, errors, bytes at the start of the interval
+        self.target = plan.target
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} worker={self.plan.index} phase={self.phase} in_flight={self.in_flight()}"
+            f" requests={self.counters.requests} errors={self.counters.error_count}>"
+        )
+
+    # -- hooks the engines implement ----------------------------------------------------------------------
+
+    def resume(self) -> None:
+        """Sending is allowed again (a phase began): wake every connection."""
+
+    def halt(self) -> None:
+        """The run stopped: close every connection and cancel pending connects."""
+
+    # -- phases -------------------------------------------------------------------------------------------
+
+    def begin(self, now: float) -> None:
+        """Start the run: warm up first if asked to, else measure at once."""
+        if self.plan.warmup > 0:
+            self.phase = "warmup"
+            self.sending = True
+            self.warmup_end = now + self.plan.warmup
+            self._reset_schedule(now)
+        else:
+            self.begin_measure(now)
+
+    def begin_measure(self, now: float) -> None:
+        counters = self.counters
+        self.warmup_requests = counters.requests
+        # Normally nothing is in flight here (drained); if something is, it is an attempt of this phase.
+        leftover = self.in_flight()
+        # Connection counts span the whole run, warmup included; attempts and their outcomes do not.
+        counters.requests = counters.bytes_read = counters.bytes_written = 0
+        counters.attempts = leftover
+        self.connect_attempts_failed = 0
+        counters.status.clear()
+        counters.errors.clear()
+        counters.error_messages.clear()
+        self.latency.take()
+        if self.uncorrected is not None:
+            self.uncorrected.take()
+        self.phase = "measure"
+        self.start = self._interval_start = now
+        self.deadline = now + self.plan.time_limit
+        self._next_interval = now + self.plan.interval
+        self._last = (0, 0, 0)
+        self.remaining = self.plan.requests
+        self.sending = True
+        self._reset_schedule(now)
+        self.resume()
+
+    def _reset_schedule(self, now: float) -> None:
+        if self.plan.rate is not None:
+            for slot in range(self.plan.connections):
+                self.schedule[slot] = now + self.plan.phase(slot)
+
+    def stop(self, now: float) -> None:
+        """End the run now: requests still in flight become ``in_flight``."""
+        if self.stopped:
+            return
+        measured = self.phase == "measure"
+        self.phase = "stopped"
+        self.stopped = True
+        self.sending = False
+        if measured:
+            self.end = now
+            self.counters.in_flight = self.in_flight()
+            self._emit_interval(now)
+        else:  # stopped before measuring began (interrupted during warmup): an empty run
+            self.start = self.end = now
+            self.counters.in_flight = 0
+        self.halt()
+
+    def tick(self, now: float) -> None:
+        """The ticker's work, after the engine checked request deadlines."""
+        self.flush()
+        if self._should_stop():
+            self.stop(now)
+            return
+        if self.phase == "warmup" and now >= self.warmup_end:
+            self.phase = "drain"
+            self.sending = False
+            self.drain_deadline = now + self.plan.timeout + 2 * TICK_S
+        if self.phase == "drain" and (self.in_flight() == 0 or now >= self.drain_deadline):
+            self.begin_measure(now)
+        if self.phase == "measure":
+            while now >= self._next_interval and now < self.deadline:
+                self._emit_interval(self._next_interval)
+                self._next_interval += self.plan.interval
+            if now >= self.deadline:
+                self.stop(now)
+
+    def _emit_interval(self, end: float) -> None:
+        counters = self.counters
+        requests, error_count, read = counters.requests, counters.error_count, counters.bytes_read
+        last_requests, last_errors, last_read = self._last
+        self._last = (requests, error_count, read)
+        latency = self.latency.take()
+        uncorrected = self.uncorrected.take() if self.uncorrected is not None else None
+        interval = Interval(
+            index=self._interval_index,
+            start_s=round(self._interval_start - self.start, 6),
+            length_s=round(max(0.0, end - self._interval_start), 6),
+            requests=requests - last_requests,
+            errors=error_count - last_errors,
+            bytes_read=read - last_read,
+            latency=encode(latency),
+            uncorrected=None if uncorrected is None else encode(uncorrected),
+        )
+        # The totals are the sum of the intervals: recorded once, added once a second.
+        self.total.add(latency)
+        if uncorrected is not None and self.total_uncorrected is not None:
+            self.total_uncorrected.add(uncorrected)
+        self._interval_index += 1
+        self._interval_start = end
+        self._emit(interval)
+
+    def flush(self) -> None:
+        self.latency.flush()
+        if self.uncorrected is not None:
+            self.uncorrected.flush()
+
+    def maybe_flush(self) -> None:
+        """Fold the sample buffers into the histograms if they are full (engines call this per read)."""
+        if len(self.latency.buffer) >= FLUSH_AT:
+            self.flush()
+
+    # -- budget and accounting ----------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        """Attempts sent and not yet answered or failed. Derived, so the hot paths keep no counter."""
+        counters = self.counters
+        return counters.attempts - counters.requests - counters.error_count
+
+    def take(self, wanted: int) -> int:
+        """How many of ``wanted`` requests may be sent now (0 unless sending), taken from the budget."""
+        if not self.sending:
+            return 0
+        remaining = self.remaining
+        if remaining is None:
+            return wanted
+        if wanted > remaining:
+            wanted = remaining
+        self.remaining = remaining - wanted
+        return wanted
+
+    def may_connect(self) -> bool:
+        """Whether a slot without a connection should (re)connect now."""
+        return self.sending and (self.remaining is None or self.remaining > 0)
+
+    def fail(self, error: errors.AiotcpError, count: int) -> None:
+        """``count`` in-flight attempts failed with ``error``."""
+        if count <= 0 or self.stopped:
+            return
+        self.counters.error(error.kind, str(error), count)
+        self.maybe_done()
+
+    def connect_failed(self, error: errors.AiotcpError, slot: int) -> None:
+        """A connect failed: a failed connection, and one failed attempt if the budget had one."""
+        if self.stopped:
+            return
+        counters = self.counters
+        counters.failed += 1
+        if self.take(1):
+            counters.attempts += 1
+            self.connect_attempts_failed += 1
+            counters.error(error.kind, str(error))
+            if self.plan.rate is not None:
+                self.schedule[slot] += self.period
+            self.maybe_done()
+
+    def maybe_done(self) -> None:
+        """Stop once a count-mode budget is spent and nothing is in flight."""
+        if self.remaining == 0 and self.phase == "measure" and self.in_flight() == 0:
+            self.stop(perf_counter())
+
+    # -- result -------------------------------------------------------------------------------------------
+
+    def result(self, loop: str) -> WorkerResult:
+        counters = self.counters
+        # Every request is the same bytes: what was written follows from the attempts that had a connection.
+        counters.bytes_written = (counters.attempts - self.connect_attempts_failed) * len(self.plan.request)
+        return WorkerResult(
+            index=self.plan.index,
+            counters=self.counters,
+            latency=encode(self.total),
+            uncorrected=None if self.total_uncorrected is None else encode(self.total_uncorrected),
+            duration_s=max(0.0, self.end - self.start),
+            warmup_requests=self.warmup_requests,
+            loop=loop,
+            engine=self.plan.engine,
+        )
+
+
+def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
+    """``uvloop`` or ``asyncio`` for the running (or given) loop."""
+    loop = loop or asyncio.get_running_loop()
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+
+
+def have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - depends on the platform
+        return False
+    return True
+
+
+def run_worker(
+    plan: WorkerPlan,
+    emit: Emit,
+    should_stop: ShouldStop,
+    *,
+    use_uvloop: bool = True,
+    backend: Literal["asyncio", "trio"] = "asyncio",
+) -> WorkerResult:
+    """Run one worker's share to the end on a new event loop in this thread; blocks until done.
+
+    ``emit`` is called on the loop with every finished interval; ``should_stop`` is polled by the ticker.
+    The httptools engine runs on uvloop when ``use_uvloop`` and it is installed; the h11 engine runs on
+    ``backend`` (asyncio, with uvloop likewise, or trio).
+    """
+    use_uvloop = use_uvloop and have_uvloop()
+    if plan.engine == "httptools":
+        from .engine_httptools import run_httptools
+
+        if use_uvloop:
+            import uvloop
+
+            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        else:
+            factory = asyncio.SelectorEventLoop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(run_httptools(plan, emit, should_stop))
+    import anyio
+
+    from .engine_h11 import run_h11
+
+    if backend == "trio":
+        return anyio.run(run_h11, plan, emit, should_stop, "trio", backend="trio")
+    loop = "uvloop" if use_uvloop else "asyncio"
+    return anyio.run(
+        run_h11, plan, emit, should_stop, loop, backend="asyncio", backend_options={"use_uvloop": use_uvloop}
+    )

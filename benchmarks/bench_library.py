@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Library clients side by side, one run: ``aiotcp.Client`` (h11 and httptools parsers), aiohttp and httpx.
+
+Each client does ``GET /`` (reading the whole body) from 50 concurrent tasks over keep-alive connections
+for ``--seconds`` on the same event loop kind (uvloop when installed), against one loopback target: nginx
+(one worker, started here) when installed, else the built-in server in its own process. Clients are
+alternated round by round; the script prints requests/s per client and the ratios the goals are stated
+in:
+
+    aiotcp (h11)       >= 1.0 x aiohttp
+    aiotcp (httptools) >= 3 x aiohttp
+    aiotcp             >= 30 x httpx
+
+    python benchmarks/bench_library.py                     # 3 rounds x 3 s per client
+    python benchmarks/bench_library.py --rounds 5 --seconds 5 --tasks 50 --target builtin
+
+Every run is bounded: each client stops issuing requests after ``--seconds`` and its in-flight requests
+finish (or are cancelled) within a few seconds more. Peers come from the ``bench`` extra; a missing one
+is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, ExitStack
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_targets import builtin_server, find_nginx, nginx
+
+Get = Callable[[], Awaitable[int]]  # one GET, returns the body length
+ClientFactory = Callable[[str, int], AbstractAsyncContextManager[Get]]
+
+_DRAIN_S = 5.0
+
+
+class _Aiotcp:
+    def __init__(self, http: str) -> None:
+        self.http = http
+
+    def __call__(self, url: str, tasks: int) -> Any:
+        import contextlib
+
+        import aiotcp
+
+        @contextlib.asynccontextmanager
+        async def session() -> Any:
+            limits = aiotcp.Limits(max_connections=tasks)
+            async with aiotcp.Client(http=self.http, limits=limits, timeout=10) as client:
+
+                async def get() -> int:
+                    response = await client.get(url)
+                    return len(response.content)
+
+                yield get
+
+        return session()
+
+
+def _aiohttp(url: str, tasks: int) -> Any:
+    import contextlib
+
+    import aiohttp
+
+    @contextlib.asynccontextmanager
+    async def session() -> Any:
+        connector = aiohttp.TCPConnector(limit=tasks)
+        async with aiohttp.ClientSession(connector=connector) as client:
+
+            async def get() -> int:
+                async with client.get(url) as response:
+                    return len(await response.read())
+
+            yield get
+
+    return session()
+
+
+def _httpx(url: str, tasks: int) -> Any:
+    import contextlib
+
+    import httpx
+
+    @contextlib.asynccontextmanager
+    async def session() -> Any:
+        limits = httpx.Limits(max_connections=tasks, max_keepalive_connections=tasks)
+        async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+
+            async def get() -> int:
+                response = await client.get(url)
+                return len(response.content)
+
+            yield get
+
+    return session()
+
+
+async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float) -> tuple[float, int]:
+    """Requests/s and errors of ``tasks`` workers doing GET in a loop for ``seconds``."""
+    done = 0
+    errors = 0
+    async with factory(url, tasks) as get:
+        await get()  # warm the import paths and one connection
+        stop_at = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done, errors
+            while time.perf_counter() < stop_at:  # bounded by time
+                try:
+                    await get()
+                    done += 1
+                except Exception:
+                    errors += 1
+                    await asyncio.sleep(0.01)
+
+        started = time.perf_counter()
+        workers = [asyncio.create_task(worker()) for _ in range(tasks)]
+        _, pending = await asyncio.wait(workers, timeout=seconds + _DRAIN_S)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+    return done / elapsed, errors
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="per client per round (3)")
+    parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument("--target", choices=("auto", "nginx", "builtin"), default="auto")
+    args = parser.parse_args()
+    if not (1 <= args.rounds <= 20 and 0 < args.seconds <= 60 and 1 <= args.tasks <= 1000):
+        parser.error("--rounds 1-20, --seconds up to 60, --tasks 1-1000: every run here is bounded")
+
+    clients: dict[str, ClientFactory] = {"aiotcp (h11)": _Aiotcp("h11")}
+    try:
+        import httptools  # noqa: F401
+
+        clients["aiotcp (httptools)"] = _Aiotcp("httptools")
+    except ImportError:
+        print("httptools not installed: skipping aiotcp (httptools)")
+    for name, factory, module in (("aiohttp", _aiohttp, "aiohttp"), ("httpx", _httpx, "httpx")):
+        try:
+            __import__(module)
+        except ImportError:
+            print(f"{module} not installed (pip install -e '.[bench]'): skipping")
+        else:
+            clients[name] = factory
+
+    loop_factory = _loop_factory()
+    loop_name = "uvloop" if loop_factory is not asyncio.new_event_loop else "asyncio"
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()};"
+        f" Python {platform.python_version()}, loop {loop_name}"
+    )
+    with ExitStack() as stack:
+        binary = find_nginx()
+        if args.target in ("auto", "nginx") and binary:
+            target = stack.enter_context(nginx(binary))
+        else:
+            target = stack.enter_context(builtin_server())
+        print(f"target: {target.describe} at {target.url}; {args.tasks} tasks, keep-alive, {args.seconds:g} s per run")
+        results: dict[str, list[float]] = {name: [] for name in clients}
+        for round_index in range(args.rounds):
+            order = list(clients) if round_index % 2 == 0 else list(reversed(clients))
+            line = []
+            for name in order:
+                with asyncio.Runner(loop_factory=loop_factory) as runner:
+                    rps, errors = runner.run(_measure(clients[name], target.url, args.tasks, args.seconds))
+                results[name].append(rps)
+                line.append(f"{name} {rps:,.0f}" + (f" ({errors} errors)" if errors else ""))
+            print(f"  round {round_index + 1}: " + "  ".join(line))
+    medians = {name: statistics.median(values) for name, values in results.items()}
+    print(f"\n  {'client':<22}{'median req/s':>14}")
+    for name, value in medians.items():
+        print(f"  {name:<22}{value:>14,.0f}")
+    print()
+    for ours in ("aiotcp (h11)", "aiotcp (httptools)"):
+        for peer, goal in (("aiohttp", 1.0 if ours.endswith("(h11)") else 3.0), ("httpx", 30.0)):
+            if ours in medians and peer in medians and medians[peer] > 0:
+                ratio = medians[ours] / medians[peer]
+                verdict = "meets" if ratio >= goal else "below"
+                print(f"  {ours} / {peer}: {ratio:6.2f}x  (goal >= {goal:g}x: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
