@@ -44,8 +44,7 @@ def _serve(port_queue: multiprocessing.Queue, stop: multiprocessing.Event) -> No
         await silent.start()
         servers.append(silent)
         port_queue.put((first.port, silent.port))
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
+        await asyncio.get_running_loop().run_in_executor(None, stop.wait)
         for server in servers:
             await server.aclose()
 
