@@ -47,7 +47,7 @@ class Journal:
         good_end = self._load()
         self._file = open(path, "r+b" if good_end is not None else "wb")  # noqa: SIM115 - closed in close()
         if good_end is None:
-            self._write_line({"aiotcp_journal": VERSION, "key": key})
+            self._file.write(self._header())
             self._file.flush()
         else:
             self._file.truncate(good_end)
@@ -58,6 +58,9 @@ class Journal:
     def __repr__(self) -> str:
         return f"<Journal {self.path!r} recovered={self.recovered}>"
 
+    def _header(self) -> bytes:
+        return json.dumps({"aiotcp_journal": VERSION, "key": self.key}, separators=(",", ":")).encode() + b"\n"
+
     def _load(self) -> int | None:
         """Read what is on disk; return the offset after the last whole line, or None for a new journal."""
         try:
@@ -67,7 +70,10 @@ class Journal:
         with file:
             header_line = file.readline()
             if not header_line.endswith(b"\n"):
-                return None  # killed before the header was complete: start over
+                if self._header().startswith(header_line):
+                    return None  # killed before the header was complete: start over
+                # Not what we would have written: some other file, which must not be overwritten.
+                raise JournalMismatch(f"{self.path} is not an aiotcp journal")
             try:
                 header = json.loads(header_line)
             except ValueError:
@@ -114,7 +120,10 @@ class Journal:
                 yield record
 
     def _write_line(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        # A lone surrogate (from an input line that was not UTF-8) becomes the JSON escape \udcXX: the line stays
+        # valid UTF-8 and JSON, and replay() reads back the very same string.
+        self._file.write(text.encode("utf-8", "backslashreplace") + b"\n")
 
     def append(self, seq: int, record: dict[str, Any]) -> None:
         """Add a finished record. Written in batches: a crash loses at most the last batch, never a half."""

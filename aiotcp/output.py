@@ -15,6 +15,19 @@ from .text import escape_control
 
 __all__ = ["CSVWriter", "JSONLWriter", "RecordWriter", "TextWriter", "make_writer"]
 
+# Lone surrogates come from input lines that were not UTF-8 (read with surrogateescape, so the record can
+# quote them): no UTF-8 stream can write them, so every writer shows them as ``\udcXX``.
+_SURROGATES = {code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)}
+# JSON escapes only C0 controls; these too are escaped in JSONL so that ``cat``-ing a file of server-supplied
+# strings cannot drive a terminal (DEL, C1 such as U+009B CSI, bidi overrides, line/paragraph separators).
+# Each can only occur inside a JSON string, where ``\uXXXX`` means the same character.
+_CONTROLS = [0x7F, *range(0x80, 0xA0)]
+_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in [*_CONTROLS, *_BIDI, 0x2028, 0x2029]} | _SURROGATES
+# Text output is a record per line: the line and paragraph separators (which splitlines() and editors break
+# at) are shown as escapes, as escape_control() shows the rest.
+_TEXT_ESCAPES = {code: f"\\u{code:04x}" for code in (0x2028, 0x2029)} | _SURROGATES
+
 
 class RecordWriter(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
@@ -23,14 +36,18 @@ class RecordWriter(Protocol):
 
 
 class JSONLWriter:
-    """One JSON object per line. Non-ASCII kept as UTF-8; control characters escaped by JSON itself."""
+    """One JSON object per line. Non-ASCII text kept as UTF-8; control characters (C0 by JSON itself, DEL, C1),
+    bidi controls and lone surrogates written as ``\\uXXXX`` escapes."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def write(self, record: dict[str, Any]) -> None:
-        self._stream.write(self._encode(record) + "\n")
+        text = self._encode(record)
+        if not text.isascii() or "\x7f" in text:  # the common all-ASCII record skips the translation
+            text = text.translate(_JSON_ESCAPES)
+        self._stream.write(text + "\n")
 
     def flush(self) -> None:
         self._stream.flush()
@@ -38,12 +55,17 @@ class JSONLWriter:
 
 class CSVWriter:
     """RFC 4180 CSV with a header row. Nested values (the redirect chain) are JSON in one cell; cells that a
-    spreadsheet would run as a formula are prefixed with a quote (CSV injection)."""
+    spreadsheet would run as a formula are prefixed with a quote (CSV injection).
+
+    Rows end in CRLF, as RFC 4180 has it: the csv module quotes a cell only for the characters of the line
+    terminator, so with a bare LF a cell holding CR would go out unquoted and split the row for every reader.
+    The stream must not translate newlines (open files with ``newline=""``).
+    """
 
     def __init__(self, stream: TextIO, fields: tuple[str, ...]) -> None:
         self._stream = stream
         self._fields = fields
-        self._writer = csv.writer(stream, lineterminator="\n")
+        self._writer = csv.writer(stream, lineterminator="\r\n")
         self._writer.writerow(fields)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -61,9 +83,17 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = str(value)
+    if not text.isascii():
+        text = text.translate(_SURROGATES)
     if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not isinstance(value, (int, float)):
         return "'" + text
     return text
+
+
+def _show(value: Any) -> str:
+    """A field as text that cannot drive a terminal, and that any UTF-8 stream can write."""
+    text = escape_control(str(value))
+    return text if text.isascii() else text.translate(_TEXT_ESCAPES)
 
 
 class TextWriter:
@@ -73,18 +103,18 @@ class TextWriter:
         self._stream = stream
 
     def write(self, record: dict[str, Any]) -> None:
-        where = escape_control(str(record.get("url") or record.get("input") or ""))
+        where = _show(record.get("url") or record.get("input") or "")
         if record.get("error"):
-            line = f"{where} error: {record['error']}: {escape_control(str(record.get('error_message') or ''))}"
+            line = f"{where} error: {_show(record['error'])}: {_show(record.get('error_message') or '')}"
             if record.get("line") is not None:
                 line += f" (line {record['line']})"
         else:
             parts = [where, f"[{record.get('status_code')}]"]
             for name in ("server", "title"):
                 if record.get(name):
-                    parts.append(f"[{escape_control(str(record[name]))}]")
+                    parts.append(f"[{_show(record[name])}]")
             if record.get("location"):
-                parts.append(f"-> {escape_control(str(record['location']))}")
+                parts.append(f"-> {_show(record['location'])}")
             line = " ".join(parts)
         self._stream.write(line + "\n")
 

@@ -21,12 +21,14 @@ sharding rely on that.
 from __future__ import annotations
 
 import html
+import ipaddress
 import math
 import random
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from contextlib import ExitStack, aclosing
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -177,7 +179,7 @@ InputItem = str | Target
 Inputs = Iterable[InputItem] | AsyncIterable[InputItem]
 
 
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncIterator[Any]:
+async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
@@ -209,23 +211,24 @@ def _jobs_for_line(seq: int, line: int | None, text: str, ports: tuple[int, ...]
         yield _invalid(seq, line, text, exc)
 
 
-async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncIterator[Job]:
+async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncGenerator[Job, None]:
     """Number the targets of ``items`` lazily. Strings are lines: blank ones and ``#`` comments are skipped
     but counted, so ``line`` is the 1-based line number in the input."""
     seq = 0
     line = 0
-    async for item in _aiter(items):
-        line += 1
-        if isinstance(item, Target):
-            yield Job(seq, line, item.url, TargetSpec(item.scheme, item.host, item.port, item.path), item.port)
-            seq += 1
-            continue
-        text = item.strip()
-        if not text or text.startswith("#"):
-            continue
-        for job in _jobs_for_line(seq, line, text, ports):
-            seq = job.seq + 1
-            yield job
+    async with aclosing(_aiter(items)) as lines:
+        async for item in lines:
+            line += 1
+            if isinstance(item, Target):
+                yield Job(seq, line, item.url, TargetSpec(item.scheme, item.host, item.port, item.path), item.port)
+                seq += 1
+                continue
+            text = item.strip()
+            if not text or text.startswith("#"):
+                continue
+            for job in _jobs_for_line(seq, line, text, ports):
+                seq = job.seq + 1
+                yield job
 
 
 # -- limits ------------------------------------------------------------------------------------------------
@@ -307,9 +310,23 @@ def _title(body: bytes, charset: str | None) -> str | None:
     if match is None:
         return None
     raw = match.group(1)[: _TITLE_LIMIT * 4]
-    text = raw.decode(charset or "utf-8", errors="replace")
+    text = _decode(raw, charset)
     text = _SPACES.sub(" ", html.unescape(text)).strip()
     return text[:_TITLE_LIMIT] or None
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    """``raw`` in the server's charset, else UTF-8; undecodable bytes become U+FFFD.
+
+    The charset comes from the server: Python knows names that are not text codecs (``rot13``, ``hex``) or
+    that fail with ``errors="replace"`` (``idna``, ``punycode``), and none of them may cost us the record.
+    """
+    if charset is not None:
+        try:
+            return raw.decode(charset, errors="replace")
+        except (LookupError, UnicodeError):
+            pass
+    return raw.decode("utf-8", errors="replace")
 
 
 def _int_or_none(value: str | None) -> int | None:
@@ -363,21 +380,25 @@ class Prober:
 
     async def probe(self, job: Job) -> ProbeResult:
         if job.result is not None:
+            job.result.timestamp = _now_iso()
             return job.result
         assert job.spec is not None
         options = self.options
-        result = ProbeResult(input=job.text, line=job.line, host=job.spec.host, port=job.port, seq=job.seq)
-        deadline = anyio.current_time() + options.timeout
+        host = job.spec.host
+        result = ProbeResult(input=job.text, line=job.line, host=host, port=job.port, seq=job.seq)
         schemes = self.schemes_for(job)
         scheme = schemes[0]
-        local_tries = 0
-        started = time.perf_counter()
+        retries = local_tries = 0
         if self.hosts is not None:
-            await self.hosts.acquire(job.spec.host)
+            await self.hosts.acquire(host)
         try:
+            # The clock starts when the target's turn comes: waiting for our own limits (a per-host slot, a
+            # rate slot) is not the target's time, or a long list would time out targets never contacted.
+            if self.rate is not None:
+                await self.rate.wait()
+            started = time.perf_counter()
+            deadline = anyio.current_time() + options.timeout
             while True:
-                if self.rate is not None:
-                    await self.rate.wait()
                 result.attempts += 1
                 target = job.spec.resolve(default_scheme=scheme, default_port=job.port)
                 result.url, result.scheme, result.port = target.url, target.scheme, target.port
@@ -388,26 +409,31 @@ class Prober:
                 except AiotcpError as exc:
                     result.error, result.error_message = exc.kind, exc.message
                     if len(schemes) > 1 and scheme == schemes[0] and _looks_like_tls_mismatch(exc):
-                        scheme = schemes[1]
-                        continue
-                    if exc.kind == "local":
-                        local_tries += 1
-                        if local_tries > _LOCAL_EXTRA_ATTEMPTS:
+                        scheme = schemes[1]  # the answer says which scheme was meant: switch, not a retry
+                    else:
+                        if exc.kind == "local":
+                            local_tries += 1
+                            if local_tries > _LOCAL_EXTRA_ATTEMPTS:
+                                break
+                        elif exc.kind not in TRANSIENT_KINDS or retries >= options.retries:
                             break
-                    elif exc.kind not in TRANSIENT_KINDS or result.attempts - local_tries > options.retries:
-                        break
-                    pause = options.backoff * (2 ** min(result.attempts - 1, 6)) * random.uniform(0.5, 1.5)
-                    if anyio.current_time() + pause >= deadline:
-                        break
-                    await anyio.sleep(pause)
+                        else:
+                            retries += 1
+                        exponent = min(retries + local_tries - 1, 6)
+                        pause = options.backoff * (2**exponent) * random.uniform(0.5, 1.5)
+                        if anyio.current_time() + pause >= deadline:
+                            break
+                        await anyio.sleep(pause)
+                if self.rate is not None:
+                    await self.rate.wait()
         finally:
             if self.hosts is not None:
-                self.hosts.release(job.spec.host)
+                self.hosts.release(host)
         result.ok = result.error is None
         result.time_ms = round((time.perf_counter() - started) * 1000.0, 3)
         result.timestamp = _now_iso()
-        if result.ip is None and _is_ip(job.spec.host):
-            result.ip = job.spec.host
+        if result.ip is None and _is_ip(host):
+            result.ip = host
         return result
 
     async def _exchange(self, target: Target, result: ProbeResult, deadline: float) -> None:
@@ -421,14 +447,18 @@ class Prober:
             pool=remaining,
             total=remaining,
         )
-        async with self.client.stream(self.options.method, target, timeout=timeouts) as response:
-            body = bytearray()
-            if self.options.max_body:
-                async for chunk in response.stream():
-                    body += chunk
-                    if len(body) >= self.options.max_body:
-                        break  # enough for a title; leaving the block closes the connection
-            _fill(result, response, bytes(body[: self.options.max_body]))
+        try:
+            async with self.client.stream(self.options.method, target, timeout=timeouts) as response:
+                body = bytearray()
+                if self.options.max_body:
+                    async for chunk in response.stream():
+                        body += chunk
+                        if len(body) >= self.options.max_body:
+                            break  # enough for a title; leaving the block closes the connection
+                _fill(result, response, bytes(body[: self.options.max_body]))
+        except DeadlineExceeded:
+            # The budget above only knows what was left of the deadline; the record names the deadline itself.
+            raise _deadline_error(self.options.timeout, target) from None
 
 
 def _deadline_error(timeout: float, target: Target) -> AiotcpError:
@@ -436,7 +466,11 @@ def _deadline_error(timeout: float, target: Target) -> AiotcpError:
 
 
 def _is_ip(host: str) -> bool:
-    return host[:1].isdigit() or ":" in host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name, even one that starts with a digit (1password.com)
+    return True
 
 
 def _fill(result: ProbeResult, response: Response, body: bytes) -> None:
@@ -474,14 +508,15 @@ async def probe_many(
     *,
     skip: Callable[[int], bool] | None = None,
     **option_values: Any,
-) -> AsyncIterator[ProbeResult]:
+) -> AsyncGenerator[ProbeResult, None]:
     """Probe every target of ``targets``; yield one :class:`ProbeResult` per target, never raising for one.
 
     ``targets``: an iterable or async iterable of lines (``host``, ``host:port``, URL, ``[v6]:port``, CIDR
     range; blank lines and ``#`` comments skipped) or :class:`~aiotcp.Target` objects.
 
     Options, as a :class:`ProbeOptions` or as keywords: ``method`` GET|HEAD, ``concurrency`` probes in
-    flight, ``timeout`` the total deadline per target (retries included), ``connect_timeout``, ``rate`` probes
+    flight, ``timeout`` the total deadline per target (retries included; it starts when the target's turn
+    comes, after any wait for a ``rate`` or ``per_host`` slot), ``connect_timeout``, ``rate`` probes
     started per second (global), ``per_host`` probes in flight per host, ``retries`` for the transient kinds
     (``reset``, ``disconnected``, ``connect_timeout``, ``local``) with jittered exponential ``backoff``,
     ``follow_redirects``, ``headers``, ``max_body`` bytes read for the title, ``order`` ``completion`` or
@@ -490,14 +525,20 @@ async def probe_many(
 
     ``skip(seq)``: jobs for which it returns True are not probed and yield nothing (``--resume`` uses it).
 
-    Raises ``ValueError`` for bad options, before anything is probed. Cancelling the iteration (or leaving it
-    early with ``aclose()``) stops every probe and closes every socket.
+    Raises ``ValueError`` for bad options, before anything is probed. Cancelling the iteration, or leaving it
+    early with ``aclose()``, stops every probe and closes every socket. Leave early only through ``aclose()``
+    in the iterating task (``async with contextlib.aclosing(probe_many(...)) as results:``): a generator
+    left to the garbage collector is closed from another task, where its task group cannot be exited.
     """
     if options is not None and option_values:
         raise ValueError("pass options as a ProbeOptions or as keywords, not both")
     opts = options or ProbeOptions(**option_values)
-    async for result in probe_jobs(iter_jobs(targets, ports=opts.ports), opts, skip=skip):
-        yield result
+    # Both generators are closed here, in this task, when the caller leaves early: left to the garbage
+    # collector, probe_jobs would be closed from another task and its task group could not exit.
+    jobs = iter_jobs(targets, ports=opts.ports)
+    async with aclosing(jobs), aclosing(probe_jobs(jobs, opts, skip=skip)) as results:
+        async for result in results:
+            yield result
 
 
 async def probe_jobs(
@@ -505,7 +546,7 @@ async def probe_jobs(
     options: ProbeOptions,
     *,
     skip: Callable[[int], bool] | None = None,
-) -> AsyncIterator[ProbeResult]:
+) -> AsyncGenerator[ProbeResult, None]:
     """Probe already numbered jobs (see :func:`iter_jobs`): the engine under :func:`probe_many`, for callers
     that number the input themselves and probe parts of it elsewhere (sharding, Dask workers)."""
     opts = options
@@ -517,40 +558,57 @@ async def probe_jobs(
     window = anyio.Semaphore(opts.window) if opts.order == "input" else None
 
     async def feed() -> None:
-        async with send_jobs:
-            index = 0
-            async for job in _aiter(jobs):
-                if skip is not None and skip(job.seq):
-                    continue
-                if window is not None:
-                    await window.acquire()
-                await send_jobs.send((index, job))
-                index += 1
+        with send_jobs:
+            async with aclosing(_aiter(jobs)) as numbered:
+                index = 0
+                async for job in numbered:
+                    if skip is not None and skip(job.seq):
+                        continue
+                    if window is not None:
+                        await window.acquire()
+                    await send_jobs.send((index, job))
+                    index += 1
 
     async def work(results: MemoryObjectSendStream[tuple[int, ProbeResult]]) -> None:
-        async with results:
+        with results:  # the last worker to finish ends the results stream
             async for index, job in receive_jobs:
                 await results.send((index, await prober.probe(job)))
 
-    async with anyio.create_task_group() as group, prober.client, receive_results:
-        group.start_soon(feed)
-        async with send_results:
-            for _ in range(opts.concurrency):
-                group.start_soon(work, send_results.clone())
+    with ExitStack() as streams:
+        # Every stream is closed here too: a task cancelled before its first step never closes its own.
+        for stream in (send_jobs, receive_jobs, send_results, receive_results):
+            streams.enter_context(stream)
+        clones = [streams.enter_context(send_results.clone()) for _ in range(opts.concurrency)]
+        send_results.close()
         try:
-            if window is None:
-                async for _, result in receive_results:
-                    yield result
-            else:
-                async for result in _in_order(receive_results, window):
-                    yield result
+            async with anyio.create_task_group() as group:
+                group.start_soon(feed)
+                for clone in clones:
+                    group.start_soon(work, clone)
+                try:
+                    if window is None:
+                        async for _, result in receive_results:
+                            yield result
+                    else:
+                        async with aclosing(_in_order(receive_results, window)) as ordered:
+                            async for result in ordered:
+                                yield result
+                except GeneratorExit:
+                    # aclose(): leave the group normally once the workers have stopped. Left to propagate,
+                    # GeneratorExit would reach the caller wrapped in an exception group.
+                    return
+                finally:
+                    group.cancel_scope.cancel()
         finally:
-            group.cancel_scope.cancel()
+            # After the group: every worker has closed its connection. Shielded: a cancelled caller still
+            # gets its sockets closed.
+            with anyio.CancelScope(shield=True):
+                await prober.client.aclose()
 
 
 async def _in_order(
     results: MemoryObjectReceiveStream[tuple[int, ProbeResult]], window: anyio.Semaphore
-) -> AsyncIterator[ProbeResult]:
+) -> AsyncGenerator[ProbeResult, None]:
     """Yield records by dispatch number, holding early ones (at most the window's size) until their turn."""
     held: dict[int, ProbeResult] = {}
     next_index = 0

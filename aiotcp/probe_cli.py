@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import io
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, aclosing
 from typing import Any, TextIO
 
 import anyio
@@ -102,6 +103,23 @@ def _lines(path: str) -> Iterator[str]:
         return
     with open(path, encoding="utf-8", errors="surrogateescape") as file:
         yield from file
+
+
+def _journal_key(path: str, ports: tuple[int, ...]) -> dict[str, Any]:
+    """What decides how the input is numbered, so a journal is reused only by the run it was written for.
+
+    A regular file is named by its path and its content (size and SHA-256): an edited list under the same
+    name is another input, whose line numbers mean other targets. Stdin can only be named ``-``. Raises
+    ``OSError`` if the file cannot be read.
+    """
+    if path == "-":
+        return {"input": "-", "ports": list(ports)}
+    key: dict[str, Any] = {"input": os.path.abspath(path), "ports": list(ports)}
+    if os.path.isfile(path):  # not a FIFO or a device: reading it here would consume it
+        with open(path, "rb") as file:
+            key["size"] = os.fstat(file.fileno()).st_size
+            key["sha256"] = hashlib.file_digest(file, "sha256").hexdigest()
+    return key
 
 
 def _count_lines(path: str) -> int | None:
@@ -194,18 +212,15 @@ def main_probe(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         journal = None
         if args.resume:
-            key = {"input": os.path.abspath(args.file) if args.file != "-" else "-", "ports": list(args.ports)}
             try:
-                journal = Journal(args.resume, key)
+                journal = Journal(args.resume, _journal_key(args.file, args.ports))
             except (JournalMismatch, OSError) as exc:
                 print(f"error: usage: --resume: {exc}", file=sys.stderr)
                 return EXIT_USAGE
             stack.callback(journal.close)
         try:
             out: TextIO = (
-                stack.enter_context(open(args.output, "w", encoding="utf-8", newline=""))
-                if args.output
-                else sys.stdout
+                stack.enter_context(open(args.output, "w", encoding="utf-8", newline="")) if args.output else sys.stdout
             )
         except OSError as exc:
             print(f"error: usage: cannot write {args.output}: {exc}", file=sys.stderr)
@@ -240,23 +255,24 @@ async def _run(
     total_lines = _count_lines(args.file) if show and sys.stderr.isatty() else None
     progress = _Progress(stats, total_lines) if show and sys.stderr.isatty() else None
     last_flush = time.monotonic()
-    results: AsyncIterator[ProbeResult] = probe_many(
-        _lines(args.file), options, skip=journal.is_done if journal is not None else None
-    )
+    results = probe_many(_lines(args.file), options, skip=journal.is_done if journal is not None else None)
+    # aclosing: whatever ends the loop (an error writing, Ctrl-C), the probes stop and their sockets close
+    # here, in this task.
     try:
-        async for result in results:
-            record = result.as_dict()
-            if journal is not None:
-                journal.append(result.seq, record)
-            if not args.only_ok or result.ok:
-                writer.write(record)
-            stats.add(result)
-            now = time.monotonic()
-            if now - last_flush >= _FLUSH_EVERY:
-                writer.flush()
-                last_flush = now
-                if progress is not None:
-                    progress.update()
+        async with aclosing(results):
+            async for result in results:
+                record = result.as_dict()
+                if journal is not None:
+                    journal.append(result.seq, record)
+                if not args.only_ok or result.ok:
+                    writer.write(record)
+                stats.add(result)
+                now = time.monotonic()
+                if now - last_flush >= _FLUSH_EVERY:
+                    writer.flush()
+                    last_flush = now
+                    if progress is not None:
+                        progress.update()
     finally:
         writer.flush()
         if progress is not None:
@@ -284,9 +300,7 @@ class _Progress:
         s = self.stats
         lines = f"line {s.last_line:,}" + (f"/{self.total_lines:,}" if self.total_lines else "")
         errors = sum(s.errors.values())
-        self.live.update(
-            f"{s.records:,} records  {lines}  {s.rate:,.0f} probes/s  ok {s.ok:,}  errors {errors:,}"
-        )
+        self.live.update(f"{s.records:,} records  {lines}  {s.rate:,.0f} probes/s  ok {s.ok:,}  errors {errors:,}")
 
     def stop(self) -> None:
         self.live.stop()
