@@ -33,6 +33,7 @@ from .errors import (
     WriteTimeout,
 )
 from .models import Headers, Response, Timings
+from .probe import ProbeOptions, ProbeResult, probe_many
 from .targets import Target, parse_target
 from .transport import ExchangeResult, tcp_exchange
 
@@ -55,6 +56,8 @@ __all__ = [
     "LocalError",
     "NetworkError",
     "PoolTimeout",
+    "ProbeOptions",
+    "ProbeResult",
     "ProtocolError",
     "ReadTimeout",
     "Response",
@@ -71,6 +74,7 @@ __all__ = [
     "get",
     "head",
     "parse_target",
+    "probe_many",
     "request",
     "tcp_exchange",
 ]
