@@ -78,6 +78,11 @@ _PHASE_ERRORS: dict[Phase, type[Timeout]] = {
 }
 
 
+# A timer may fire a little before its deadline (the event loop's clock resolution): a wait that ends this
+# close to the deadline ran out of the deadline.
+_SLACK = 1e-3
+
+
 @dataclass(slots=True)
 class Budget:
     """The clock of one request: per-phase timeouts bounded by one absolute deadline."""
@@ -94,17 +99,24 @@ class Budget:
         return limit
 
     def expired(self, phase: Phase, target: str | None = None) -> Timeout:
-        """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's."""
-        if self.deadline is not None and anyio.current_time() >= self.deadline - 1e-3:
-            return DeadlineExceeded(f"total deadline of {self.timeouts.total:g}s exceeded", target=target)
+        """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's.
+
+        A phase without a timeout of its own can only have run out of the deadline (even if the timer
+        fired a hair early).
+        """
         seconds = getattr(self.timeouts, phase)
+        if self.deadline is not None and (seconds is None or anyio.current_time() >= self.deadline - _SLACK):
+            total = self.timeouts.total
+            what = f"total deadline of {total:g}s" if total is not None else "total deadline"
+            return DeadlineExceeded(f"{what} exceeded", target=target)
         what = {
             "pool": "no connection became free in the pool",
             "connect": "no answer to connect (SYN)",
             "write": "peer stopped reading the request",
             "read": "no data from peer",
         }[phase]
-        return _PHASE_ERRORS[phase](f"{what} within {seconds:g}s", target=target)
+        within = "" if seconds is None else f" within {seconds:g}s"
+        return _PHASE_ERRORS[phase](what + within, target=target)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +139,16 @@ class Limits:
     def __post_init__(self) -> None:
         for name in ("max_connections", "max_header_bytes", "max_headers", "max_interim"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not _is_int(value) or value < 1:
                 raise ValueError(f"Limits.{name} must be a positive integer, got {value!r}")
-        if self.max_per_host is not None and (not isinstance(self.max_per_host, int) or self.max_per_host < 1):
-            raise ValueError(f"Limits.max_per_host must be a positive integer or None: {self.max_per_host!r}")
-        if self.max_body_bytes is not None and (not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 0):
+        if self.max_per_host is not None and (not _is_int(self.max_per_host) or self.max_per_host < 1):
+            raise ValueError(f"Limits.max_per_host must be a positive integer or None, got {self.max_per_host!r}")
+        if self.max_body_bytes is not None and (not _is_int(self.max_body_bytes) or self.max_body_bytes < 0):
             raise ValueError(f"Limits.max_body_bytes must be >= 0 or None, got {self.max_body_bytes!r}")
         if self.keepalive_expiry is not None:
             _check_seconds("Limits", "keepalive_expiry", self.keepalive_expiry)
+
+
+def _is_int(value: object) -> bool:
+    # bool is an int to Python, but Limits(max_body_bytes=False) is a mistake, not a cap of 0.
+    return isinstance(value, int) and not isinstance(value, bool)

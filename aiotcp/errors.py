@@ -22,6 +22,10 @@ Kinds and the wire event behind each one::
     protocol         the peer's reply is not valid HTTP/1.x
     too_large        the reply exceeded one of our size caps
     local            our own limits failed us (EMFILE, EADDRNOTAVAIL, ...); says nothing about the peer
+    too_many_redirects
+                     more redirects than max_redirects (raised by aiotcp.client, which defines its class)
+    error            none of the above: a connect or stream failure we do not classify (the family base
+                     classes ConnectError, NetworkError); the message says what the system said
 
 Foreign exceptions (``OSError``, ``ssl.SSLError``, anyio's stream errors, h11's protocol errors) are mapped
 here and only here, by :func:`map_connect_error`, :func:`map_stream_error` and :func:`map_h11_error`. The
@@ -31,6 +35,7 @@ transport calls them once per operation, at the I/O boundary.
 from __future__ import annotations
 
 import errno
+import socket
 import ssl
 from collections.abc import Iterator
 from typing import ClassVar, Literal
@@ -191,7 +196,9 @@ def _all_kinds() -> tuple[str, ...]:
         if cls.kind != "error" and cls.kind not in seen:
             seen.append(cls.kind)
         stack.extend(cls.__subclasses__())
-    return tuple(seen)
+    # Then a kind whose class lives with the client, and last the family bases' kind (ConnectError and
+    # NetworkError are raised as they are for unclassified failures).
+    return (*seen, "too_many_redirects", "error")
 
 
 #: Every kind string aiotcp can report, for schemas and summary tables.
@@ -264,6 +271,12 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _ssl_reason(exc: ssl.SSLError, attribute: str = "reason") -> str:
+    # The ssl module sets reason/verify_message on the errors it raises; an SSLError built elsewhere (by a
+    # library, or a test) has neither, and reading them would raise AttributeError.
+    return str(getattr(exc, attribute, None) or exc.strerror or exc)
+
+
 def map_connect_error(exc: BaseException, target: str, *, phase: Literal["dns", "tcp", "tls"]) -> AiotcpError:
     """Map an exception raised while resolving, connecting or handshaking to an :class:`AiotcpError`.
 
@@ -274,15 +287,16 @@ def map_connect_error(exc: BaseException, target: str, *, phase: Literal["dns", 
     code = _errno_of(exc)
     if code in _LOCAL_ERRNOS:
         return LocalError(f"{_describe(exc)} (client-side limit, not the target)", target=target)
-    if phase == "dns":
+    # A connect that resolves the name itself (anyio.connect_tcp, loop.create_connection) fails with
+    # gaierror in the "tcp" phase: it is a DNS failure wherever it shows up.
+    if phase == "dns" or any(isinstance(item, socket.gaierror) for item in _chain(exc)):
         return DNSError(f"name does not resolve: {_describe(exc)}", target=target)
     if phase == "tls":
         for item in _chain(exc):
             if isinstance(item, ssl.SSLCertVerificationError):
-                return TLSError(f"certificate verify failed: {item.verify_message}", target=target)
+                return TLSError(f"certificate verify failed: {_ssl_reason(item, 'verify_message')}", target=target)
             if isinstance(item, ssl.SSLError):
-                reason = item.reason or item.strerror or str(item)
-                return TLSError(f"TLS handshake failed: {reason}", target=target)
+                return TLSError(f"TLS handshake failed: {_ssl_reason(item)}", target=target)
         if isinstance(exc, (anyio.EndOfStream, anyio.BrokenResourceError)) or code in _STREAM_ERRNOS:
             return TLSError("peer closed the connection during the TLS handshake", target=target)
         return TLSError(f"TLS handshake failed: {_describe(exc)}", target=target)
@@ -310,7 +324,7 @@ def map_stream_error(exc: BaseException, target: str, *, phase: Literal["read", 
         return cls(f"connection reset by peer during {phase}", target=target)
     for item in _chain(exc):
         if isinstance(item, ssl.SSLError):
-            return TLSError(f"TLS error during {phase}: {item.reason or item}", target=target)
+            return TLSError(f"TLS error during {phase}: {_ssl_reason(item)}", target=target)
     if isinstance(exc, anyio.BrokenResourceError):
         # A broken stream with no errno: the peer went away abruptly (trio reports RST this way).
         return ConnectionReset(f"connection broken during {phase}", target=target)
@@ -322,5 +336,5 @@ def map_stream_error(exc: BaseException, target: str, *, phase: Literal["read", 
 def map_h11_error(exc: h11.ProtocolError, target: str | None = None) -> AiotcpError:
     """Map h11's parse errors. h11 hints 431 when its receive buffer outgrew our header cap."""
     if exc.error_status_hint == 431:
-        return TooLarge("response head exceeds max_header_bytes", target=target)
+        return TooLarge("response head, chunk header or trailers exceed max_header_bytes", target=target)
     return ProtocolError(f"malformed response: {exc}", target=target)

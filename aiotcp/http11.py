@@ -20,9 +20,30 @@ Two backends share that contract and the guards in :class:`HTTP11Protocol`:
 - :class:`H11Protocol` (default) -- h11, strict, pure Python; the reference.
 - :class:`HttptoolsProtocol` -- llhttp through httptools, for speed.
 
-The guards make the backends agree where their parsers would not: the head-size cap counts the same bytes,
-a peer that is plainly not speaking HTTP is rejected from its first bytes (instead of waiting for a line
-end that may never come), and EOF is classified the same way.
+The guards make the backends agree where their parsers would not:
+
+- the head-size cap counts the same bytes: the final head must be complete within the first
+  ``max_header_bytes`` bytes of the response (interim heads included), however the bytes were split;
+- a peer that is plainly not speaking HTTP is rejected from its first bytes (instead of waiting for a line
+  end that may never come);
+- every head, interim or final, meets the same rules (:meth:`HTTP11Protocol._check_head`): HTTP/1.0 or 1.1,
+  status >= 100, no 101, h11's Transfer-Encoding and Content-Length rules, no control character but HTAB
+  in a header value (llhttp's rule, stricter than h11's), none of NUL/CR/LF/VT/FF in the reason phrase;
+- keep-alive and the reason a connection is not reusable are decided once (:meth:`HTTP11Protocol._verdict`),
+  and EOF is classified the same way;
+- an error found in the middle of a chunk of bytes is raised only after the events parsed before it were
+  returned, and once raised it is raised again by every later call.
+
+Known differences, each a narrow class of malformed input on which both backends still end cleanly (events
+or an :class:`~aiotcp.errors.AiotcpError`) but not the same way:
+
+- repeated or comma-listed equal Content-Length values ("5, 5"): h11 folds them, llhttp rejects them;
+- chunk extensions: h11 takes any text after ";" up to CRLF, llhttp only ``;token[=token|quoted-string]``;
+- a chunk size of more than 20 hex digits whose value fits in 64 bits (leading zeros): h11 rejects it;
+- obs-fold (a header line continued on the next line): h11 unfolds it, llhttp rejects it;
+- a bare LF ending a line of the trailer section: h11 accepts it, llhttp rejects it;
+- a response both malformed and cut short may fail as ``protocol`` on llhttp (which sees the bad byte) and
+  as ``disconnected`` on h11 (which waits for the line end that never comes).
 """
 
 from __future__ import annotations
@@ -35,7 +56,15 @@ from typing import Final, Literal
 import h11
 
 from .config import Limits
-from .errors import Disconnected, InvalidHeader, InvalidTarget, ProtocolError, TooLarge, map_h11_error
+from .errors import (
+    AiotcpError,
+    Disconnected,
+    InvalidHeader,
+    InvalidTarget,
+    ProtocolError,
+    TooLarge,
+    map_h11_error,
+)
 
 __all__ = [
     "Event",
@@ -61,6 +90,7 @@ _REQUEST_TARGET = re.compile(rb"[\x21-\x7e]+")
 class Request:
     """One request as it goes on the wire. Validated when built, so a bad header never reaches a socket.
 
+    ``headers`` must hold exactly one Host (HTTP/1.1 requires it, and h11 refuses to send a request without).
     Raises :class:`~aiotcp.errors.InvalidHeader` / :class:`~aiotcp.errors.InvalidTarget` naming the part.
     """
 
@@ -72,32 +102,47 @@ class Request:
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.method):
             raise InvalidTarget(f"invalid method {self.method!r}")
+        if self.method == b"CONNECT":
+            # A tunnel is not a request/response exchange: h11 would hand the connection over, llhttp not.
+            raise InvalidTarget("CONNECT is not supported")
         if not _REQUEST_TARGET.fullmatch(self.target):
             raise InvalidTarget(f"invalid request path {self.target!r}: control characters or spaces")
+        hosts = 0
         for name, value in self.headers:
             if not _TOKEN.fullmatch(name):
                 raise InvalidHeader(f"invalid header name {name!r}")
-            if not _FIELD_VALUE.fullmatch(value) or value[:1] in b" \t" or value[-1:] in b" \t":
+            if not _FIELD_VALUE.fullmatch(value) or value[:1] in (b" ", b"\t") or value[-1:] in (b" ", b"\t"):
                 raise InvalidHeader(f"invalid value for header {name.decode('ascii')}: {value!r}")
-            if name.lower() in (b"content-length", b"transfer-encoding"):
+            lowered = name.lower()
+            if lowered in (b"content-length", b"transfer-encoding"):
                 # We frame the body ourselves; a user-supplied framing header would contradict it.
                 raise InvalidHeader(f"header {name.decode('ascii')} is set by aiotcp from the body")
+            hosts += lowered == b"host"
+        if hosts != 1:
+            raise InvalidHeader(f"a request needs exactly one Host header, got {hosts}")
 
     def encode(self) -> bytes:
-        """The request head and body, framed with Content-Length when there is a body."""
+        """The request head and body, framed with Content-Length when there is a body.
+
+        Byte for byte what h11 writes for the same request: Host first, then the other headers in order.
+        """
         lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
-        lines.extend(b"%s: %s\r\n" % pair for pair in self.headers)
-        if self.body or self.method not in (b"GET", b"HEAD"):
-            lines.append(b"Content-Length: %d\r\n" % len(self.body))
+        headers = self.framed_headers()
+        lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() == b"host")
+        lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() != b"host")
         lines.append(b"\r\n")
         lines.append(self.body)
         return b"".join(lines)
 
     def framed_headers(self) -> HeaderList:
-        """Headers as sent, including the Content-Length that :meth:`encode` adds."""
+        """Headers as given, plus the Content-Length that frames the body (when there is one or it is needed)."""
         if self.body or self.method not in (b"GET", b"HEAD"):
             return [*self.headers, (b"Content-Length", b"%d" % len(self.body))]
         return self.headers
+
+    def asks_to_close(self) -> bool:
+        """Whether the request carries ``Connection: close`` (then the connection ends with the response)."""
+        return b"close" in _comma_values(self.headers, b"connection")
 
 
 @dataclass(slots=True)
@@ -123,12 +168,41 @@ Event = ResponseHead | bytes | ResponseEnd
 
 _HTTP_PREFIX: Final = b"HTTP/"
 _NO_BODY_STATUS = (204, 304)
+_VERSIONS = (b"1.0", b"1.1")
+# Control characters (but HTAB) have no place in a header value (RFC 9110 5.5). llhttp refuses them all; h11
+# only NUL, CR, LF, VT and FF, so the shared check holds h11 to llhttp's rule. A reason phrase may hold any
+# of them but those five (h11's rule; llhttp takes anything).
+_BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_REASON_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
+# Digits only, as h11 requires; at most 19 so that the value fits in llhttp's 64 bits and h11's 20 digits.
+_CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+_END_MARK: Final = ResponseEnd(True)  # queued when the parser finishes; the verdict is made when it is taken
+
+
+def _comma_values(headers: HeaderList, name: bytes) -> list[bytes]:
+    """Every comma-separated element of the fields called ``name``, lowercased (h11's get_comma_header)."""
+    out: list[bytes] = []
+    for field, value in headers:
+        if field.lower() == name:
+            out.extend(item for item in (part.strip() for part in value.lower().split(b",")) if item)
+    return out
+
+
+@dataclass(slots=True)
+class _Framing:
+    """What a head's fields say about its body and connection (checked by ``_check_head``)."""
+
+    chunked: bool = False  # Transfer-Encoding: chunked
+    length: bool = False  # a Content-Length
+    close: bool = False  # Connection: close
 
 
 class HTTP11Protocol:
     """The contract of the module docstring, with the guards both backends share.
 
-    Subclasses implement ``_encode``, ``_feed``, ``_pull`` and ``_next_cycle``.
+    Subclasses implement ``_encode``, ``_feed``, ``_pull``, ``_has_leftover`` and ``_next_cycle``. A backend
+    reports what its parser found through ``_on_interim``, ``_on_head``, ``_on_body``, ``_on_end`` and
+    ``_fail`` (an error to raise once the events before it were taken).
     """
 
     backend: str = "abstract"
@@ -137,67 +211,106 @@ class HTTP11Protocol:
         self.limits = limits or Limits()
         self._events: deque[Event] = deque()
         self._method = b"GET"
-        self._seen_any = False
-        self._head: ResponseHead | None = None
-        self._interim = 0
-        self._head_bytes = 0  # bytes fed since the last head completed (bounded by max_header_bytes)
-        self._body_bytes = 0
+        self._request_close = False
         self._eof = False
-        self._ended = False
-        self._pending = b""  # bytes held back because they would push an unfinished head over the cap
-        self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
         self.cycles = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._sent = False  # a request went out in this cycle
+        self._received = 0  # bytes of this response so far
+        self._head: ResponseHead | None = None
+        self._framing = _Framing()
+        self._has_body = True
+        self._close_delimited = False
+        self._interim = 0
+        self._head_bytes = 0  # bytes fed before the final head completed (bounded by max_header_bytes)
+        self._body_bytes = 0
+        self._ended = False
+        self._reusable = False
+        self._error: AiotcpError | None = None
+        self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
 
     def __repr__(self) -> str:
-        state = "ended" if self._ended else "body" if self._head else "head" if self._seen_any else "idle"
-        return f"<{type(self).__name__} state={state} cycles={self.cycles} body_bytes={self._body_bytes}>"
+        return f"<{type(self).__name__} state={self._state()} cycles={self.cycles} body_bytes={self._body_bytes}>"
+
+    def _state(self) -> str:
+        if self._error is not None:
+            return "failed"
+        if self._ended:
+            return "ended"
+        if self._head is not None:
+            return "body"
+        return "head" if self._received else "idle"
 
     # -- public contract ------------------------------------------------------------------------------------
 
     def send_request(self, request: Request) -> bytes:
+        """The bytes to write for ``request``. Raises ``RuntimeError`` if the previous request's response has not
+        ended (and ``start_next_cycle()`` been called since)."""
+        if self._sent:
+            raise RuntimeError("send_request() before the previous response ended and start_next_cycle()")
+        self._sent = True
         self._method = request.method
+        self._request_close = request.asks_to_close()
         return self._encode(request)
 
     def receive_data(self, data: bytes) -> None:
-        if not data:
-            self._eof = True
-        elif len(self._prefix) < len(_HTTP_PREFIX):
-            self._seen_any = True
-            self._check_looks_like_http(data)
-        self._feed_guarded(data)
+        """Feed bytes from the peer; ``b""`` means EOF.
+
+        Raises the errors of :meth:`next_event` when no events are waiting (with events waiting, the error
+        comes from ``next_event`` after them). Once raised, an error is raised again by every later call.
+        """
+        if self._error is not None:
+            raise self._error
+        try:
+            if not data:
+                self._eof = True
+            else:
+                self._received += len(data)
+                if len(self._prefix) < len(_HTTP_PREFIX):
+                    self._check_looks_like_http(data)
+            self._feed_guarded(data)
+        except AiotcpError as exc:
+            self._fail(exc)
+            raise
+        if self._error is not None and not self._events:
+            raise self._error
 
     def next_event(self) -> Event | None:
-        if not self._events:
-            self._pull()
-            if not self._events and self._pending and self._head is not None:
-                self._feed_guarded(b"")
+        """The next event, or ``None`` when more bytes are needed. Raises ``protocol``, ``too_large`` or
+        ``disconnected`` errors (:mod:`aiotcp.errors`)."""
+        if not self._events and self._error is None:
+            try:
                 self._pull()
+            except AiotcpError as exc:
+                self._fail(exc)
         if self._events:
-            return self._events.popleft()
+            event = self._events.popleft()
+            return self._verdict() if event is _END_MARK else event
+        if self._error is not None:
+            raise self._error
         if self._eof and not self._ended:
-            raise self._early_eof()
+            error = self._early_eof()
+            self._fail(error)
+            raise error
         return None
 
     def start_next_cycle(self) -> None:
-        """Ready for the next request on the same connection (only after a reusable ``ResponseEnd``)."""
-        if not self._ended:
-            raise RuntimeError("start_next_cycle() before the response ended")
-        self._events.clear()
-        self._seen_any = False
-        self._head = None
-        self._interim = 0
-        self._head_bytes = 0
-        self._body_bytes = 0
-        self._ended = False
-        self._pending = b""
-        self._prefix = b""
+        """Ready for the next request on the same connection.
+
+        Raises ``RuntimeError`` unless the last response ended with ``ResponseEnd(reusable=True)``.
+        """
+        if not (self._ended and self._reusable) or self._events:
+            raise RuntimeError("start_next_cycle() needs a response that ended reusable")
+        self._reset()
         self.cycles += 1
         self._next_cycle()
 
     @property
     def response_started(self) -> bool:
         """Whether any byte of the current response has arrived (a stale keep-alive has none)."""
-        return self._seen_any
+        return self._received > 0
 
     # -- guards shared by both backends ---------------------------------------------------------------------
 
@@ -209,34 +322,71 @@ class HTTP11Protocol:
             raise ProtocolError(f"not an HTTP/1.x response: starts with {data[:24]!r}")
 
     def _feed_guarded(self, data: bytes) -> None:
+        cap = self.limits.max_header_bytes
+        rest = b""
         if self._head is None and not self._ended:
-            # While the head is unfinished, never hand the parser more than the cap allows; the rest waits
-            # in _pending until the head completes (next_event feeds it then).
-            data = self._pending + data
-            room = self.limits.max_header_bytes + 1 - self._head_bytes
-            data, self._pending = data[:room], data[room:]
+            # Never hand the parser more of an unfinished head than the cap: the head must end within the
+            # first max_header_bytes bytes, however they were split. The rest is fed once the head is done.
+            room = cap - self._head_bytes
+            data, rest = data[:room], data[room:]
             self._head_bytes += len(data)
         if data:
             self._feed(data)
-        if self._head is not None and self._pending:
-            data, self._pending = self._pending, b""
-            self._feed(data)
-        if self._eof and not self._pending:
+        if self._head is None and not self._ended and self._error is None and self._head_bytes >= cap:
+            self._pull()  # h11 parses only when asked: let it find the end of the head in what it holds
+            if self._head is None and not self._ended and self._error is None:
+                raise TooLarge(f"response head exceeds max_header_bytes ({cap})")
+        if rest and self._error is None:
+            self._feed(rest)
+        if self._eof and self._error is None:
             self._feed(b"")
-        if self._head is None and not self._ended and self._head_bytes > self.limits.max_header_bytes:
-            raise TooLarge(f"response head exceeds max_header_bytes ({self.limits.max_header_bytes})")
 
-    def _on_interim(self) -> None:
+    def _fail(self, error: AiotcpError) -> None:
+        if self._error is None:
+            self._error = error
+
+    def _check_head(self, status: int, reason: bytes, version: bytes, headers: HeaderList) -> _Framing:
+        """The rules every head (interim or final) must meet, whichever parser read it; and its framing."""
+        if _BAD_REASON_BYTE.search(reason):
+            raise ProtocolError(f"invalid character in the reason phrase {reason!r}")
+        if version not in _VERSIONS:
+            raise ProtocolError(f"unsupported HTTP version {version.decode('ascii', 'replace')!r}")
+        if status < 100:
+            raise ProtocolError(f"invalid status code {status:03d}")
+        if status == 101:
+            raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
+        framing = _Framing()
+        for name, value in headers:
+            if _BAD_VALUE_BYTE.search(value):
+                raise ProtocolError(f"invalid character in the value of header {name!r}: {value!r}")
+            lowered = name.lower()
+            if lowered == b"transfer-encoding":
+                if framing.chunked or value.lower() != b"chunked":
+                    raise ProtocolError(f"unsupported Transfer-Encoding {value!r} (only one 'chunked')")
+                framing.chunked = True
+            elif lowered == b"content-length":
+                if not _CONTENT_LENGTH.fullmatch(value):
+                    raise ProtocolError(f"bad Content-Length {value!r}")
+                framing.length = True
+            elif lowered == b"connection" and b"close" in _comma_values([(name, value)], lowered):
+                framing.close = True
+        return framing
+
+    def _on_interim(self, status: int, reason: bytes, version: bytes, headers: HeaderList) -> None:
+        self._check_head(status, reason, version, headers)
         self._interim += 1
-        self._head_bytes = 0
         if self._interim > self.limits.max_interim:
             raise TooLarge(f"more than {self.limits.max_interim} interim (1xx) responses")
 
     def _on_head(self, head: ResponseHead) -> None:
         if len(head.headers) > self.limits.max_headers:
             raise TooLarge(f"response has {len(head.headers)} headers, more than {self.limits.max_headers}")
+        framing = self._check_head(head.status_code, head.reason, head.http_version, head.headers)
         head.interim = self._interim
         self._head = head
+        self._framing = framing
+        self._has_body = self._method != b"HEAD" and head.status_code not in _NO_BODY_STATUS
+        self._close_delimited = self._has_body and not (framing.chunked or framing.length)
         self._events.append(head)
 
     def _on_body(self, data: bytes) -> None:
@@ -246,19 +396,40 @@ class HTTP11Protocol:
             raise TooLarge(f"response body exceeds max_body_bytes ({cap})")
         self._events.append(data)
 
-    def _on_end(self, reusable: bool, why_not: str | None) -> None:
+    def _on_end(self) -> None:
         self._ended = True
-        if reusable and self._eof:
-            reusable, why_not = False, "server closed the connection"
-        if reusable and self._head is not None and _ambiguous_framing(self._head.headers):
-            reusable, why_not = False, "Transfer-Encoding and Content-Length both present"
-        self._events.append(ResponseEnd(reusable, None if reusable else why_not))
+        self._events.append(_END_MARK)
+
+    def _verdict(self) -> ResponseEnd:
+        """Whether the connection may carry another request, and if not the first reason why (in this order)."""
+        head = self._head
+        assert head is not None
+        why: str | None = None
+        framing = self._framing
+        if self._has_leftover():
+            why = "unexpected bytes after the response"
+        elif framing.chunked and framing.length:
+            why = "Transfer-Encoding and Content-Length both present"
+        elif self._close_delimited:
+            why = "body was delimited by the connection closing"
+        elif self._request_close:
+            why = "the request asked to close the connection"
+        elif framing.close:
+            why = "server asked to close the connection"
+        elif head.http_version != b"1.1":
+            why = f"HTTP/{head.http_version.decode('ascii')} response: no keep-alive"
+        elif self._eof:
+            why = "server closed the connection"
+        self._reusable = why is None
+        return ResponseEnd(why is None, why)
 
     def _early_eof(self) -> Disconnected:
-        if not self._seen_any:
-            return Disconnected("server closed the connection without sending a response")
+        if not self._received:
+            return Disconnected("server closed the connection without sending a response (0 bytes received)")
         if self._head is None:
-            return Disconnected("server closed the connection in the middle of the response head")
+            return Disconnected(
+                f"server closed the connection in the middle of the response head (after {self._received} bytes)"
+            )
         return Disconnected(f"server closed the connection before the body was complete (got {self._body_bytes} bytes)")
 
     # -- backend hooks --------------------------------------------------------------------------------------
@@ -267,22 +438,18 @@ class HTTP11Protocol:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _feed(self, data: bytes) -> None:
+        """Hand bytes to the parser (``b""``: EOF). Errors go to ``_fail`` or are raised."""
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _pull(self) -> None:
         """Move parsed events into ``self._events``."""
 
-    def _next_cycle(self) -> None:
+    def _has_leftover(self) -> bool:
+        """Whether bytes arrived beyond the end of the response."""
         raise NotImplementedError  # pragma: no cover - abstract
 
-
-def _ambiguous_framing(headers: HeaderList) -> bool:
-    has_te = has_cl = False
-    for name, _ in headers:
-        lowered = name.lower()
-        has_te = has_te or lowered == b"transfer-encoding"
-        has_cl = has_cl or lowered == b"content-length"
-    return has_te and has_cl
+    def _next_cycle(self) -> None:
+        raise NotImplementedError  # pragma: no cover - abstract
 
 
 class H11Protocol(HTTP11Protocol):
@@ -292,8 +459,9 @@ class H11Protocol(HTTP11Protocol):
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(limits)
-        # h11's own cap is a second line of defence; ours (in _feed_guarded) is the one that fires first.
-        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_header_bytes + 1)
+        # In the head, our cap (in _feed_guarded) fires first; in a chunked body, h11's own cap bounds a chunk
+        # header line or the trailer section.
+        self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_header_bytes)
 
     def _encode(self, request: Request) -> bytes:
         try:
@@ -320,15 +488,16 @@ class H11Protocol(HTTP11Protocol):
             except h11.RemoteProtocolError as exc:
                 # Events are drained before more bytes are fed, so an error that shows up once EOF was fed
                 # is about the EOF itself: the response was cut short.
-                if self._eof:
+                if self._eof and exc.error_status_hint != 431:
                     raise self._early_eof() from exc
                 raise map_h11_error(exc) from exc
+            self._check_chunk_size(event)
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101:
-                    raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-                self._on_interim()
+                self._on_interim(
+                    event.status_code, bytes(event.reason), bytes(event.http_version), list(event.headers.raw_items())
+                )
             elif isinstance(event, h11.Response):
                 self._on_head(
                     ResponseHead(
@@ -341,26 +510,37 @@ class H11Protocol(HTTP11Protocol):
             elif isinstance(event, h11.Data):
                 self._on_body(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
-                self._finish()
+                self._on_end()
             elif isinstance(event, h11.ConnectionClosed):
                 raise self._early_eof()
 
-    def _finish(self) -> None:
-        conn = self._conn
-        leftover, _closed = conn.trailing_data
-        if leftover:
-            self._on_end(False, f"{len(leftover)} unexpected bytes after the response")
-        elif conn.their_state is not h11.DONE or conn.our_state is not h11.DONE:
-            self._on_end(False, "server asked to close the connection")
-        else:
-            self._on_end(True, None)
+    def _check_chunk_size(self, event: object) -> None:
+        # h11 takes up to 20 hex digits of chunk size; llhttp rejects a size beyond 64 bits, and so do we.
+        # h11 keeps the size on its reader, not in its events: read it there (the part not yet returned, plus
+        # what this event returns of a chunk it starts), and skip the check if h11 moved it.
+        remaining = getattr(getattr(self._conn, "_reader", None), "_bytes_in_chunk", 0)
+        if isinstance(event, h11.Data) and event.chunk_start:
+            remaining += len(event.data)
+        if remaining > _MAX_CHUNK_SIZE:
+            raise ProtocolError("chunk size does not fit in 64 bits")
+
+    def _has_leftover(self) -> bool:
+        return bool(self._conn.trailing_data[0])
 
     def _next_cycle(self) -> None:
         self._conn.start_next_cycle()
 
 
+_MAX_CHUNK_SIZE: Final = 2**64 - 1
+_BLANK_LINE = re.compile(rb"\n\r?\n")  # how llhttp (with lenient_optional_cr_before_lf) ends a head
+
+
 class HttptoolsProtocol(HTTP11Protocol):
-    """The fast backend: llhttp (through httptools) parses; :meth:`Request.encode` frames the request."""
+    """The fast backend: llhttp (through httptools) parses; :meth:`Request.encode` frames the request.
+
+    llhttp runs its callbacks inside ``feed_data``; an error they raise, or llhttp's own, is kept (``_fail``)
+    and raised after the events parsed before it.
+    """
 
     backend = "httptools"
 
@@ -371,117 +551,185 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._httptools = httptools
         self._parser = self._new_parser()
         self._leftover = False  # bytes arrived after the response ended
+        self._stall = 0  # bytes fed since the body last made progress (see _feed)
+        self._progress = False
         self._reset_message()
 
     def _new_parser(self) -> object:
         parser = self._httptools.HttpResponseParser(self)
-        # Read Transfer-Encoding + Content-Length as chunked (as h11 does) instead of failing; such a
-        # connection is never reused (see _on_end).
-        parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        # Leniencies that make llhttp read what h11 reads: Transfer-Encoding + Content-Length as chunked
+        # (never reused, see _verdict); whitespace after a chunk size; a bare LF ending a line of the head
+        # (switched off for the body in on_headers_complete: h11 wants CRLF there). Not lenient_headers: it
+        # would let a CR end a line and a continuation line start the headers, which h11 refuses.
+        parser.set_dangerous_leniencies(
+            lenient_chunked_length=True,
+            lenient_spaces_after_chunk_size=True,
+            lenient_optional_cr_before_lf=True,
+        )
         return parser
 
     def _reset_message(self) -> None:
         self._reason = bytearray()
         self._raw_headers: HeaderList = []
-        self._close_delimited = False
-        self._in_interim = False
-        self._discarding = False  # a HEAD/204/304 head is done; anything after it is leftover
+        self._restart = False  # an interim head ended: continue with a fresh parser
+        self._tail = b""  # the last bytes fed of an unfinished head (a blank line may span two feeds)
+        self._next_prefix: bytes | None = None  # the first bytes after an interim head, until there are 5
 
     def _encode(self, request: Request) -> bytes:
         return request.encode()
 
     def _feed(self, data: bytes) -> None:
         if not data:
-            return  # EOF: llhttp has no finish call through httptools; next_event classifies it
+            # EOF: llhttp has no finish call through httptools. A body with no framing ends here; any other
+            # unfinished response is classified by next_event.
+            if self._head is not None and not self._ended and self._close_delimited:
+                self._on_end()
+            return
+        self._progress = False
+        view = memoryview(data)
+        start = 0
+        # While the head is unfinished, feed up to each blank line, so we know where each head ends: llhttp
+        # would read a body after a 1xx other than 100/102/103 (h11 never does; we restart the parser
+        # instead), and a reply that ends with its head (HEAD, 204, 304) must see what follows as leftover,
+        # while llhttp may go on reading the body the headers announced, silently for chunk-size lines.
+        while start < len(data) and self._head is None and self._error is None:
+            end = self._next_blank_line(data, start)
+            if self._next_prefix is not None and len(self._next_prefix) < len(_HTTP_PREFIX):
+                # After an interim head the fresh parser would skip blank lines, or take "RTSP/" or "ICE/";
+                # h11 takes none of them.
+                self._next_prefix += data[start:end][: len(_HTTP_PREFIX) - len(self._next_prefix)]
+                if not _HTTP_PREFIX.startswith(self._next_prefix):
+                    self._fail(ProtocolError(f"not an HTTP/1.x response: starts with {data[start:end][:24]!r}"))
+                    break
+            self._parse(view[start:end])
+            self._tail = data[max(start, end - 2) : end]
+            start = end
+            if self._restart:
+                self._parser = self._new_parser()
+                self._next_prefix = b""
+                self._tail = b""
+                self._restart = False
+        if data[-1:] in (b"\r", b"\n") and not self._ended:
+            # llhttp skips CR and LF between messages without a callback (any other byte starts a message or
+            # fails), so a CR or LF after the end of a response could go unseen. Hold the last one back: if
+            # the response ends before it, _parse calls it leftover.
+            self._parse(view[start:-1])
+            self._parse(view[-1:] if start < len(data) else view[:0])
+        else:
+            self._parse(view[start:])
+        if self._head is not None and not self._ended and self._error is None:
+            # llhttp (through httptools) buffers a trailer field until it ends, and says nothing while it reads
+            # a chunk-size line: bound the bytes fed without progress (body, a chunk header, a chunk's end),
+            # as h11 bounds an unfinished line. Counted per feed, so the bound is the cap plus one feed.
+            self._stall = 0 if self._progress else self._stall + len(data)
+            if self._stall > self.limits.max_header_bytes:
+                self._fail(
+                    TooLarge(f"chunk header or trailers exceed max_header_bytes ({self.limits.max_header_bytes})")
+                )
+
+    def _next_blank_line(self, data: bytes, start: int) -> int:
+        """Where the first blank line from ``start`` ends (a head can end only there), else ``len(data)``."""
+        if start == 0 and self._tail:  # one that began in the last feed
+            joined = self._tail + data[:2]
+            match = _BLANK_LINE.search(joined)
+            if match and match.end() > len(self._tail):
+                return match.end() - len(self._tail)
+        match = _BLANK_LINE.search(data, start)
+        return match.end() if match else len(data)
+
+    def _parse(self, data: memoryview) -> None:
+        if not data or self._error is not None:
+            return
         if self._ended:
             self._leftover = True
             return
+        httptools = self._httptools
         try:
             self._parser.feed_data(data)  # type: ignore[attr-defined]
-        except self._httptools.HttpParserCallbackError as exc:
+        except httptools.HttpParserCallbackError as exc:
             context = exc.__context__
-            if isinstance(context, (TooLarge, ProtocolError)):
-                raise context from None
-            raise ProtocolError(f"malformed response: {exc}") from exc
-        except self._httptools.HttpParserError as exc:
-            if self._ended:  # garbage after a complete response: leftover, not a bad response
+            if isinstance(context, AiotcpError):
+                self._fail(context)
+            else:  # pragma: no cover - our callbacks raise only AiotcpError
+                self._fail(_chained(ProtocolError(f"malformed response: {exc}"), exc))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self._ended:  # garbage (or an upgrade) after a complete response: leftover, not a bad response
                 self._leftover = True
-                return
-            raise ProtocolError(f"malformed response: {exc}") from exc
+            else:
+                self._fail(_chained(ProtocolError(f"malformed response: {exc}"), exc))
 
     # -- llhttp callbacks -----------------------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self._ended or self._discarding:
+        if self._ended:
             self._leftover = True
 
     def on_status(self, status: bytes) -> None:
-        self._reason += status
+        if self._head is None and not self._ended:
+            self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw_headers.append((name, value))
+        # After the head: trailer fields, dropped as h11 does (and never added to the head already returned).
+        if self._head is None and not self._ended:
+            value = value.strip(b" \t")  # llhttp keeps trailing whitespace; h11 strips it
+            if len(name) == 17 and name.lower() == b"transfer-encoding":
+                value = value.lower()  # as h11 reports it
+            self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        if self._discarding or self._ended:
+        if self._ended or self._head is not None:
             return
         parser = self._parser
         status = parser.get_status_code()  # type: ignore[attr-defined]
         version = parser.get_http_version().encode("ascii")  # type: ignore[attr-defined]
         if 100 <= status < 200:
-            if status == 101:
-                raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-            self._on_interim()
+            self._on_interim(status, bytes(self._reason), version, self._raw_headers)
             self._reset_message()
-            self._in_interim = True
+            self._restart = True
             return
         self._on_head(ResponseHead(status, bytes(self._reason), version, self._raw_headers))
-        if self._method == b"HEAD" or status in _NO_BODY_STATUS:
+        self._progress = True
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
+        if not self._has_body:
             # llhttp does not know the request method, so it may wait for a body a HEAD reply never has.
-            self._discarding = True
-            self._on_end(True, None)
-            return
-        self._close_delimited = _close_delimited(self._raw_headers)
+            self._on_end()
 
     def on_body(self, body: bytes) -> None:
-        if self._discarding or self._ended:
+        if self._ended:
             self._leftover = True
             return
+        self._progress = True
         self._on_body(body)
 
+    def on_chunk_header(self) -> None:
+        self._progress = True
+
+    def on_chunk_complete(self) -> None:
+        self._progress = True
+
     def on_message_complete(self) -> None:
-        if self._in_interim:
-            self._in_interim = False
-            return
-        if self._discarding or self._ended:
-            return
-        keep_alive = self._parser.should_keep_alive()  # type: ignore[attr-defined]
-        self._on_end(keep_alive, None if keep_alive else "server asked to close the connection")
+        if not self._ended and not self._restart:
+            self._on_end()
 
-    # -- cycle and EOF --------------------------------------------------------------------------------------
+    # -- cycle ----------------------------------------------------------------------------------------------
 
-    def next_event(self) -> Event | None:
-        if self._eof and not self._ended and self._head is not None and self._close_delimited:
-            # A body with no framing ends at EOF; llhttp has no "finish" call through httptools.
-            self._on_end(False, "body was delimited by the connection closing")
-        event = super().next_event()
-        if isinstance(event, ResponseEnd) and event.reusable and self._leftover:
-            return ResponseEnd(False, "unexpected bytes after the response")
-        return event
+    def _has_leftover(self) -> bool:
+        return self._leftover
 
     def _next_cycle(self) -> None:
-        if self._discarding or self._leftover:
-            # The parser may be waiting for a HEAD body that never comes: start clean.
+        if self._method == b"HEAD":
+            # Start clean: after a HEAD reply llhttp may still wait for the body the headers announced.
             self._parser = self._new_parser()
+        else:
+            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)  # type: ignore[attr-defined]
         self._leftover = False
+        self._stall = 0
         self._reset_message()
 
 
-def _close_delimited(headers: HeaderList) -> bool:
-    for name, _ in headers:
-        lowered = name.lower()
-        if lowered in (b"content-length", b"transfer-encoding"):
-            return False
-    return True
+def _chained(error: AiotcpError, cause: BaseException) -> AiotcpError:
+    error.__cause__ = cause
+    return error
 
 
 Backend = Literal["h11", "httptools"]

@@ -23,6 +23,18 @@ def _decode_header(value: bytes) -> str:
         return value.decode("latin-1")
 
 
+def _text_codec(name: str) -> str | None:
+    # The name comes from the server. codecs.lookup also knows byte transforms ("base64", "zlib") that
+    # bytes.decode refuses, and codecs that fail whatever the error handler ("idna", "undefined"): only a
+    # codec that decodes anything with errors="replace" is a charset .text can use.
+    try:
+        codec = codecs.lookup(name)
+        b"\x80\xff\x00a\\x".decode(codec.name, errors="replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):
+        return None
+    return codec.name
+
+
 class Headers(Mapping[str, str]):
     """Case-insensitive, multi-valued response headers. ``raw`` keeps the bytes exactly as received.
 
@@ -141,16 +153,12 @@ class Response:
 
     @property
     def charset(self) -> str | None:
-        """The charset named by Content-Type, if it is one Python knows."""
+        """The charset named by Content-Type, if it is a text encoding Python knows (``None`` otherwise)."""
         content_type = self.headers.get("content-type", "")
         for param in content_type.split(";")[1:]:
             key, _, value = param.strip().partition("=")
             if key.lower() == "charset":
-                name = value.strip().strip('"')
-                try:
-                    return codecs.lookup(name).name
-                except LookupError:
-                    return None
+                return _text_codec(value.strip().strip('"'))
         return None
 
     @property
