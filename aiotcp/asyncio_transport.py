@@ -122,6 +122,9 @@ class AsyncioStream(NetworkStream):
         try:
             transport = await self._loop.start_tls(self.transport, self.protocol, context, server_hostname=hostname)
         except BaseException:
+            # start_tls moved the transport to its own TLS protocol: ours will never hear connection_lost,
+            # so there is nothing for aclose() to wait for.
+            self._closed = True
             self.transport.abort()
             raise
         if transport is None:  # pragma: no cover - only when the transport closed under us
