@@ -139,8 +139,14 @@ def cmd_get(args: argparse.Namespace) -> int:
         print(file=sys.stdout)
     sys.stdout.flush()
     if args.output:
-        with open(args.output, "wb") as file:
-            file.write(response.content)
+        try:
+            with open(args.output, "wb") as file:
+                file.write(response.content)
+        except OSError as exc:
+            # A flag the user must fix, like a port `serve` cannot bind: usage, not a failed exchange.
+            reason = exc.strerror or str(exc)
+            print(f"error: output: cannot write {escape_control(args.output)}: {reason}", file=sys.stderr)
+            return EXIT_USAGE
     elif sys.stdout.isatty() and b"\x00" in response.content[:4096]:
         print("warning: binary output not shown on a terminal; use -o FILE", file=sys.stderr)
     else:

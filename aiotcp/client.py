@@ -180,7 +180,11 @@ class Client:
         budget = timeouts.budget()
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         target = url if isinstance(url, Target) else parse_target(url)
-        request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
+        try:
+            request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
+        except InvalidTarget as exc:
+            exc.for_target(target.url)
+            raise
         response = await self._send_following(method.upper(), target, request_headers, content, budget, follow)
         try:
             yield response
@@ -232,12 +236,16 @@ class Client:
         budget: Budget,
     ) -> Response:
         # Validated before any connection is made: a bad header never costs a socket.
-        request = Request(
-            method.encode("ascii", "replace"),
-            target.path.encode("ascii"),
-            _merge_headers([(b"Host", target.authority.encode("ascii"))], headers),
-            content,
-        )
+        try:
+            request = Request(
+                method.encode("ascii", "replace"),
+                target.path.encode("ascii"),
+                _merge_headers([(b"Host", target.authority.encode("ascii"))], headers),
+                content,
+            )
+        except InvalidTarget as exc:
+            exc.for_target(target.url)
+            raise
         https = target.scheme == "https"
         if https and self._ssl_context is None:
             raise InvalidTarget("https needs TLS but the client was built with verify=None", target=target.url)
@@ -250,9 +258,13 @@ class Client:
 
         fresh = False
         while True:
-            connection = await self._pool.acquire(key, budget, open_connection, fresh=fresh)
             try:
-                head = await connection.send_request(request, budget)
+                connection = await self._pool.acquire(key, budget, open_connection, fresh=fresh)
+            except AiotcpError as exc:
+                exc.for_target(target.url)  # a pool wait does not know the URL it waited for
+                raise
+            try:
+                head = await connection.send_request(request, budget, target.url)
             except BaseException as exc:
                 stale = (
                     connection.is_reused()

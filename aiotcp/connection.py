@@ -77,12 +77,14 @@ class HTTPConnection:
 
     # -- one exchange ---------------------------------------------------------------------------------------
 
-    async def send_request(self, request: Request, budget: Budget) -> ResponseHead:
-        """Write the request and read up to the end of the response head.
+    async def send_request(self, request: Request, budget: Budget, url: str) -> ResponseHead:
+        """Write the request for ``url`` and read up to the end of the response head.
 
         Raises the transport's errors (``reset``, ``write_timeout``...) and the protocol's (``protocol``,
-        ``too_large``, ``disconnected``), each naming this connection's target.
+        ``too_large``, ``disconnected``), each naming ``url`` -- until the next request, errors on this
+        connection are about this one, not the one it was opened for.
         """
+        self.stream.target = url
         self.requests += 1
         self.first_byte_at = None
         if self.requests > 1:

@@ -282,12 +282,19 @@ async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> Net
         else:
             await stream.aclose()
 
-    async with anyio.create_task_group() as group:
-        for address in addresses:
-            failed = anyio.Event()
-            group.start_soon(attempt, address, failed)
-            with anyio.move_on_after(HAPPY_EYEBALLS_DELAY):
-                await failed.wait()
+    try:
+        async with anyio.create_task_group() as group:
+            for address in addresses:
+                failed = anyio.Event()
+                group.start_soon(attempt, address, failed)
+                with anyio.move_on_after(HAPPY_EYEBALLS_DELAY):
+                    await failed.wait()
+    except BaseException:
+        # Cancelled from outside (the connect deadline, the caller) just as an attempt won: the winner is
+        # not returned, so closing it is ours to do.
+        if winner is not None:
+            await winner.aclose()
+        raise
     if winner is None:
         raise ExceptionGroup("every address failed", failures) if len(failures) > 1 else failures[0]
     return winner

@@ -19,6 +19,14 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(params=["h11", "httptools"])
+def http(request: pytest.FixtureRequest) -> str:
+    """The client's response parser (``Client(http=...)``), for tests that must pass on both backends."""
+    if request.param == "httptools":
+        pytest.importorskip("httptools")
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
 def shared_server() -> Iterator[TargetServer]:
     """One built-in server for the whole run, for tests that do not count its requests."""

@@ -1,0 +1,346 @@
+"""Tests for the keep-alive pool (aiotcp.pool, through aiotcp.client): reuse, stale connections, limits,
+eviction and cancellation, against real loopback servers.
+
+Scripted servers (tests/scripted_server.py) count the connections they accept, so "retried once on a new
+connection" and "not reused" are checked where they happen: on the server.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+
+import anyio
+import pytest
+from scripted_server import (
+    CloseAfterSending,
+    ReadRequest,
+    Repeat,
+    Reset,
+    ScriptedServer,
+    Send,
+    Sleep,
+)
+
+from aiotcp import AiotcpError, Client, Limits, Timeouts
+from aiotcp.serve import TargetServer, running_in_thread
+
+pytestmark = pytest.mark.anyio
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst"
+SECOND = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"
+
+
+def ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+def keep_alive(body: bytes = b"ok", *, delay: float = 0.0, times: int = 100) -> list[object]:
+    """A script that answers up to ``times`` requests on one connection."""
+    steps = [ReadRequest(), Sleep(delay), Send(ok(body))] if delay else [ReadRequest(), Send(ok(body))]
+    return [Repeat(steps, times)]
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` holds: for state a server changes in its own thread (nothing to await)."""
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling another thread's counters; bounded by fail_after
+            await anyio.sleep(0.01)
+
+
+# -- stale keep-alive: the server closed a pooled connection --------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("ending", [CloseAfterSending(), Reset()], ids=["fin", "rst"])
+async def test_stale_connection_is_retried_once_on_a_fresh_one(
+    anyio_backend: str, http: str, method: str, ending: object
+) -> None:
+    # The server takes the second request and closes without a byte of response: the race every keep-alive
+    # client loses sometimes (the server's idle timeout fired as our request was on its way).
+    first = [ReadRequest(), Send(OK), ReadRequest(), ending]
+    # The fresh connection answers as a server should: no body after the head of a reply to HEAD.
+    fresh = keep_alive(b"second") if method == "GET" else [Repeat([ReadRequest(), Send(SECOND[:-6])], 10)]
+    with ScriptedServer(first, fresh) as server:  # type: ignore[list-item]
+        async with Client(http=http, timeout=Timeouts(total=5)) as client:
+            assert (await client.get(f"{server.url}/one")).content == b"first"
+            retried = await client.request(method, f"{server.url}/two")
+            assert retried.status_code == 200
+            assert retried.content == (b"second" if method == "GET" else b"")
+            assert not retried.timings.reused  # the retry ran on the fresh connection
+            assert retried.timings.connect_ms is not None
+            assert (client.pool.opened, client.pool.open_connections) == (2, 1)
+        assert server.connections_accepted == 2
+        assert server.requests(0)[1].startswith(f"{method} /two ".encode())
+        assert server.requests(1)[0].startswith(f"{method} /two ".encode())
+
+
+async def test_stale_retry_happens_only_once(anyio_backend: str) -> None:
+    first = [ReadRequest(), Send(OK), ReadRequest(), CloseAfterSending()]
+    with ScriptedServer(first, [ReadRequest(), CloseAfterSending()]) as server:
+        async with Client(timeout=Timeouts(total=5)) as client:
+            await client.get(f"{server.url}/")
+            with pytest.raises(AiotcpError) as caught:
+                await client.get(f"{server.url}/again")
+            assert caught.value.kind == "disconnected"
+            assert caught.value.target == f"{server.url}/again"
+            assert client.pool.open_connections == 0
+        assert server.connections_accepted == 2  # the original and one retry, not more
+
+
+@pytest.mark.parametrize(
+    ("late", "kind"),
+    [
+        ([Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), Sleep(0.1), Reset()], "reset"),
+        ([Send(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"), CloseAfterSending()], "disconnected"),
+        ([Send(b"HTTP/1.1 20"), CloseAfterSending()], "disconnected"),
+    ],
+    ids=["rst-mid-body", "fin-mid-body", "fin-mid-head"],
+)
+async def test_no_retry_after_response_bytes(anyio_backend: str, http: str, late: list[object], kind: str) -> None:
+    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *late]) as server:  # type: ignore[list-item]
+        async with Client(http=http, timeout=Timeouts(total=5)) as client:
+            await client.get(f"{server.url}/")
+            with pytest.raises(AiotcpError) as caught:
+                await client.get(f"{server.url}/")
+            assert caught.value.kind == kind
+        assert server.connections_accepted == 1
+
+
+async def test_no_retry_for_post(anyio_backend: str) -> None:
+    first = [ReadRequest(), Send(OK), ReadRequest(), CloseAfterSending()]
+    with ScriptedServer(first, keep_alive()) as server:
+        async with Client(timeout=Timeouts(total=5)) as client:
+            await client.request("POST", f"{server.url}/", content=b"one")
+            with pytest.raises(AiotcpError) as caught:
+                await client.request("POST", f"{server.url}/", content=b"two")
+            assert caught.value.kind == "disconnected"
+        assert server.connections_accepted == 1  # a POST may have been acted on: never sent twice
+        assert server.requests(0)[1].endswith(b"\r\n\r\ntwo")
+
+
+async def test_idle_connection_closed_by_server_is_not_reused(anyio_backend: str, http: str) -> None:
+    with ScriptedServer([ReadRequest(), Send(OK), CloseAfterSending()], keep_alive(b"second")) as server:
+        async with Client(http=http, timeout=Timeouts(total=5)) as client:
+            await client.get(f"{server.url}/")
+            assert client.pool.idle_connections == 1
+            await anyio.sleep(0.2)  # the server's FIN arrives while the connection sits in the pool
+            response = await client.get(f"{server.url}/")
+            assert response.content == b"second"
+            assert not response.timings.reused
+            assert client.pool.reused == 0
+        assert server.connections_accepted == 2
+        assert len(server.requests(0)) == 1  # nothing was sent on the closed connection
+
+
+# -- what makes a connection unusable -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        [ReadRequest(), Send(OK + b"garbage!")],
+        [ReadRequest(), Send(OK), Sleep(0.05), Send(ok(b"forged"))],
+    ],
+    ids=["same-packet", "later-packet"],
+)
+async def test_leftover_bytes_after_a_response(anyio_backend: str, http: str, first: list[object]) -> None:
+    with ScriptedServer(first, keep_alive(b"second")) as server:  # type: ignore[arg-type]
+        async with Client(http=http, timeout=Timeouts(total=5)) as client:
+            assert (await client.get(f"{server.url}/")).content == b"first"
+            await anyio.sleep(0.15)  # the stray bytes have arrived either way
+            response = await client.get(f"{server.url}/")
+            assert response.content == b"second"  # never the garbage, never the forged response
+            assert client.pool.reused == 0
+        assert server.connections_accepted == 2
+
+
+async def test_body_on_a_head_reply_makes_the_connection_unusable(anyio_backend: str, http: str) -> None:
+    # A HEAD reply has no body whatever its Content-Length says; bytes after its head are not ours.
+    with ScriptedServer([ReadRequest(), Send(ok(b"hello"))], keep_alive(b"second")) as server:
+        async with Client(http=http, timeout=Timeouts(total=5)) as client:
+            head = await client.head(f"{server.url}/")
+            assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "5")
+            await anyio.sleep(0.1)
+            assert (await client.get(f"{server.url}/")).content == b"second"
+        assert server.connections_accepted == 2
+
+
+@pytest.mark.parametrize(
+    ("failure", "late"),
+    [
+        ([Send(b"HTTP/1.1 OK\r\n\r\n")], False),  # protocol
+        ([Sleep(0.3), Send(ok(b"late"))], True),  # read_timeout, then a late reply that must never be read
+    ],
+    ids=["protocol", "read_timeout"],
+)
+async def test_errored_connection_is_never_handed_out_again(
+    anyio_backend: str, http: str, failure: list[object], late: bool
+) -> None:
+    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *failure], keep_alive(b"fresh")) as server:  # type: ignore[list-item]
+        async with Client(http=http, timeout=Timeouts(read=0.2, total=5)) as client:
+            await client.get(f"{server.url}/")
+            with pytest.raises(AiotcpError):
+                await client.get(f"{server.url}/")
+            assert (client.pool.open_connections, client.pool.idle_connections) == (0, 0)
+            if late:
+                await anyio.sleep(0.2)  # past the late reply
+            for _ in range(3):
+                assert (await client.get(f"{server.url}/")).content == b"fresh"
+        assert server.connections_accepted == 2
+
+
+async def test_keepalive_expiry(anyio_backend: str, server: TargetServer) -> None:
+    async with Client(limits=Limits(keepalive_expiry=0.15)) as client:
+        await client.get(f"{server.url}/")
+        assert (await client.get(f"{server.url}/")).timings.reused  # within the expiry
+        await anyio.sleep(0.25)
+        after = await client.get(f"{server.url}/")
+        assert not after.timings.reused
+        assert client.pool.open_connections == 1
+    assert server.connections_accepted == 2
+
+
+async def test_keepalive_expiry_none_keeps_connections(anyio_backend: str, server: TargetServer) -> None:
+    async with Client(limits=Limits(keepalive_expiry=None)) as client:
+        await client.get(f"{server.url}/")
+        await anyio.sleep(0.1)
+        assert (await client.get(f"{server.url}/")).timings.reused
+    assert server.connections_accepted == 1
+
+
+# -- limits -----------------------------------------------------------------------------------------------
+
+
+async def test_max_connections_under_concurrency(anyio_backend: str) -> None:
+    limit = 3
+    with ScriptedServer(keep_alive(delay=0.05)) as server:
+        async with Client(limits=Limits(max_connections=limit), timeout=Timeouts(total=10)) as client:
+            peak_in_pool = 0
+            results: list[int] = []
+
+            async def one() -> None:
+                nonlocal peak_in_pool
+                response = await client.get(f"{server.url}/")
+                peak_in_pool = max(peak_in_pool, client.pool.open_connections)
+                results.append(response.status_code)
+
+            async with anyio.create_task_group() as group:
+                for _ in range(20):
+                    group.start_soon(one)
+            assert results == [200] * 20
+            assert peak_in_pool <= limit
+            assert client.pool.opened <= limit
+            assert client.pool.open_connections == client.pool.idle_connections
+        assert 1 <= server.peak_open <= limit
+        assert server.connections_accepted <= limit
+        assert not server.errors
+
+
+async def test_max_per_host_under_concurrency(anyio_backend: str) -> None:
+    per_host = 2
+    with ScriptedServer(keep_alive(b"a", delay=0.05)) as one, ScriptedServer(keep_alive(b"b", delay=0.05)) as two:
+        limits = Limits(max_connections=10, max_per_host=per_host)
+        async with Client(limits=limits, timeout=Timeouts(total=10)) as client:
+            bodies: list[bytes] = []
+
+            async def get(url: str) -> None:
+                bodies.append((await client.get(url)).content)
+
+            async with anyio.create_task_group() as group:
+                for n in range(20):
+                    group.start_soon(get, f"{(one if n % 2 else two).url}/")
+            assert sorted(bodies) == [b"a"] * 10 + [b"b"] * 10
+            assert client.pool.opened <= 2 * per_host
+        for server in (one, two):
+            assert 1 <= server.peak_open <= per_host
+            assert server.connections_accepted <= per_host
+
+
+async def test_idle_connection_of_another_origin_is_evicted_at_the_total_limit(
+    anyio_backend: str, server: TargetServer
+) -> None:
+    with running_in_thread() as other:
+        async with Client(limits=Limits(max_connections=1)) as client:
+            await client.get(f"{server.url}/")
+            assert client.pool.idle_connections == 1
+            await client.get(f"{other.url}/")  # no waiting: the idle connection to `server` makes room
+            assert (client.pool.open_connections, client.pool.idle_connections) == (1, 1)
+            assert client.pool.opened == 2
+            await eventually(lambda: server.open_connections == 0)  # the server saw our FIN
+            assert other.open_connections == 1
+
+
+async def test_busy_connections_are_not_evicted(anyio_backend: str, shared_server: TargetServer) -> None:
+    async with Client(limits=Limits(max_connections=1), timeout=Timeouts(pool=0.2, total=5)) as client:
+        async with client.stream("GET", f"{shared_server.url}/bytes/1000000"):
+            with pytest.raises(AiotcpError) as caught:
+                await client.get(f"{shared_server.url}/")
+            assert caught.value.kind == "pool_timeout"
+            assert "waiting=0" in repr(client.pool)  # the timed-out waiter was removed
+        assert (client.pool.open_connections, client.pool.idle_connections) == (0, 0)
+
+
+# -- cancellation -----------------------------------------------------------------------------------------
+
+
+async def test_cancelled_requests_leave_the_pool_consistent(anyio_backend: str, server: TargetServer) -> None:
+    rng = random.Random(1234)
+    paths = ["/", "/delay/20", "/bytes/200000", "/chunked/100000", "/delay/5", "/status/204"]
+    async with Client(limits=Limits(max_connections=6), timeout=Timeouts(total=10)) as client:
+        outcomes = {"cancelled": 0, "done": 0}
+
+        async def one(path: str, after: float, streamed: bool) -> None:
+            with anyio.move_on_after(after) as scope:
+                if streamed:
+                    async with client.stream("GET", f"{server.url}{path}") as response:
+                        async for _ in response.stream():
+                            pass
+                else:
+                    await client.get(f"{server.url}{path}")
+            outcomes["cancelled" if scope.cancelled_caught else "done"] += 1
+
+        async with anyio.create_task_group() as group:
+            for _ in range(50):
+                group.start_soon(one, rng.choice(paths), rng.uniform(0.0, 0.04), rng.random() < 0.5)
+        assert outcomes["cancelled"] + outcomes["done"] == 50
+        assert outcomes["cancelled"] > 0
+        pool = client.pool
+        assert pool.open_connections == pool.idle_connections
+        assert "waiting=0" in repr(pool)
+        for path in paths:
+            response = await client.get(f"{server.url}{path}")
+            assert response.status_code in (200, 204)
+        async with anyio.create_task_group() as group:
+            for path in paths * 3:
+                group.start_soon(client.get, f"{server.url}{path}")
+        assert pool.open_connections == pool.idle_connections <= 6
+        # Every connection the pool let go of was really closed: the server sees only the ones it kept.
+        await eventually(lambda: server.open_connections == pool.open_connections)
+
+
+async def test_cancelled_pool_waiter_is_removed(anyio_backend: str, shared_server: TargetServer) -> None:
+    async with Client(limits=Limits(max_connections=1)) as client:
+        async with client.stream("GET", f"{shared_server.url}/bytes/1000000"):
+            with anyio.move_on_after(0.1) as scope:
+                await client.get(f"{shared_server.url}/")
+            assert scope.cancelled_caught
+            assert "waiting=0" in repr(client.pool)
+        assert (await client.get(f"{shared_server.url}/")).status_code == 200
+
+
+# -- state shown --------------------------------------------------------------------------------------------
+
+
+async def test_pool_repr_shows_counts(anyio_backend: str, shared_server: TargetServer) -> None:
+    async with Client() as client:
+        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=0 reused=0>"
+        await client.get(f"{shared_server.url}/")
+        await client.get(f"{shared_server.url}/")
+        assert repr(client.pool) == "<ConnectionPool open=1 idle=1 waiting=0 opened=1 reused=1>"
+        async with client.stream("GET", f"{shared_server.url}/bytes/10"):
+            assert re.fullmatch(r"<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=2>", repr(client.pool))
+        # The body was not read: leaving the block closed the connection.
+        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=1 reused=2>"
+        assert repr(client.pool) in repr(client)
