@@ -126,8 +126,10 @@ class ConnectionPool:
             discard: list[HTTPConnection] = []
             connection = None if fresh else self._take_idle(key, discard)
             opening = False
-            if connection is None and self._open_by_key.get(key, 0) < self._per_host_limit() and (
-                self._open_total < self.limits.max_connections or self._evict_oldest_idle(discard)
+            if (
+                connection is None
+                and self._open_by_key.get(key, 0) < self._per_host_limit()
+                and (self._open_total < self.limits.max_connections or self._evict_oldest_idle(discard))
             ):
                 self._reserve(key)
                 opening = True

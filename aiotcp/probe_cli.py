@@ -20,11 +20,12 @@ from typing import Any, TextIO
 
 import anyio
 
-from .cli import EXIT_OK, EXIT_USAGE, have_uvloop, parse_header, positive_float, positive_int
+from . import distributed, sharding
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, have_uvloop, parse_header, positive_float, positive_int
 from .errors import InvalidTarget
 from .journal import Journal, JournalMismatch
 from .output import RecordWriter, make_writer
-from .probe import FIELD_NAMES, ProbeOptions, ProbeResult, probe_many
+from .probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs
 from .targets import parse_ports
 
 __all__ = ["main_probe", "raise_fd_limit", "register"]
@@ -47,8 +48,8 @@ def register(commands: Any) -> None:
     probe.add_argument("-t", "--timeout", type=positive_float, default=10.0, help="deadline per target, s (10)")
     probe.add_argument("--connect-timeout", type=positive_float, help="TCP+TLS connect timeout, s")
     probe.add_argument("-m", "--method", choices=["GET", "HEAD"], default="GET", type=str.upper)
-    probe.add_argument("--rate", type=positive_float, help="probes started per second, overall")
-    probe.add_argument("--per-host", type=positive_int, help="probes in flight per host")
+    probe.add_argument("--rate", type=positive_float, help="probes started per second (per worker with --dask)")
+    probe.add_argument("--per-host", type=positive_int, help="probes in flight per host (per worker with --dask)")
     probe.add_argument("--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout")
     probe.add_argument(
         "-H", "--header", dest="headers", action="append", type=parse_header, default=[], metavar="'NAME: VALUE'"
@@ -65,6 +66,8 @@ def register(commands: Any) -> None:
     probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
     probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    sharding.add_arguments(probe)
+    distributed.add_arguments(probe)
     probe.set_defaults(handler=main_probe)
 
 
@@ -105,16 +108,18 @@ def _lines(path: str) -> Iterator[str]:
         yield from file
 
 
-def _journal_key(path: str, ports: tuple[int, ...]) -> dict[str, Any]:
+def _journal_key(path: str, ports: tuple[int, ...], shard: sharding.Shard | None = None) -> dict[str, Any]:
     """What decides how the input is numbered, so a journal is reused only by the run it was written for.
 
     A regular file is named by its path and its content (size and SHA-256): an edited list under the same
     name is another input, whose line numbers mean other targets. Stdin can only be named ``-``. Raises
     ``OSError`` if the file cannot be read.
     """
+    key: dict[str, Any] = {"input": os.path.abspath(path) if path != "-" else "-", "ports": list(ports)}
+    if shard is not None:
+        key["shard"] = str(shard)  # another shard's journal holds other targets
     if path == "-":
-        return {"input": "-", "ports": list(ports)}
-    key: dict[str, Any] = {"input": os.path.abspath(path), "ports": list(ports)}
+        return key
     if os.path.isfile(path):  # not a FIFO or a device: reading it here would consume it
         with open(path, "rb") as file:
             key["size"] = os.fstat(file.fileno()).st_size
@@ -184,7 +189,8 @@ def _summary(stats: Stats, replayed: int) -> Any:
 
 
 def main_probe(args: argparse.Namespace) -> int:
-    concurrency, warning = raise_fd_limit(args.concurrency)
+    # With --dask the probes run on the workers, which fit -c to their own open-file limit.
+    concurrency, warning = (args.concurrency, None) if args.dask else raise_fd_limit(args.concurrency)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     try:
@@ -213,7 +219,7 @@ def main_probe(args: argparse.Namespace) -> int:
         journal = None
         if args.resume:
             try:
-                journal = Journal(args.resume, _journal_key(args.file, args.ports))
+                journal = Journal(args.resume, _journal_key(args.file, args.ports, args.shard))
             except (JournalMismatch, OSError) as exc:
                 print(f"error: usage: --resume: {exc}", file=sys.stderr)
                 return EXIT_USAGE
@@ -227,15 +233,24 @@ def main_probe(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         writer = make_writer(fmt, out, FIELD_NAMES)
         show = not args.quiet
-        return anyio.run(
-            _run,
-            args,
-            options,
-            writer,
-            journal,
-            show,
-            backend_options={"use_uvloop": have_uvloop()},
-        )
+        try:
+            client = stack.enter_context(distributed.connect(args.dask)) if args.dask else None
+            return anyio.run(
+                _run,
+                args,
+                options,
+                writer,
+                journal,
+                show,
+                client,
+                backend_options={"use_uvloop": have_uvloop()},
+            )
+        except distributed.DaskUnavailable as exc:
+            print(f"error: usage: --dask: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except distributed.DaskError as exc:
+            print(f"error: dask: {exc}", file=sys.stderr)
+            return EXIT_FAILED
 
 
 async def _run(
@@ -244,6 +259,7 @@ async def _run(
     writer: RecordWriter,
     journal: Journal | None,
     show: bool,
+    client: Any = None,
 ) -> int:
     stats = Stats()
     replayed = 0
@@ -255,11 +271,18 @@ async def _run(
     total_lines = _count_lines(args.file) if show and sys.stderr.isatty() else None
     progress = _Progress(stats, total_lines) if show and sys.stderr.isatty() else None
     last_flush = time.monotonic()
-    results = probe_many(_lines(args.file), options, skip=journal.is_done if journal is not None else None)
+    skip = journal.is_done if journal is not None else None
+    numbered = iter_jobs(_lines(args.file), ports=options.ports)
+    jobs = sharding.select(numbered, args.shard)
+    results = (
+        probe_jobs(jobs, options, skip=skip)
+        if client is None
+        else distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
+    )
     # aclosing: whatever ends the loop (an error writing, Ctrl-C), the probes stop and their sockets close
     # here, in this task.
     try:
-        async with aclosing(results):
+        async with aclosing(numbered), aclosing(jobs), aclosing(results):
             async for result in results:
                 record = result.as_dict()
                 if journal is not None:

@@ -42,9 +42,7 @@ SLACK = 0.5  # an error may come this much after its deadline on a loaded machin
 MAX_CHUNK = 64 * 1024
 
 
-async def expect_error(
-    kind: str, url: str, deadline: float, call: Callable[[], Awaitable[object]]
-) -> AiotcpError:
+async def expect_error(kind: str, url: str, deadline: float, call: Callable[[], Awaitable[object]]) -> AiotcpError:
     """Run ``call``; it must fail with ``kind``, naming ``url``, within ``deadline`` + SLACK seconds."""
     started = time.perf_counter()
     with pytest.raises(AiotcpError) as caught:
@@ -264,9 +262,7 @@ async def test_stream_large_body_chunk_by_chunk(anyio_backend: str, http: str, s
     assert server.connections_accepted == 1
 
 
-async def test_leaving_stream_early_closes_the_connection(
-    anyio_backend: str, http: str, server: TargetServer
-) -> None:
+async def test_leaving_stream_early_closes_the_connection(anyio_backend: str, http: str, server: TargetServer) -> None:
     async with Client(http=http) as client:
         async with client.stream("GET", f"{server.url}/bytes/10000000") as response:
             async for chunk in response.stream():

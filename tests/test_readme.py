@@ -31,5 +31,7 @@ def test_example_runs_as_written(source: str, tmp_path: pathlib.Path) -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert "pip install -e '.[test]'" in README and "pip install --quiet -e '.[test]'" in ci
-    assert "python -m pytest" in README and ci.rstrip().endswith(".venv/bin/python -m pytest")
+    assert "pip install -e '.[test]'" in README
+    assert "pip install --quiet -e '.[test]'" in ci
+    assert "python -m pytest" in README
+    assert ci.rstrip().endswith(".venv/bin/python -m pytest")
