@@ -148,10 +148,12 @@ class Client:
         ``read_timeout``, ``write_timeout``, ``timeout``, ``pool_timeout``, ``protocol``, ``too_large``,
         ``local`` or ``too_many_redirects``.
         """
-        async with self.stream(
-            method, url, headers=headers, content=content, timeout=timeout, follow_redirects=follow_redirects
-        ) as response:
+        response = await self._send(method, url, headers, content, self._budget(timeout), follow_redirects)
+        try:
             await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
         return response
 
     async def get(self, url: str | Target, **kwargs: Any) -> Response:
@@ -176,22 +178,40 @@ class Client:
         The connection goes back to the pool when the body has been read to the end, and is closed if the
         block exits before that. Raises like :meth:`request`.
         """
-        timeouts = self.timeouts if isinstance(timeout, EllipsisType) else Timeouts.from_value(timeout)
-        budget = timeouts.budget()
-        follow = self.follow_redirects if follow_redirects is None else follow_redirects
-        target = url if isinstance(url, Target) else parse_target(url)
-        try:
-            request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
-        except InvalidTarget as exc:
-            exc.for_target(target.url)
-            raise
-        response = await self._send_following(method.upper(), target, request_headers, content, budget, follow)
+        response = await self._send(method, url, headers, content, self._budget(timeout), follow_redirects)
         try:
             yield response
         finally:
             await response.aclose()
 
     # -- internals ------------------------------------------------------------------------------------------
+
+    def _budget(self, timeout: TimeoutsLike | EllipsisType) -> Budget:
+        timeouts = self.timeouts if isinstance(timeout, EllipsisType) else Timeouts.from_value(timeout)
+        return timeouts.budget()
+
+    async def _send(
+        self,
+        method: str,
+        url: str | Target,
+        headers: HeaderInput | None,
+        content: bytes,
+        budget: Budget,
+        follow_redirects: bool | None,
+    ) -> Response:
+        """The request as the public methods (and the prober, with its own budget) give it: its response,
+        body unread. The caller closes the response."""
+        follow = self.follow_redirects if follow_redirects is None else follow_redirects
+        target = url if isinstance(url, Target) else parse_target(url)
+        if headers:
+            try:
+                request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
+            except InvalidTarget as exc:
+                exc.for_target(target.url)
+                raise
+        else:
+            request_headers = self._default_headers
+        return await self._send_following(method.upper(), target, request_headers, content, budget, follow)
 
     async def _send_following(
         self,
@@ -288,9 +308,9 @@ class Client:
             reused=reused,
         )
 
-        async def release(conn: HTTPConnection, reusable: bool) -> None:
+        def release(conn: HTTPConnection, reusable: bool) -> bool:
             timings.total_ms = _ms_between(started, time.perf_counter())
-            await self._pool.release(conn, reusable)
+            return self._pool.give_back(conn, reusable)
 
         return Response(
             url=target.url,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anyio
 
@@ -118,15 +118,18 @@ class HTTPConnection:
         self.state = ConnectionState.ACTIVE
 
     async def aclose(self, why: str | None = None) -> None:
-        """Close for good. Safe to call twice, never raises, shielded from cancellation."""
-        if self.state is ConnectionState.CLOSED and self.stream.is_closed:
+        """Close for good. Safe to call twice, never raises (callers shield it from cancellation)."""
+        if self.stream.is_closed:
+            self.state = ConnectionState.CLOSED
             return
         self.state = ConnectionState.CLOSED
         self.why_closed = self.why_closed or why
         await self.stream.aclose()
 
 
-Release = Callable[[HTTPConnection, bool], Awaitable[None]]
+#: ``release(connection, reusable) -> must_close``: hands the connection back without waiting; True when the
+#: caller has to close it.
+Release = Callable[[HTTPConnection, bool], bool]
 
 
 class BodyReader:
@@ -179,9 +182,9 @@ class BodyReader:
 
     async def _finish(self, reusable: bool) -> None:
         release, self._release = self._release, None
-        if release is not None:
+        if release is not None and release(self._connection, reusable):
             with anyio.CancelScope(shield=True):
-                await release(self._connection, reusable)
+                await self._connection.aclose("not reusable")
 
     async def aclose(self) -> None:
         """Stop reading. An unfinished body means the connection cannot be reused."""

@@ -41,13 +41,21 @@ class Headers(Mapping[str, str]):
     ``headers["set-cookie"]`` joins repeated fields with ``", "``; :meth:`get_all` keeps them apart.
     """
 
-    __slots__ = ("_index", "raw")
+    __slots__ = ("_built", "raw")
 
     def __init__(self, raw: list[tuple[bytes, bytes]] | None = None) -> None:
-        self.raw: list[tuple[bytes, bytes]] = list(raw or ())
-        self._index: dict[str, list[str]] = {}
-        for name, value in self.raw:
-            self._index.setdefault(name.decode("latin-1").lower(), []).append(_decode_header(value))
+        self.raw: list[tuple[bytes, bytes]] = list(raw) if raw else []
+        self._built: dict[str, list[str]] | None = None  # the index, built on first lookup
+
+    @property
+    def _index(self) -> dict[str, list[str]]:
+        index = self._built
+        if index is None:
+            index = {}
+            for name, value in self.raw:
+                index.setdefault(name.decode("latin-1").lower(), []).append(_decode_header(value))
+            self._built = index
+        return index
 
     def get_all(self, name: str) -> list[str]:
         """Every value of ``name``, in the order received (empty if absent)."""

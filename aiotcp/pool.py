@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Hashable
 import anyio
 
 from .config import Budget, Limits
-from .connection import HTTPConnection
+from .connection import ConnectionState, HTTPConnection
 
 __all__ = ["ConnectionPool"]
 
@@ -158,18 +158,25 @@ class ConnectionPool:
         if scope.cancelled_caught:
             raise budget.expired("pool")
 
-    async def release(self, connection: HTTPConnection, reusable: bool) -> None:
-        """Take a connection back after its response: kept if ``reusable`` and the pool is open, else closed."""
+    def give_back(self, connection: HTTPConnection, reusable: bool) -> bool:
+        """Take a connection back after its response, without waiting: kept if ``reusable`` and the pool is
+        open. Returns True when the caller must close it (``await connection.aclose()``)."""
         if connection.is_closed() or connection.is_idle():
-            return  # released already
+            return False  # released already
         if reusable and not self._closed:
             connection.mark_idle()
             self._idle.setdefault(connection.key, []).append(connection)
             self._idle_order[connection] = None
             self._wake_waiters()
-            return
+            return False
         self._forget(connection)
-        await _close_all([connection], "not reusable")
+        connection.state = ConnectionState.CLOSED  # counted out now; the socket closes in the caller
+        return True
+
+    async def release(self, connection: HTTPConnection, reusable: bool) -> None:
+        """:meth:`give_back`, closing the connection (shielded) when it is not kept."""
+        if self.give_back(connection, reusable):
+            await _close_all([connection], "not reusable")
 
     async def aclose(self) -> None:
         """Close every idle connection and refuse new acquisitions. Busy ones close on release."""

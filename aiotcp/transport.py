@@ -7,8 +7,8 @@ bounded by the request's :class:`~aiotcp.config.Budget`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import ipaddress
 import select
 import socket
 import ssl
@@ -19,7 +19,6 @@ from typing import Literal
 
 import anyio
 import anyio.abc
-import sniffio
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from .config import Budget, Timeouts
@@ -226,13 +225,6 @@ def _buffered_by_anyio(stream: anyio.abc.ByteStream) -> bool:
     return bool(read_event is not None and read_event.is_set())
 
 
-def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
 def _interleave(infos: list[tuple[int, str]]) -> list[str]:
     """RFC 8305 order: alternate address families, starting with the resolver's first."""
     by_family: dict[int, list[str]] = {}
@@ -249,8 +241,9 @@ def _interleave(infos: list[tuple[int, str]]) -> list[str]:
     return ordered
 
 
-async def _resolve(host: str, port: int) -> list[str]:
-    if _ip_literal(host) is not None:
+async def _resolve(target: Target) -> list[str]:
+    host, port = target.host, target.port
+    if target.is_ip:
         return [host]
     infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return _interleave([(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos])
@@ -302,7 +295,11 @@ async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> Net
 
 def _opener() -> Opener:
     """The fast asyncio stream when running on asyncio (uvloop included), anyio's everywhere else."""
-    if sniffio.current_async_library() == "asyncio":
+    try:
+        asyncio.get_running_loop()  # cheaper than asking sniffio, and the answer is the same
+    except RuntimeError:
+        return AnyioStream.open
+    else:
         from .asyncio_transport import AsyncioStream
 
         return AsyncioStream.open
@@ -326,7 +323,7 @@ async def connect(
     stream: NetworkStream | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
-            addresses = await _resolve(target.host, target.port)
+            addresses = await _resolve(target)
             dns_ms = _ms(started)
             phase = "tcp"
             tcp_started = time.perf_counter()
