@@ -21,8 +21,6 @@ import ssl
 from collections import deque
 from typing import cast
 
-import anyio
-
 from .config import Budget, Phase
 from .errors import ConnectionReset, map_stream_error
 from .transport import ConnectInfo, NetworkStream
@@ -207,6 +205,6 @@ class AsyncioStream(NetworkStream):
         closed = self.protocol.closed
         if closed is not None and not closed.done():
             # connection_lost runs on the next loop iteration; wait for it so the descriptor is really gone
-            # when aclose returns (callers count open files).
-            with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                await asyncio.shield(closed)
+            # when aclose returns (callers count open files). Cancelling this wait is harmless: the
+            # transport is already closing.
+            await asyncio.shield(closed)
