@@ -16,8 +16,6 @@ import enum
 import time
 from collections.abc import Callable
 
-import anyio
-
 from .config import Budget
 from .errors import AiotcpError
 from .http11 import Event, HTTP11Protocol, Request, ResponseEnd, ResponseHead
@@ -183,8 +181,9 @@ class BodyReader:
     async def _finish(self, reusable: bool) -> None:
         release, self._release = self._release, None
         if release is not None and release(self._connection, reusable):
-            with anyio.CancelScope(shield=True):
-                await self._connection.aclose("not reusable")
+            # No shield needed here: the pool has already counted the connection out, and every stream's
+            # aclose() starts the close before its first await (or shields itself).
+            await self._connection.aclose("not reusable")
 
     async def aclose(self) -> None:
         """Stop reading. An unfinished body means the connection cannot be reused."""

@@ -30,7 +30,6 @@ from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import ExitStack, aclosing
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -302,8 +301,17 @@ class HostLimiter:
 # -- one probe ---------------------------------------------------------------------------------------------
 
 
+_second_stamp: tuple[int, str] = (0, "")
+
+
 def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with milliseconds. The date-and-time part is formatted once per second, not per record."""
+    global _second_stamp
+    now = time.time()
+    second = int(now)
+    if _second_stamp[0] != second:
+        _second_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_stamp[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def _title(body: bytes, charset: str | None) -> str | None:
