@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import select
 import socket
 import ssl
@@ -120,6 +121,11 @@ class NetworkStream:
         raise NotImplementedError
 
     # -- used by connect() ----------------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, address: str, port: int) -> NetworkStream:
+        """Connect to an IP address. Raises ``OSError`` as the OS reports it; :func:`connect` maps it."""
+        raise NotImplementedError
 
     def peer(self) -> tuple[str, int]:
         raise NotImplementedError
@@ -299,11 +305,15 @@ def _opener() -> Opener:
         asyncio.get_running_loop()  # cheaper than asking sniffio, and the answer is the same
     except RuntimeError:
         return AnyioStream.open
-    else:
-        from .asyncio_transport import AsyncioStream
+    return _asyncio_stream().open
 
-        return AsyncioStream.open
-    return AnyioStream.open
+
+@functools.cache
+def _asyncio_stream() -> type[NetworkStream]:
+    # Imported on first use: asyncio_transport builds on this module.
+    from .asyncio_transport import AsyncioStream
+
+    return AsyncioStream
 
 
 async def connect(
