@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._version import __version__
-from .probe import Inputs, Job, ProbeOptions, ProbeResult, iter_jobs, probe_jobs
+from .probe import Inputs, Job, ProbeOptions, ProbeResult, as_async_iterator, iter_jobs, probe_jobs
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -271,20 +271,11 @@ def _count_workers(client: Any) -> int:
     return len(client.nthreads())
 
 
-async def _aiter(items: AsyncIterable[Job] | Iterable[Job]) -> AsyncGenerator[Job, None]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
 async def _chunks(
     jobs: AsyncIterable[Job] | Iterable[Job], size: int, skip: Callable[[int], bool] | None
 ) -> AsyncGenerator[list[Job], None]:
     chunk: list[Job] = []
-    async with contextlib.aclosing(_aiter(jobs)) as numbered:
+    async with contextlib.aclosing(as_async_iterator(jobs)) as numbered:
         async for job in numbered:
             if skip is not None and skip(job.seq):
                 continue

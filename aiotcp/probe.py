@@ -44,6 +44,7 @@ from .targets import Target, TargetSpec, expand_cidr, parse_spec
 
 __all__ = [
     "TRANSIENT_KINDS",
+    "as_async_iterator",
     "Job",
     "ProbeOptions",
     "ProbeResult",
@@ -179,7 +180,8 @@ InputItem = str | Target
 Inputs = Iterable[InputItem] | AsyncIterable[InputItem]
 
 
-async def _aiter(items: Iterable[Any] | AsyncIterable[Any]) -> AsyncGenerator[Any, None]:
+async def as_async_iterator(items: Iterable[_Item] | AsyncIterable[_Item]) -> AsyncGenerator[_Item, None]:
+    """Iterate a sync or an async iterable the same way (inputs may be either)."""
     if isinstance(items, AsyncIterable):
         async for item in items:
             yield item
@@ -216,7 +218,7 @@ async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncGener
     but counted, so ``line`` is the 1-based line number in the input."""
     seq = 0
     line = 0
-    async with aclosing(_aiter(items)) as lines:
+    async with aclosing(as_async_iterator(items)) as lines:
         async for item in lines:
             line += 1
             if isinstance(item, Target):
@@ -554,7 +556,7 @@ async def probe_jobs(
 
     async def feed() -> None:
         with send_jobs:
-            async with aclosing(_aiter(jobs)) as numbered:
+            async with aclosing(as_async_iterator(jobs)) as numbered:
                 index = 0
                 async for job in numbered:
                     if skip is not None and skip(job.seq):
