@@ -59,6 +59,14 @@ def _normalize_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]
     return [(_header_bytes(name, "name"), _header_bytes(value, "value")) for name, value in items]
 
 
+def _with_host(authority: bytes, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """Host first (as h11 sends it), unless the caller set one."""
+    for name, _ in headers:
+        if len(name) == 4 and name.lower() == b"host":
+            return headers
+    return [(b"Host", authority), *headers]
+
+
 def _merge_headers(
     defaults: list[tuple[bytes, bytes]], overrides: list[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
@@ -260,7 +268,7 @@ class Client:
             request = Request(
                 method.encode("ascii", "replace"),
                 target.path.encode("ascii"),
-                _merge_headers([(b"Host", target.authority.encode("ascii"))], headers),
+                _with_host(target.authority.encode("ascii"), headers),
                 content,
             )
         except InvalidTarget as exc:
