@@ -23,7 +23,7 @@ from typing import cast
 
 from .config import Budget, Phase
 from .errors import ConnectionReset, map_stream_error
-from .transport import ConnectInfo, NetworkStream
+from .transport import ConnectInfo, NetworkStream, socket_has_input
 
 __all__ = ["AsyncioStream"]
 
@@ -185,10 +185,14 @@ class AsyncioStream(NetworkStream):
         return b""  # EOF, or the connection was closed cleanly
 
     def has_pending_input(self) -> bool:
-        """Whether anything arrived (bytes, EOF, an error) that nobody read. Never blocks: asyncio reads the
-        socket as data comes, so the buffer and flags are the whole truth."""
+        """Whether anything arrived (bytes, EOF, an error) that nobody read. Never blocks."""
         protocol = self.protocol
-        return bool(protocol.buffer) or protocol.eof or protocol.lost
+        if protocol.buffer or protocol.eof or protocol.lost:
+            return True
+        # The loop reads the socket only when it polls: bytes or a FIN that came while it was busy elsewhere
+        # are still in the kernel.
+        sock = self.transport.get_extra_info("socket")
+        return sock is not None and socket_has_input(sock)
 
     async def aclose(self) -> None:
         """Close now. A TLS close_notify or unsent request bytes are not waited for: HTTP/1.1 frames its own

@@ -66,7 +66,10 @@ class ConnectionPool:
 
     def _take_idle(self, key: Hashable, discard: list[HTTPConnection]) -> HTTPConnection | None:
         stack = self._idle.get(key)
+        if stack is None:
+            return None
         now = time.monotonic()
+        found = None
         while stack:
             connection = stack.pop()
             del self._idle_order[connection]
@@ -76,8 +79,11 @@ class ConnectionPool:
                 continue
             connection.mark_active()
             self.reused += 1
-            return connection
-        return None
+            found = connection
+            break
+        if not stack:
+            del self._idle[key]  # no empty entry per origin ever seen: the pool stays O(idle connections)
+        return found
 
     def _forget(self, connection: HTTPConnection) -> None:
         """Free the slot of a connection that is about to be closed."""
@@ -99,11 +105,20 @@ class ConnectionPool:
     def _evict_oldest_idle(self, discard: list[HTTPConnection]) -> bool:
         if not self._idle_order:
             return False
-        connection, _ = self._idle_order.popitem(last=False)
-        self._idle[connection.key].remove(connection)
+        self._evict_idle(next(iter(self._idle_order)), discard)
+        return True
+
+    def _evict_idle(self, connection: HTTPConnection, discard: list[HTTPConnection]) -> None:
+        del self._idle_order[connection]
+        stack = self._idle[connection.key]
+        stack.remove(connection)
+        if not stack:
+            del self._idle[connection.key]
         self._forget(connection)
         discard.append(connection)
-        return True
+
+    def _has_room(self, key: Hashable) -> bool:
+        return self._open_by_key.get(key, 0) < self._per_host_limit() and self._open_total < self.limits.max_connections
 
     def _wake_waiters(self) -> None:
         # Limits are per origin as well as in total, so which waiter a freed slot suits depends on its key:
@@ -125,6 +140,10 @@ class ConnectionPool:
                 raise RuntimeError("the pool is closed")
             discard: list[HTTPConnection] = []
             connection = None if fresh else self._take_idle(key, discard)
+            if fresh and self._idle.get(key) and not self._has_room(key):
+                # A fresh connection is wanted and this origin's idle ones hold the slots: make room by closing
+                # one of them rather than waiting for a slot that only we could free.
+                self._evict_idle(self._idle[key][0], discard)
             opening = False
             if (
                 connection is None

@@ -16,7 +16,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.abc
@@ -196,14 +196,7 @@ class AnyioStream(NetworkStream):
             return True
         if _buffered_by_anyio(self._stream):
             return True
-        sock = self._socket
-        if sock is None:
-            return False
-        try:
-            readable, _, _ = select.select([sock.fileno()], [], [], 0)
-        except (OSError, ValueError):
-            return True  # the descriptor is gone
-        return bool(readable)  # readable while idle: EOF, RST or stray bytes; none of them is reusable
+        return self._socket is not None and socket_has_input(self._socket)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -215,6 +208,26 @@ class AnyioStream(NetworkStream):
                     await self._stream.aclose()
             if scope.cancelled_caught:
                 await anyio.aclose_forcefully(self._stream)
+
+
+def socket_has_input(sock: Any) -> bool:
+    """Whether the kernel holds something to read on ``sock``: bytes, FIN, RST or an error. Never blocks.
+
+    This sees what arrived while the event loop was busy and has not read yet. poll(), not select():
+    select() cannot watch descriptors above FD_SETSIZE (1024), which a busy prober passes quickly.
+    """
+    try:
+        fd = sock.fileno()
+    except OSError:
+        return True
+    if fd < 0:
+        return True  # closed
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    try:
+        return bool(poller.poll(0))  # POLLHUP/POLLERR are always reported too
+    except OSError:
+        return True
 
 
 def _buffered_by_anyio(stream: anyio.abc.ByteStream) -> bool:
