@@ -24,6 +24,10 @@ The guards make the backends agree where their parsers would not:
 
 - the head-size cap counts the same bytes: the final head must be complete within the first
   ``max_header_bytes`` bytes of the response (interim heads included), however the bytes were split;
+- so does the cap on a chunked body's framing: a chunk-size line (extensions included) and the trailer
+  section must each end within ``max_header_bytes`` bytes. :class:`_ChunkScan` follows the chunk framing
+  just enough to count those bytes exactly, for both backends, whatever the split (the parsers' own bounds
+  -- h11's on its receive buffer, ours on llhttp's silence -- hold only to within one feed);
 - a peer that is plainly not speaking HTTP is rejected from its first bytes (instead of waiting for a line
   end that may never come);
 - every head, interim or final, meets the same rules (:meth:`HTTP11Protocol._check_head`): HTTP/1.0 or 1.1,
@@ -54,6 +58,13 @@ from dataclasses import dataclass
 from typing import Final, Literal
 
 import h11
+
+try:
+    # Imported once, here, rather than on first use: a prober's first use may come when every descriptor is
+    # taken, and importing opens files (EMFILE would surface as an OSError from the import, not a record).
+    import httptools as _httptools
+except ImportError:  # pragma: no cover - an optional accelerator, missing on some platforms
+    _httptools = None  # type: ignore[assignment]
 
 from .config import Limits
 from .errors import (
@@ -210,6 +221,111 @@ class _Framing:
     close: bool = False  # Connection: close
 
 
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+
+class _ChunkScan:
+    """Follows a chunked body just enough to measure its framing: the bytes of each chunk-size line and of the
+    trailer section, exactly, however the body is split. Validation is the parser's job: on a size line this
+    cannot read, it stops counting (the parser rejects that line anyway).
+
+    ``scan(data)`` returns ``None``, or the offset in ``data`` after which the current size line or the trailer
+    section exceeds ``cap`` bytes without having ended.
+    """
+
+    __slots__ = ("cap", "line", "off", "remaining", "size_line", "state")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.state: Literal["size", "data", "crlf", "trailer", "done"] = "size"
+        self.line = 0  # bytes of the current size line, or of the trailer section, so far
+        self.size_line = b""  # the first bytes of the current size line (enough to read the size)
+        self.remaining = 0  # bytes of chunk data still to come
+        self.off = False  # in the trailer section: the current line has content (it is not the blank one)
+
+    def scan(self, data: bytes) -> int | None:
+        position, end = 0, len(data)
+        find, hex_match = data.find, _HEX.match
+        for _ in range(end + 1):  # every pass consumes at least one byte, or returns
+            if position >= end or self.state == "done":
+                return None
+            state = self.state
+            if state == "data":
+                take = min(self.remaining, end - position)
+                self.remaining -= take
+                position += take
+                if not self.remaining:
+                    self.state = "crlf"
+                continue
+            if state == "crlf":  # the CRLF after chunk data; anything else is the parser's to reject
+                if data[position : position + 2] == b"\r\n":
+                    position += 2
+                else:
+                    newline = find(b"\n", position)
+                    if newline < 0:
+                        return None
+                    position = newline + 1
+                self.state = "size"
+                continue
+            newline = find(b"\n", position)
+            if state == "size" and not self.line and 0 <= newline < position + self.cap:
+                # The common case, a whole size line in this piece: read it in place.
+                match = hex_match(data, position, newline)
+                position = newline + 1
+                if match is None or len(match.group().lstrip(b"0")) > 16:
+                    self.state = "done"  # unreadable or over 64 bits: the parser rejects it; we stop counting
+                    return None
+                self.remaining = int(match.group(), 16)
+                self.state = "data" if self.remaining else "trailer"
+                continue
+            stop = end if newline < 0 else newline + 1
+            if state == "size":
+                crossing = self._count(position, stop)
+                if crossing is not None:
+                    return crossing
+                if len(self.size_line) < 32:
+                    self.size_line += data[position : min(stop, position + 32)]
+                if newline >= 0:
+                    self._size_line_ended()
+                position = stop
+            else:
+                position = self._trailer(data, position, stop, newline)
+                if position < 0:
+                    return -position - 1
+        return None  # pragma: no cover - the loop returns first
+
+    def _count(self, position: int, stop: int) -> int | None:
+        if self.line + (stop - position) > self.cap:
+            return position + (self.cap - self.line)
+        self.line += stop - position
+        return None
+
+    def _size_line_ended(self) -> None:
+        match = _HEX.match(self.size_line)
+        self.line = 0
+        if match is None or len(match.group().lstrip(b"0")) > 16:
+            self.state = "done"  # unreadable or over 64 bits: the parser rejects it; we stop counting
+            return
+        size = int(match.group(), 16)
+        self.size_line = b""
+        self.state = "data" if size else "trailer"
+        self.remaining = size
+
+    def _trailer(self, data: bytes, position: int, stop: int, newline: int) -> int:
+        """Count a piece of the trailer section; the next position, or ``-(crossing + 1)``."""
+        crossing = self._count(position, stop)
+        if crossing is not None:
+            return -(crossing + 1)
+        content = data[position : stop if newline < 0 else newline]
+        if content.rstrip(b"\r"):
+            self.off = True
+        if newline >= 0:
+            if not self.off:
+                self.state = "done"  # the blank line: the trailer section, and the body, ended
+            self.off = False
+        return stop
+
+
 class HTTP11Protocol:
     """The contract of the module docstring, with the guards both backends share.
 
@@ -243,6 +359,7 @@ class HTTP11Protocol:
         self._reusable = False
         self._error: AiotcpError | None = None
         self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
+        self._chunks: _ChunkScan | None = None  # the framing of a chunked body, measured (see _ChunkScan)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} state={self._state()} cycles={self.cycles} body_bytes={self._body_bytes}>"
@@ -337,7 +454,12 @@ class HTTP11Protocol:
     def _feed_guarded(self, data: bytes) -> None:
         cap = self.limits.max_header_bytes
         rest = b""
-        if self._head is None and not self._ended:
+        late: AiotcpError | None = None  # an error at the end of what is fed, raised after its events
+        if self._chunks is not None and not self._ended and data:
+            crossing = self._chunks.scan(data)
+            if crossing is not None:
+                data, late = data[:crossing], self._framing_too_large()
+        elif self._head is None and not self._ended:
             # Never hand the parser more of an unfinished head than the cap: the head must end within the
             # first max_header_bytes bytes, however they were split. The rest is fed once the head is done.
             room = cap - self._head_bytes
@@ -350,13 +472,29 @@ class HTTP11Protocol:
             if self._head is None and not self._ended and self._error is None:
                 raise TooLarge(f"response head exceeds max_header_bytes ({cap})")
         if rest and self._error is None:
+            if self._chunks is not None and late is None:  # the head ended in the part fed above
+                crossing = self._chunks.scan(rest)
+                if crossing is not None:
+                    rest, late = rest[:crossing], self._framing_too_large()
             self._feed(rest)
+        if late is not None:
+            self._fail(late)
         if self._eof and self._error is None:
             self._feed(b"")
 
     def _fail(self, error: AiotcpError) -> None:
         if self._error is None:
             self._error = error
+
+    def _framing_too_large(self) -> TooLarge:
+        return TooLarge(f"chunk-size line or trailer section exceeds max_header_bytes ({self.limits.max_header_bytes})")
+
+    def _start_scan(self, after_head: bytes) -> None:
+        """The head said chunked: measure the body's framing from here; ``after_head`` is what the backend
+        already holds of the body (fed with the head)."""
+        self._chunks = _ChunkScan(self.limits.max_header_bytes)
+        if after_head and self._chunks.scan(after_head) is not None:
+            self._fail(self._framing_too_large())
 
     def _check_head(self, status: int, reason: bytes, version: bytes, headers: HeaderList) -> _Framing:
         """The rules every head (interim or final) must meet, whichever parser read it; and its framing."""
@@ -401,6 +539,8 @@ class HTTP11Protocol:
         self._has_body = self._method != b"HEAD" and head.status_code not in _NO_BODY_STATUS
         self._close_delimited = self._has_body and not (framing.chunked or framing.length)
         self._events.append(head)
+        if self._has_body and framing.chunked:
+            self._start_scan(self._held_after_head())
 
     def _on_body(self, data: bytes) -> None:
         self._body_bytes += len(data)
@@ -461,6 +601,10 @@ class HTTP11Protocol:
         """Whether bytes arrived beyond the end of the response."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def _held_after_head(self) -> bytes:
+        """Bytes the parser was fed beyond the final head and has not parsed yet (when the head completes)."""
+        return b""
+
     def _next_cycle(self) -> None:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -472,8 +616,8 @@ class H11Protocol(HTTP11Protocol):
 
     def __init__(self, limits: Limits | None = None) -> None:
         super().__init__(limits)
-        # In the head, our cap (in _feed_guarded) fires first; in a chunked body, h11's own cap bounds a chunk
-        # header line or the trailer section.
+        # In the head, our cap (in _feed_guarded) fires first; in a chunked body, _ChunkScan's. h11's own cap
+        # (on what it holds unparsed) is the backstop.
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_header_bytes)
 
     def _encode(self, request: Request) -> bytes:
@@ -540,6 +684,11 @@ class H11Protocol(HTTP11Protocol):
     def _has_leftover(self) -> bool:
         return bool(self._conn.trailing_data[0])
 
+    def _held_after_head(self) -> bytes:
+        # h11 parses lazily: what followed the head in the feeds so far waits in its receive buffer.
+        buffer = getattr(self._conn, "_receive_buffer", None)
+        return bytes(buffer) if buffer is not None else b""
+
     def _next_cycle(self) -> None:
         self._conn.start_next_cycle()
 
@@ -558,10 +707,10 @@ class HttptoolsProtocol(HTTP11Protocol):
     backend = "httptools"
 
     def __init__(self, limits: Limits | None = None) -> None:
+        if _httptools is None:
+            raise ImportError("httptools is not installed")
         super().__init__(limits)
-        import httptools  # imported here: an optional accelerator
-
-        self._httptools = httptools
+        self._httptools = _httptools
         self._parser = self._new_parser()
         self._leftover = False  # bytes arrived after the response ended
         self._stall = 0  # bytes fed since the body last made progress (see _feed)
@@ -599,6 +748,7 @@ class HttptoolsProtocol(HTTP11Protocol):
                 self._on_end()
             return
         self._progress = False
+        scanned = self._chunks is not None  # the body's framing was measured before this feed (_feed_guarded)
         view = memoryview(data)
         start = 0
         # While the head is unfinished, feed up to each blank line, so we know where each head ends: llhttp
@@ -622,6 +772,13 @@ class HttptoolsProtocol(HTTP11Protocol):
                 self._next_prefix = b""
                 self._tail = b""
                 self._restart = False
+        late: AiotcpError | None = None
+        if not scanned and self._chunks is not None and self._error is None:
+            # The head ended in this feed: measure the framing of the body that follows it here.
+            crossing = self._chunks.scan(data[start:])
+            if crossing is not None:
+                data, late = data[: start + crossing], self._framing_too_large()
+                view = memoryview(data)
         if data[-1:] in (b"\r", b"\n") and not self._ended:
             # llhttp skips CR and LF between messages without a callback (any other byte starts a message or
             # fails), so a CR or LF after the end of a response could go unseen. Hold the last one back: if
@@ -630,10 +787,13 @@ class HttptoolsProtocol(HTTP11Protocol):
             self._parse(view[-1:] if start < len(data) else view[:0])
         else:
             self._parse(view[start:])
+        if late is not None:
+            self._fail(late)
         if self._head is not None and not self._ended and self._error is None:
             # llhttp (through httptools) buffers a trailer field until it ends, and says nothing while it reads
-            # a chunk-size line: bound the bytes fed without progress (body, a chunk header, a chunk's end),
-            # as h11 bounds an unfinished line. Counted per feed, so the bound is the cap plus one feed.
+            # a chunk-size line. _ChunkScan bounds both exactly; this is the backstop for what it stops
+            # following: the bytes fed without progress (body, a chunk header, a chunk's end), counted per feed,
+            # so bounded by the cap plus one feed.
             self._stall = 0 if self._progress else self._stall + len(data)
             if self._stall > self.limits.max_header_bytes:
                 self._fail(
@@ -750,13 +910,7 @@ Backend = Literal["h11", "httptools"]
 
 def available_backends() -> list[str]:
     """Backends that can run here, fastest first."""
-    backends = []
-    try:
-        import httptools  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the platform
-        pass
-    else:
-        backends.append("httptools")
+    backends = [] if _httptools is None else ["httptools"]
     backends.append("h11")
     return backends
 

@@ -24,6 +24,9 @@ _SURROGATES = {code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)}
 _CONTROLS = [0x7F, *range(0x80, 0xA0)]
 _BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _JSON_ESCAPES = {code: f"\\u{code:04x}" for code in [*_CONTROLS, *_BIDI, 0x2028, 0x2029]} | _SURROGATES
+# CSV keeps TAB, CR and LF (quoting makes them data) and escapes the other controls as JSONL does: a CSV written
+# to a terminal, or cat-ed to one, must not drive it either.
+_CSV_ESCAPES = {code: f"\\u{code:04x}" for code in range(0x20) if chr(code) not in "\t\r\n"} | _JSON_ESCAPES
 # Text output is a record per line: the line and paragraph separators (which splitlines() and editors break
 # at) are shown as escapes, as escape_control() shows the rest.
 _TEXT_ESCAPES = {code: f"\\u{code:04x}" for code in (0x2028, 0x2029)} | _SURROGATES
@@ -55,7 +58,8 @@ class JSONLWriter:
 
 class CSVWriter:
     """RFC 4180 CSV with a header row. Nested values (the redirect chain) are JSON in one cell; cells that a
-    spreadsheet would run as a formula are prefixed with a quote (CSV injection).
+    spreadsheet would run as a formula are prefixed with a quote (CSV injection); control characters other than
+    TAB, CR and LF, bidi controls and lone surrogates are written as ``\\uXXXX`` escapes, as in JSONL.
 
     Rows end in CRLF, as RFC 4180 has it: the csv module quotes a cell only for the characters of the line
     terminator, so with a bare LF a cell holding CR would go out unquoted and split the row for every reader.
@@ -83,8 +87,8 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = str(value)
-    if not text.isascii():
-        text = text.translate(_SURROGATES)
+    if not text.isprintable():  # controls, bidi controls, separators, lone surrogates (and TAB, CR, LF: kept)
+        text = text.translate(_CSV_ESCAPES)
     if text[:1] in ("=", "+", "-", "@", "\t", "\r") and not isinstance(value, (int, float)):
         return "'" + text
     return text

@@ -20,6 +20,7 @@ The vocabulary::
                                     mark, so a peer that stops reading stalls the script here)
     Trickle(data, bytes_per_second) write bytes slowly, in small pieces at an even pace
     Sleep(seconds)                  do nothing for a while (what arrives meanwhile is buffered, not consumed)
+    Read(n)                         read at least n bytes, whatever they are (a ClientHello...)
     ReadRequest()                   read one request: the head up to the blank line, then Content-Length
                                     bytes of body; it is recorded in requests(i)
     HalfClose()                     shutdown(SHUT_WR): send FIN, keep the read side open (plain TCP only)
@@ -30,6 +31,8 @@ The vocabulary::
     NeverRead()                     stop reading from the socket for good (the kernel buffers fill and the
                                     peer's writes stall) and hold the connection until the server stops
     Repeat(steps, times)            play ``steps`` up to ``times`` times (a keep-alive server)
+    Dispatch(routes, times)         read a request and play the steps its path names, up to ``times`` times
+                                    (a server whose next misbehaviour the client picks, for stateful tests)
 
 A step ends the script early by raising :class:`ScriptEnded` (the peer closed or reset while we read or
 wrote); the connection is then closed. When a script runs out without closing, the connection stays open,
@@ -38,9 +41,22 @@ server that accepts and never answers, and ``[ReadRequest()]`` one that reads a 
 
 Modes:
 
-* ``ScriptedServer(..., tls=server_context)``: each accepted connection first completes a TLS handshake
-  (bounded by ``HANDSHAKE_TIMEOUT_S``), then plays its script over TLS. ``connections_accepted`` counts TCP
-  accepts, ``handshake_failures`` the handshakes that failed.
+* ``ScriptedServer(..., delivery="bytewise")`` (or ``"random"``, or a :class:`Delivery`): how ``Send`` puts
+  its bytes on the wire. ``whole`` is one write per step; ``bytewise`` writes the first
+  ``Delivery.split_bytes`` bytes of each connection one at a time; ``random`` cuts them at points drawn from
+  a seeded RNG (``Delivery.seed`` plus the connection index, so a failing run can be replayed). Every
+  accepted socket has TCP_NODELAY and each piece is followed by ``Delivery.pause`` seconds, so pieces really
+  leave as separate segments and a reader mostly sees them one by one. Bytes past ``split_bytes`` go whole:
+  splitting is about heads and the first bytes of bodies, and a 200 KiB head a byte at a time would only
+  make the suite slow.
+* ``ScriptedServer(..., tls=server_context)``: each accepted connection first completes the *server* side of
+  a TLS handshake (``loop.connect_accepted_socket(..., ssl=context)``, bounded by ``HANDSHAKE_TIMEOUT_S``),
+  then plays its script over TLS. (``asyncio.open_connection`` plus ``StreamWriter.start_tls`` would not do:
+  ``start_tls`` on such a stream runs the *client* side of the handshake.) ``connections_accepted`` counts
+  TCP accepts, ``handshake_failures`` the handshakes that failed. :func:`tls_server_context` builds the
+  certificates a hostile TLS server presents (valid, expired, wrong name, self-signed, unknown CA).
+* Plaintext on a TLS port and TLS on a plain port need no mode: point an ``https://`` URL at a plain
+  server, or an ``http://`` URL at a TLS one.
 * A TLS *tarpit* (TCP accepted, handshake never answered) is a plain server that sends nothing:
   ``ScriptedServer([])``.
 * :class:`NeverAcceptServer`: a listening socket whose accept queue is full (``listen(0)`` plus a filler
@@ -48,8 +64,9 @@ Modes:
 
 Records, readable from the test thread: ``connections_accepted``, ``open_connections``, ``peak_open``,
 ``accepted_at(i)``, ``received(i)`` (every byte read on connection i), ``requests(i)`` (the complete requests
-read by ReadRequest on connection i), ``handshake_failures`` and ``errors`` (unexpected exceptions inside the
-server: a test may assert it is empty).
+read by ReadRequest on connection i), ``steps_started(i)``, ``script_done(i)`` and ``quiet(i)`` (how far
+connection i got in its script; quiet: nothing more to send unasked), ``handshake_failures`` and ``errors``
+(unexpected exceptions inside the server: a test may assert it is empty).
 
 Every wait is bounded: steps by the server's lifetime (stopping cancels every connection), start and stop by
 ``THREAD_TIMEOUT_S``, lingering by ``LINGER_S``, handshakes by ``HANDSHAKE_TIMEOUT_S``. Connections are
@@ -61,22 +78,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import itertools
+import os
+import random
 import select
 import socket
 import ssl
 import struct
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 __all__ = [
+    "TLS_VARIANTS",
     "CloseAfterSending",
+    "Delivery",
+    "Dispatch",
     "HalfClose",
     "NeverAcceptServer",
     "NeverRead",
+    "Read",
     "ReadRequest",
     "Repeat",
     "Reset",
@@ -87,6 +113,7 @@ __all__ = [
     "Step",
     "Trickle",
     "response",
+    "tls_server_context",
 ]
 
 THREAD_TIMEOUT_S = 10.0
@@ -95,6 +122,41 @@ LINGER_S = 2.0
 READ_SIZE = 65536
 # A request head bigger than this is a test bug, not something to wait for.
 MAX_REQUEST_HEAD = 1024 * 1024
+
+DeliveryMode = Literal["whole", "bytewise", "random"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How ``Send`` steps put their bytes on the wire (see "Modes" in the module docstring).
+
+    ``split_bytes`` bounds how many bytes of each connection are split (the rest go whole); ``pause`` follows
+    every piece; ``max_cuts`` bounds the random cut points per ``Send``.
+    """
+
+    mode: DeliveryMode = "whole"
+    seed: int = 0
+    split_bytes: int = 256
+    pause: float = 0.001  # epoll counts in milliseconds: a shorter sleep costs as much
+    max_cuts: int = 12
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "bytewise", "random"):
+            raise ValueError(f"delivery mode must be whole, bytewise or random, got {self.mode!r}")
+        if self.split_bytes < 0 or self.pause < 0 or self.max_cuts < 1:
+            raise ValueError(f"bad delivery settings: {self!r}")
+
+    def pieces(self, data: bytes, offset: int, rng: random.Random) -> list[bytes]:
+        """``data`` cut as this mode cuts it, ``offset`` bytes into the connection's output."""
+        room = max(0, min(len(data), self.split_bytes - offset))
+        if self.mode == "whole" or room == 0:
+            return [data] if data else []
+        if self.mode == "bytewise":
+            cuts = list(range(1, room + 1))
+        else:
+            cuts = sorted({rng.randint(1, room) for _ in range(rng.randint(1, self.max_cuts))})
+        bounds = [0, *(cut for cut in cuts if cut < len(data)), len(data)]
+        return [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def response(
@@ -137,15 +199,30 @@ class _Record:
     accepted_at: float  # time.monotonic()
     received: bytearray = field(default_factory=bytearray)
     requests: list[bytes] = field(default_factory=list)
+    steps_started: int = 0  # top-level steps of the script begun so far
+    answered: int = 0  # requests Dispatch played the route of to its end
+    finished_sending: bool = False  # FIN sent (CloseAfterSending lingers, reading, but sends nothing more)
+    script_done: bool = False  # every step ran to its end (the connection now only discards input)
+    closed: bool = False  # the server side of the connection is closed
 
 
 class _Conn:
     """What a step works with: the stream pair, the raw socket and this connection's record."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, record: _Record) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        record: _Record,
+        delivery: Delivery | None = None,
+        index: int = 0,
+    ) -> None:
         self.reader = reader
         self.writer = writer
         self.record = record
+        self.delivery = delivery or Delivery()
+        self.rng = random.Random(self.delivery.seed * 1_000_003 + index)
+        self.sent = 0  # bytes sent so far through send()
 
     @property
     def sock(self) -> socket.socket:
@@ -193,6 +270,15 @@ class _Conn:
         except (ConnectionError, ssl.SSLError, RuntimeError) as exc:  # RuntimeError: transport closing
             raise ScriptEnded(f"write failed: {exc!r}") from exc
 
+    async def send(self, data: bytes) -> None:
+        """Write ``data`` as the server's delivery mode cuts it, pausing after each piece of a cut write."""
+        pieces = self.delivery.pieces(data, self.sent, self.rng)
+        self.sent += len(data)
+        for piece in pieces:
+            await self.write(piece)
+            if len(pieces) > 1:
+                await asyncio.sleep(self.delivery.pause)
+
     def abort(self) -> None:
         self.writer.transport.abort()
 
@@ -215,10 +301,12 @@ class Step:
 
 @dataclass(frozen=True)
 class Send(Step):
+    """Write ``data`` (whole, or cut as the server's :class:`Delivery` says)."""
+
     data: bytes
 
     async def run(self, conn: _Conn) -> None:
-        await conn.write(self.data)
+        await conn.send(self.data)
 
 
 @dataclass(frozen=True)
@@ -266,14 +354,32 @@ class ReadRequest(Step):
 
 
 @dataclass(frozen=True)
+class Read(Step):
+    """Read until at least ``n`` more bytes arrived (whatever they are: a ClientHello, half a request)."""
+
+    n: int = 1
+
+    async def run(self, conn: _Conn) -> None:
+        got = 0
+        for _ in range(self.n):  # each read returns at least one byte
+            got += len(await conn.read(self.n - got))
+            if got >= self.n:
+                return
+
+
+@dataclass(frozen=True)
 class HalfClose(Step):
-    """FIN now; the read side stays open. Plain TCP only (TLS has no half-close)."""
+    """FIN now; the read side stays open. Over TLS (which has no half-close) the FIN goes out on the raw
+    socket without a close_notify: the TCP event a server that drops TLS state produces."""
 
     async def run(self, conn: _Conn) -> None:
         try:
             await conn.writer.drain()
-            conn.writer.write_eof()
-        except (ConnectionError, RuntimeError) as exc:
+            if conn.writer.can_write_eof():
+                conn.writer.write_eof()
+            else:
+                conn.sock.shutdown(socket.SHUT_WR)
+        except (ConnectionError, RuntimeError, OSError) as exc:
             raise ScriptEnded(f"half-close failed: {exc!r}") from exc
 
 
@@ -291,6 +397,7 @@ class CloseAfterSending(Step):
             await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
+                conn.record.finished_sending = True
                 with contextlib.suppress(ScriptEnded, TimeoutError):
                     async with asyncio.timeout(LINGER_S):
                         for _ in range(1_000_000):  # bounded by the timeout; the count is a backstop
@@ -337,6 +444,123 @@ class Repeat(Step):
                 await step.run(conn)
 
 
+def _request_path(request: bytes) -> bytes:
+    """The path of a request head (``GET /a?b HTTP/1.1`` gives ``/a``)."""
+    parts = request.split(b"\r\n", 1)[0].split(b" ")
+    return parts[1].split(b"?", 1)[0] if len(parts) > 2 else b""
+
+
+@dataclass(frozen=True)
+class Dispatch(Step):
+    """Read a request, then play the steps ``routes`` gives for its path (``default`` when no route matches);
+    up to ``times`` requests. The client names each misbehaviour in the path it asks for."""
+
+    routes: Mapping[bytes, tuple[Step, ...]]
+    times: int
+    default: tuple[Step, ...] = ()
+
+    def __init__(self, routes: Mapping[bytes, Iterable[Step]], times: int, default: Iterable[Step] = ()) -> None:
+        object.__setattr__(self, "routes", {path: tuple(steps) for path, steps in routes.items()})
+        object.__setattr__(self, "times", times)
+        object.__setattr__(self, "default", tuple(default))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    async def run(self, conn: _Conn) -> None:
+        for _ in range(self.times):
+            await ReadRequest().run(conn)
+            for step in self.routes.get(_request_path(conn.record.requests[-1]), self.default):
+                await step.run(conn)
+            conn.record.answered += 1
+
+
+# --------------------------------------------------------------------------------------------------------
+# TLS certificates a hostile server presents.
+# --------------------------------------------------------------------------------------------------------
+
+#: The certificates :func:`tls_server_context` can present, and what a verifying client makes of each.
+TLS_VARIANTS: dict[str, str] = {
+    "valid": "issued by the test CA for localhost, 127.0.0.1 and ::1",
+    "expired": "issued by the test CA, expired a day ago",
+    "not-yet-valid": "issued by the test CA, valid from tomorrow",
+    "wrong-name": "issued by the test CA for other.example only",
+    "self-signed": "a leaf certificate signed by its own key",
+    "unknown-ca": "issued for 127.0.0.1 by a CA nobody trusts",
+}
+
+
+def tls_server_context(ca: Any, variant: str = "valid") -> ssl.SSLContext:
+    """A server context presenting the certificate ``variant`` (a key of :data:`TLS_VARIANTS`), made with
+    ``ca`` (a ``trustme.CA``, the one the client trusts). Everything is generated locally."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    names = ("localhost", "127.0.0.1", "::1")
+    if variant == "valid":
+        ca.issue_cert(*names).configure_cert(context)
+    elif variant == "expired":
+        ca.issue_cert(*names, not_before=now - 30 * day, not_after=now - day).configure_cert(context)
+    elif variant == "not-yet-valid":
+        ca.issue_cert(*names, not_before=now + day, not_after=now + 30 * day).configure_cert(context)
+    elif variant == "wrong-name":
+        ca.issue_cert("other.example").configure_cert(context)
+    elif variant == "unknown-ca":
+        type(ca)().issue_cert(*names).configure_cert(context)
+    elif variant == "self-signed":
+        cert_pem, key_pem = _self_signed(names, now)
+        _load_chain(context, cert_pem, key_pem)
+    else:
+        raise ValueError(f"unknown TLS variant {variant!r}: choose one of {sorted(TLS_VARIANTS)}")
+    return context
+
+
+def _self_signed(names: Sequence[str], now: datetime.datetime) -> tuple[bytes, bytes]:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "self-signed.test")])
+    alt: list[x509.GeneralName] = []
+    for item in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(item)))
+        except ValueError:
+            alt.append(x509.DNSName(item))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _load_chain(context: ssl.SSLContext, cert_pem: bytes, key_pem: bytes) -> None:
+    # load_cert_chain reads files only: write both to a private temporary directory, removed at once.
+    with tempfile.TemporaryDirectory() as directory:
+        cert_path = os.path.join(directory, "cert.pem")
+        key_path = os.path.join(directory, "key.pem")
+        with open(cert_path, "wb") as file:
+            file.write(cert_pem)
+        with open(key_path, "wb") as file:
+            file.write(key_pem)
+        context.load_cert_chain(cert_path, key_path)
+
+
 # --------------------------------------------------------------------------------------------------------
 # The server.
 # --------------------------------------------------------------------------------------------------------
@@ -345,7 +569,15 @@ class Repeat(Step):
 class ScriptedServer:
     """A loopback server playing one script per connection. Use as a context manager (starts a thread)."""
 
-    def __init__(self, *scripts: Sequence[Step], host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        *scripts: Sequence[Step],
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+        delivery: Delivery | DeliveryMode = "whole",
+        seed: int = 0,
+        backlog: int = 128,
+    ) -> None:
         if not scripts:
             raise ValueError("give at least one script (a list of steps; [] accepts and stays silent)")
         for script in scripts:
@@ -354,6 +586,8 @@ class ScriptedServer:
         self.scripts = [list(script) for script in scripts]
         self.host = host
         self.tls = tls
+        self.delivery = delivery if isinstance(delivery, Delivery) else Delivery(delivery, seed=seed)
+        self.backlog = backlog
         self.port = 0
         self.connections_accepted = 0
         self.open_connections = 0
@@ -371,8 +605,9 @@ class ScriptedServer:
 
     def __repr__(self) -> str:
         return (
-            f"<ScriptedServer {self.url} accepted={self.connections_accepted} open={self.open_connections}"
-            f" peak={self.peak_open} errors={len(self.errors)}>"
+            f"<ScriptedServer {self.url} delivery={self.delivery.mode} seed={self.delivery.seed}"
+            f" accepted={self.connections_accepted} open={self.open_connections} peak={self.peak_open}"
+            f" errors={len(self.errors)}>"
         )
 
     # -- what tests read --------------------------------------------------------------------------------
@@ -399,6 +634,24 @@ class ScriptedServer:
     def requests(self, index: int) -> list[bytes]:
         """The complete requests ReadRequest read on connection ``index``."""
         return list(self._records[index].requests)
+
+    def steps_started(self, index: int) -> int:
+        """How many top-level steps of its script connection ``index`` has begun (0 if not accepted yet)."""
+        return self._records[index].steps_started if index < len(self._records) else 0
+
+    def quiet(self, index: int) -> bool:
+        """Whether connection ``index`` has nothing more to send unasked: closed, done with its script, or (in
+        a Dispatch) done with the route of every request it read."""
+        if index >= len(self._records):
+            return True
+        record = self._records[index]
+        return record.closed or record.script_done or record.finished_sending or record.answered == len(record.requests)
+
+    def script_done(self, index: int) -> bool:
+        """Whether connection ``index`` ran every step of its script to the end (or was closed)."""
+        if index >= len(self._records):
+            return False
+        return self._records[index].script_done or self._records[index].closed
 
     def wait_until(self, predicate: Callable[[ScriptedServer], bool], timeout: float = 5.0) -> bool:
         """Poll ``predicate(self)`` from the test thread for up to ``timeout`` seconds."""
@@ -455,7 +708,7 @@ class ScriptedServer:
         with socket.socket(family, socket.SOCK_STREAM) as listener:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, 0))
-            listener.listen(128)
+            listener.listen(self.backlog)
             listener.setblocking(False)
             self.port = listener.getsockname()[1]
             loop.add_reader(listener.fileno(), self._accept_ready, listener)
@@ -478,7 +731,7 @@ class ScriptedServer:
 
     def _accept_ready(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        for _ in range(128):  # at most a backlog's worth per wake-up; the next wake-up takes the rest
+        for _ in range(self.backlog):  # at most a backlog's worth per wake-up; the next wake-up takes the rest
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -487,6 +740,8 @@ class ScriptedServer:
                 self.errors.append(exc)
                 return
             sock.setblocking(False)
+            with contextlib.suppress(OSError):  # each write of a split Send is a segment of its own
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sockets.append(sock)
             index = self.connections_accepted
             self._records.append(_Record(accepted_at=time.monotonic()))
@@ -524,9 +779,12 @@ class ScriptedServer:
                 self.handshake_failures += 1
                 raise ScriptEnded("TLS handshake failed") from None
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-            conn = _Conn(reader, writer, self._records[index])
+            conn = _Conn(reader, writer, self._records[index], self.delivery, index)
+            record = self._records[index]
             for step in self.scripts[min(index, len(self.scripts) - 1)]:
+                record.steps_started += 1
                 await step.run(conn)
+            record.script_done = True
             for _ in range(1_000_000):  # script done: discard input until the peer closes (or we stop)
                 await conn.read()
         except ScriptEnded:
@@ -537,6 +795,7 @@ class ScriptedServer:
             self.errors.append(exc)
         finally:
             self.open_connections -= 1
+            self._records[index].closed = True
             if writer is None:
                 sock.close()  # open_connection did not get to wrap it
             elif not writer.transport.is_closing():
