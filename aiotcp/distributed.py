@@ -443,7 +443,7 @@ class DaskTarget:
 
 
 def parse_dask_target(text: str) -> DaskTarget:
-    """``local:W`` (``local``: one worker per CPU), else a scheduler address such as ``tcp://10.0.0.5:8786``.
+    """``local:W`` (``local``: one worker per CPU), else a scheduler address such as ``tcp://192.0.2.5:8786``.
 
     Raises ``ValueError`` quoting ``text``.
     """

@@ -52,6 +52,7 @@ or an :class:`~aiotcp.errors.AiotcpError`) but not the same way:
 
 from __future__ import annotations
 
+import abc
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -326,7 +327,7 @@ class _ChunkScan:
         return stop
 
 
-class HTTP11Protocol:
+class HTTP11Protocol(abc.ABC):
     """The contract of the module docstring, with the guards both backends share.
 
     Subclasses implement ``_encode``, ``_feed``, ``_pull``, ``_has_leftover`` and ``_next_cycle``. A backend
@@ -587,26 +588,28 @@ class HTTP11Protocol:
 
     # -- backend hooks --------------------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _encode(self, request: Request) -> bytes:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The request's bytes, as this backend frames them."""
 
+    @abc.abstractmethod
     def _feed(self, data: bytes) -> None:
         """Hand bytes to the parser (``b""``: EOF). Errors go to ``_fail`` or are raised."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
-    def _pull(self) -> None:
+    def _pull(self) -> None:  # noqa: B027 - a default: push parsers (httptools) queue events from callbacks
         """Move parsed events into ``self._events``."""
 
+    @abc.abstractmethod
     def _has_leftover(self) -> bool:
         """Whether bytes arrived beyond the end of the response."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def _held_after_head(self) -> bytes:
         """Bytes the parser was fed beyond the final head and has not parsed yet (when the head completes)."""
         return b""
 
+    @abc.abstractmethod
     def _next_cycle(self) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Reset the parser for the next response on the same connection."""
 
 
 class H11Protocol(HTTP11Protocol):

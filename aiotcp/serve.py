@@ -36,6 +36,7 @@ caches or validates responses by date, so we deliberately omit it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import ipaddress
@@ -756,7 +757,7 @@ def _bind_socket(
     return sock
 
 
-class _LoopbackServer:
+class _LoopbackServer(abc.ABC):
     """Lifecycle shared by TargetServer and SilentServer: bind, listen, track connections, close."""
 
     def __init__(
@@ -777,8 +778,9 @@ class _LoopbackServer:
         self._all_closed: asyncio.Event | None = None
         self.connections_accepted = 0
 
+    @abc.abstractmethod
     def _protocol(self) -> _Tracked:
-        raise NotImplementedError
+        """A protocol instance for one accepted connection."""
 
     # -- state ----------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ bounded by the request's :class:`~aiotcp.config.Budget`.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -80,7 +81,7 @@ class ConnectInfo:
     tls_version: str | None = None
 
 
-class NetworkStream:
+class NetworkStream(abc.ABC):
     """An established connection. ``send``/``receive`` are bounded by a budget and raise only aiotcp errors.
 
     Two implementations: :class:`AnyioStream` (any backend anyio runs on) and, on asyncio,
@@ -96,43 +97,43 @@ class NetworkStream:
         return f"<{type(self).__name__} {self.target} peer={peer} {state}>"
 
     @property
+    @abc.abstractmethod
     def is_closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def send(self, data: bytes, budget: Budget) -> None:
         """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
         """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def has_pending_input(self) -> bool:
         """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
 
         A pooled connection in that state is not safe to reuse: the peer closed it, or the bytes would be
         taken for the next response.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
         """Close, never raising and never waiting long. Safe to call twice."""
-        raise NotImplementedError
 
     # -- used by connect() ----------------------------------------------------------------------------------
 
     @classmethod
+    @abc.abstractmethod
     async def open(cls, address: str, port: int) -> NetworkStream:
         """Connect to an IP address. Raises ``OSError`` as the OS reports it; :func:`connect` maps it."""
-        raise NotImplementedError
 
-    def peer(self) -> tuple[str, int]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def peer(self) -> tuple[str, int]: ...
 
+    @abc.abstractmethod
     async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
         """Handshake on this connection; return the TLS version. Raises ``ssl.SSLError``/``OSError``."""
-        raise NotImplementedError
 
 
 class AnyioStream(NetworkStream):

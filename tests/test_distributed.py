@@ -403,7 +403,7 @@ def test_cli_rejects_bad_dask_values(value: str, capsys: pytest.CaptureFixture[s
 def test_parse_dask_target() -> None:
     assert parse_dask_target("local:3") == DaskTarget(workers=3)
     assert parse_dask_target("local") == DaskTarget(workers=os.cpu_count() or 1)
-    assert parse_dask_target("tcp://10.0.0.5:8786") == DaskTarget(address="tcp://10.0.0.5:8786")
+    assert parse_dask_target("tcp://192.0.2.5:8786") == DaskTarget(address="tcp://192.0.2.5:8786")
     assert str(parse_dask_target("local:2")) == "local:2"
     with pytest.raises(ValueError, match="not both"):
         DaskTarget(address="tcp://x:1", workers=1)

@@ -14,7 +14,7 @@ KEY = {"input": "/lists/targets.txt", "ports": [80, 443]}
 
 
 def record(seq: int, **extra: object) -> dict[str, object]:
-    return {"input": f"10.0.0.{seq}", "line": seq + 1, "ok": False, "error": "refused", **extra}
+    return {"input": f"127.0.9.{seq}", "line": seq + 1, "ok": False, "error": "refused", **extra}
 
 
 def write_journal(path: pathlib.Path, seqs: list[int]) -> bytes:
@@ -72,10 +72,10 @@ def test_header_only_journal(path: pathlib.Path) -> None:
 @pytest.mark.parametrize(
     "tail",
     [
-        b'{"input":"10.0.0.9","li',  # cut in the middle of a record
+        b'{"input":"127.0.9.9","li',  # cut in the middle of a record
         json.dumps({**record(9), "seq": 9}).encode(),  # a whole record but for its newline
         b"\n",  # an empty line
-        b'{"input":"10.0.0.9"}\n',  # JSON but no seq: not a record we wrote
+        b'{"input":"127.0.9.9"}\n',  # JSON but no seq: not a record we wrote
     ],
 )
 def test_a_torn_last_line_is_dropped_and_cut_off(path: pathlib.Path, tail: bytes) -> None:
@@ -95,7 +95,7 @@ def test_a_torn_last_line_is_dropped_and_cut_off(path: pathlib.Path, tail: bytes
     try:
         assert journal.recovered == 3
         assert journal.dropped_tail == 0
-        assert [r["input"] for r in journal.replay()] == ["10.0.0.0", "10.0.0.1", "10.0.0.9"]
+        assert [r["input"] for r in journal.replay()] == ["127.0.9.0", "127.0.9.1", "127.0.9.9"]
     finally:
         journal.close()
 
@@ -120,7 +120,7 @@ def test_a_journal_of_another_run_is_refused_and_left_alone(path: pathlib.Path) 
 
 @pytest.mark.parametrize(
     "content",
-    [b"10.0.0.1\n10.0.0.2\n", b"10.0.0.1", b'{"some": "json"}\n', b"[1, 2]\n", b'{"aiotcp_journal": 2}\n'],
+    [b"127.0.9.1\n127.0.9.2\n", b"127.0.9.1", b'{"some": "json"}\n', b"[1, 2]\n", b'{"aiotcp_journal": 2}\n'],
 )
 def test_a_file_that_is_not_a_journal_is_refused_and_left_alone(path: pathlib.Path, content: bytes) -> None:
     path.write_bytes(content)

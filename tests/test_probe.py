@@ -244,13 +244,13 @@ async def test_ranges_and_ports_expand_to_one_record_per_address_and_port(
 
 async def test_ranges_expand_lazily(anyio_backend: str) -> None:
     jobs = []
-    async with aclosing(iter_jobs(["# /8 and /32 ranges", "10.0.0.0/8", "2001:db8::/32"], ports=(80, 443))) as it:
+    async with aclosing(iter_jobs(["# /8 and /32 ranges", "127.0.0.0/8", "2001:db8::/32"], ports=(80, 443))) as it:
         async for job in it:
             jobs.append(job)
             if len(jobs) == 6:
                 break
     assert [(job.seq, job.line, job.port) for job in jobs] == [(i, 2, (80, 443)[i % 2]) for i in range(6)]
-    assert [job.spec.host for job in jobs if job.spec] == ["10.0.0.1"] * 2 + ["10.0.0.2"] * 2 + ["10.0.0.3"] * 2
+    assert [job.spec.host for job in jobs if job.spec] == ["127.0.0.1"] * 2 + ["127.0.0.2"] * 2 + ["127.0.0.3"] * 2
 
 
 # -- order -------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ MIXED = [
     "http://[2001:db8::1]/",
     "bücher.example:443",
     "127.0.0.0/29:8080",
-    "10.0.0.0/30",
+    "198.51.100.0/30",
     "not a target!",
     "not a target!",  # the same invalid line twice: both in one shard
     "http://[::1/",
@@ -79,7 +79,7 @@ def test_the_key_is_the_normalized_host_and_port() -> None:
         ("http://[2001:db8::1]/", "[2001:db8::1]:80"),
         ("bücher.example:443", "xn--bcher-kva.example:443"),
         *{("127.0.0.0/29:8080", f"127.0.0.{i}:8080") for i in range(1, 7)},
-        *{("10.0.0.0/30", f"10.0.0.{i}:{port}") for i in (1, 2) for port in (80, 8000)},
+        *{("198.51.100.0/30", f"198.51.100.{i}:{port}") for i in (1, 2) for port in (80, 8000)},
         ("not a target!", "not a target!"),
         ("http://[::1/", "http://[::1/"),
     }

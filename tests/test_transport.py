@@ -128,10 +128,10 @@ async def test_exchange_bad_max_bytes(anyio_backend: str) -> None:
 
 def test_interleave_alternates_families_starting_with_the_first() -> None:
     v6, v4 = int(socket.AF_INET6), int(socket.AF_INET)
-    infos = [(v6, "::1"), (v6, "fe80::1"), (v6, "::1"), (v4, "10.0.0.1"), (v4, "10.0.0.2"), (v4, "10.0.0.3")]
-    assert _interleave(infos) == ["::1", "10.0.0.1", "fe80::1", "10.0.0.2", "10.0.0.3"]
-    assert _interleave([(v4, "10.0.0.1"), (v6, "::1")]) == ["10.0.0.1", "::1"]
-    assert _interleave([(v4, "10.0.0.1")]) == ["10.0.0.1"]
+    infos = [(v6, "::1"), (v6, "fe80::1"), (v6, "::1"), (v4, "192.0.2.1"), (v4, "192.0.2.2"), (v4, "192.0.2.3")]
+    assert _interleave(infos) == ["::1", "192.0.2.1", "fe80::1", "192.0.2.2", "192.0.2.3"]
+    assert _interleave([(v4, "192.0.2.1"), (v6, "::1")]) == ["192.0.2.1", "::1"]
+    assert _interleave([(v4, "192.0.2.1")]) == ["192.0.2.1"]
     assert _interleave([]) == []
 
 
