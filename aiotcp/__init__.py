@@ -7,7 +7,7 @@ Every failure is an :class:`AiotcpError` with a stable ``kind`` (see :mod:`aiotc
 """
 
 from ._version import __version__
-from .client import Client, TooManyRedirects, get, head, request
+from .client import Client, get, head, request
 from .config import Limits, Timeouts
 from .errors import (
     KINDS,
@@ -29,6 +29,7 @@ from .errors import (
     Timeout,
     TLSError,
     TooLarge,
+    TooManyRedirects,
     Unreachable,
     WriteTimeout,
 )

@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 from ._version import __version__
 from .config import Budget, Limits, Timeouts, TimeoutsLike
 from .connection import BodyReader, HTTPConnection
-from .errors import AiotcpError, ConnectionReset, Disconnected, InvalidHeader, InvalidTarget
+from .errors import AiotcpError, ConnectionReset, Disconnected, InvalidHeader, InvalidTarget, TooManyRedirects
 from .http11 import Request, make_protocol
 from .models import Headers, Response, Timings
 from .pool import ConnectionPool
@@ -30,17 +30,10 @@ HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 USER_AGENT = f"aiotcp/{__version__}"
 # Methods that are safe to send twice: only these are retried after a stale keep-alive.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Credentials are for the origin they were given to; a redirect to another origin does not get them.
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
 # How much of a redirect's body we read to keep its connection reusable before giving up on it.
 _REDIRECT_DRAIN_LIMIT = 64 * 1024
-
-
-class TooManyRedirects(AiotcpError):
-    """``follow_redirects`` hit ``max_redirects``."""
-
-    kind = "too_many_redirects"
 
 
 def _header_bytes(value: str | bytes, what: str) -> bytes:
@@ -107,7 +100,6 @@ class Client:
         self.http = http
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
-        self._verify = verify
         self._ssl_context = None if verify is None else make_ssl_context(verify)
         self._tls_key = ("verify", id(self._ssl_context))
         self._default_headers = _merge_headers(

@@ -63,6 +63,7 @@ __all__ = [
     "TLSError",
     "Timeout",
     "TooLarge",
+    "TooManyRedirects",
     "Unreachable",
     "WriteTimeout",
     "map_connect_error",
@@ -188,6 +189,12 @@ class TooLarge(AiotcpError):
     kind = "too_large"
 
 
+class TooManyRedirects(AiotcpError):
+    """``follow_redirects`` hit ``max_redirects``."""
+
+    kind = "too_many_redirects"
+
+
 def _all_kinds() -> tuple[str, ...]:
     seen: list[str] = []
     stack: list[type[AiotcpError]] = [AiotcpError]
@@ -196,9 +203,9 @@ def _all_kinds() -> tuple[str, ...]:
         if cls.kind != "error" and cls.kind not in seen:
             seen.append(cls.kind)
         stack.extend(cls.__subclasses__())
-    # Then a kind whose class lives with the client, and last the family bases' kind (ConnectError and
-    # NetworkError are raised as they are for unclassified failures).
-    return (*seen, "too_many_redirects", "error")
+    # Last the family bases' kind: ConnectError and NetworkError are raised as they are for failures that
+    # fit no narrower kind.
+    return (*seen, "error")
 
 
 #: Every kind string aiotcp can report, for schemas and summary tables.
