@@ -153,8 +153,11 @@ class Request:
         """
         lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
         headers = self.framed_headers()
-        lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() == b"host")
-        lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() != b"host")
+        if headers[0][0].lower() == b"host":  # there is exactly one (validated): already in h11's order
+            lines.extend(b"%s: %s\r\n" % pair for pair in headers)
+        else:
+            lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() == b"host")
+            lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() != b"host")
         lines.append(b"\r\n")
         lines.append(self.body)
         return b"".join(lines)
@@ -198,6 +201,7 @@ _VERSIONS = (b"1.0", b"1.1")
 # only NUL, CR, LF, VT and FF, so the shared check holds h11 to llhttp's rule. A reason phrase may hold any
 # of them but those five (h11's rule; llhttp takes anything).
 _BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_FRAMING_NAME_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"content-length"), len(b"connection")})
 _BAD_REASON_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
 # Digits only, as h11 requires; at most 19 so that the value fits in llhttp's 64 bits and h11's 20 digits.
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
@@ -508,9 +512,13 @@ class HTTP11Protocol(abc.ABC):
         if status == 101:
             raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
         framing = _Framing()
+        # One scan of all the values (TAB, allowed, joins them) instead of one per header: the hot path.
+        bad_values = _BAD_VALUE_BYTE.search(b"\t".join([value for _, value in headers])) is not None
         for name, value in headers:
-            if _BAD_VALUE_BYTE.search(value):
+            if bad_values and _BAD_VALUE_BYTE.search(value):
                 raise ProtocolError(f"invalid character in the value of header {name!r}: {value!r}")
+            if len(name) not in _FRAMING_NAME_LENGTHS:
+                continue  # not one of the three names below: no need to lowercase it
             lowered = name.lower()
             if lowered == b"transfer-encoding":
                 if framing.chunked or value.lower() != b"chunked":
