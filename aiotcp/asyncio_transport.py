@@ -23,7 +23,7 @@ from typing import cast
 
 from .config import Budget, Phase
 from .errors import ConnectionReset, map_stream_error
-from .transport import ConnectInfo, NetworkStream, socket_has_input
+from .transport import ConnectInfo, InputWatch, NetworkStream
 
 __all__ = ["AsyncioStream"]
 
@@ -101,6 +101,7 @@ class AsyncioStream(NetworkStream):
         self.info = ConnectInfo(peer=("", 0), dns_ms=0.0, connect_ms=0.0)
         self._loop = asyncio.get_running_loop()
         self._closed = False
+        self._watch: InputWatch | None = None
 
     @classmethod
     async def open(cls, address: str, port: int) -> AsyncioStream:
@@ -191,8 +192,12 @@ class AsyncioStream(NetworkStream):
             return True
         # The loop reads the socket only when it polls: bytes or a FIN that came while it was busy elsewhere
         # are still in the kernel.
-        sock = self.transport.get_extra_info("socket")
-        return sock is not None and socket_has_input(sock)
+        if self._watch is None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is None:
+                return False
+            self._watch = InputWatch(sock)
+        return self._watch.has_input()
 
     async def aclose(self) -> None:
         """Close now. A TLS close_notify or unsent request bytes are not waited for: HTTP/1.1 frames its own

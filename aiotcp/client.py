@@ -6,6 +6,7 @@ and every redirect hop), so ``timeout=Timeouts(total=5)`` means five seconds wha
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -202,7 +203,7 @@ class Client:
         """The request as the public methods (and the prober, with its own budget) give it: its response,
         body unread. The caller closes the response."""
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
-        target = url if isinstance(url, Target) else parse_target(url)
+        target = url if isinstance(url, Target) else _parse_url(url)
         if headers:
             try:
                 request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
@@ -323,6 +324,13 @@ class Client:
             timings=timings,
             body=BodyReader(connection, budget, release),
         )
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_url(url: str) -> Target:
+    """``parse_target``, remembered: an application asks for the same few URLs again and again, and a
+    Target is immutable. Failures are not cached (lru_cache does not keep exceptions)."""
+    return parse_target(url)
 
 
 def _ms_between(start: float, end: float | None) -> float | None:

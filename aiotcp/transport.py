@@ -145,6 +145,7 @@ class AnyioStream(NetworkStream):
         self.info = ConnectInfo(peer=("", 0), dns_ms=0.0, connect_ms=0.0)
         self._closed = False
         self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        self._watch: InputWatch | None = None
 
     @classmethod
     async def open(cls, address: str, port: int) -> AnyioStream:
@@ -197,7 +198,11 @@ class AnyioStream(NetworkStream):
             return True
         if _buffered_by_anyio(self._stream):
             return True
-        return self._socket is not None and socket_has_input(self._socket)
+        if self._socket is None:
+            return False
+        if self._watch is None:
+            self._watch = InputWatch(self._socket)
+        return self._watch.has_input()
 
     async def aclose(self) -> None:
         if self._closed:
@@ -211,24 +216,33 @@ class AnyioStream(NetworkStream):
                 await anyio.aclose_forcefully(self._stream)
 
 
-def socket_has_input(sock: Any) -> bool:
-    """Whether the kernel holds something to read on ``sock``: bytes, FIN, RST or an error. Never blocks.
+class InputWatch:
+    """Answers "has the kernel something for us to read on this socket?" without blocking.
 
-    This sees what arrived while the event loop was busy and has not read yet. poll(), not select():
-    select() cannot watch descriptors above FD_SETSIZE (1024), which a busy prober passes quickly.
+    That sees what arrived while the event loop was busy and has not read yet (bytes, FIN, RST). It uses
+    poll(), not select(): select() cannot watch descriptors above FD_SETSIZE (1024), which a busy prober
+    passes quickly; the poll object is made once per connection, so a check is one system call.
     """
-    try:
-        fd = sock.fileno()
-    except OSError:
-        return True
-    if fd < 0:
-        return True  # closed
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLPRI)
-    try:
-        return bool(poller.poll(0))  # POLLHUP/POLLERR are always reported too
-    except OSError:
-        return True
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, sock: Any) -> None:
+        self._poller: select.poll | None = None
+        try:
+            fd = sock.fileno()
+        except OSError:
+            return
+        if fd >= 0:
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN | select.POLLPRI)
+
+    def has_input(self) -> bool:
+        if self._poller is None:
+            return True  # no descriptor: closed
+        try:
+            return bool(self._poller.poll(0))  # POLLHUP and POLLERR are always reported too
+        except OSError:
+            return True
 
 
 def _buffered_by_anyio(stream: anyio.abc.ByteStream) -> bool:
