@@ -103,8 +103,9 @@ def _httpx(url: str, tasks: int) -> Any:
     return session()
 
 
-async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float) -> tuple[float, int]:
-    """Requests/s and errors of ``tasks`` workers doing GET in a loop for ``seconds``."""
+async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float) -> tuple[float, int, float]:
+    """Requests/s, errors and CPU µs per request (this process: the client alone, the target runs
+    elsewhere) of ``tasks`` workers doing GET in a loop for ``seconds``."""
     done = 0
     errors = 0
     async with factory(url, tasks) as get:
@@ -122,13 +123,15 @@ async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float)
                     await asyncio.sleep(0.01)
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         workers = [asyncio.create_task(worker()) for _ in range(tasks)]
         _, pending = await asyncio.wait(workers, timeout=seconds + _DRAIN_S)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         elapsed = time.perf_counter() - started
-    return done / elapsed, errors
+        cpu = time.process_time() - cpu_started
+    return done / elapsed, errors, cpu / max(done, 1) * 1e6
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -178,19 +181,21 @@ def main() -> int:
             target = stack.enter_context(builtin_server())
         print(f"target: {target.describe} at {target.url}; {args.tasks} tasks, keep-alive, {args.seconds:g} s per run")
         results: dict[str, list[float]] = {name: [] for name in clients}
+        cpu_per_request: dict[str, list[float]] = {name: [] for name in clients}
         for round_index in range(args.rounds):
             order = list(clients) if round_index % 2 == 0 else list(reversed(clients))
             line = []
             for name in order:
                 with asyncio.Runner(loop_factory=loop_factory) as runner:
-                    rps, errors = runner.run(_measure(clients[name], target.url, args.tasks, args.seconds))
+                    rps, errors, cpu_us = runner.run(_measure(clients[name], target.url, args.tasks, args.seconds))
                 results[name].append(rps)
+                cpu_per_request[name].append(cpu_us)
                 line.append(f"{name} {rps:,.0f}" + (f" ({errors} errors)" if errors else ""))
             print(f"  round {round_index + 1}: " + "  ".join(line))
     medians = {name: statistics.median(values) for name, values in results.items()}
-    print(f"\n  {'client':<22}{'median req/s':>14}")
+    print(f"\n  {'client':<22}{'median req/s':>14}{'CPU µs/request':>16}")
     for name, value in medians.items():
-        print(f"  {name:<22}{value:>14,.0f}")
+        print(f"  {name:<22}{value:>14,.0f}{statistics.median(cpu_per_request[name]):>16.1f}")
     print()
     for ours in ("aiotcp (h11)", "aiotcp (httptools)"):
         for peer, goal in (("aiohttp", 1.0 if ours.endswith("(h11)") else 3.0), ("httpx", 30.0)):
