@@ -20,7 +20,7 @@ __all__ = ["CSVWriter", "JSONLWriter", "RecordWriter", "TextWriter", "make_write
 _SURROGATES = {code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)}
 # JSON escapes only C0 controls; these too are escaped in JSONL so that ``cat``-ing a file of server-supplied
 # strings cannot drive a terminal (DEL, C1 such as U+009B CSI, bidi overrides, line/paragraph separators).
-# Each can only occur inside a JSON string, where ``\uXXXX`` means the same character.
+# Each can only occur inside a JSON string, where its ``\u`` escape (four hex digits) means the same character.
 _CONTROLS = [0x7F, *range(0x80, 0xA0)]
 _BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 _JSON_ESCAPES = {code: f"\\u{code:04x}" for code in [*_CONTROLS, *_BIDI, 0x2028, 0x2029]} | _SURROGATES
@@ -40,7 +40,7 @@ class RecordWriter(Protocol):
 
 class JSONLWriter:
     """One JSON object per line. Non-ASCII text kept as UTF-8; control characters (C0 by JSON itself, DEL, C1),
-    bidi controls and lone surrogates written as ``\\uXXXX`` escapes."""
+    bidi controls and lone surrogates written as ``\\u`` escapes (four hex digits)."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -59,7 +59,7 @@ class JSONLWriter:
 class CSVWriter:
     """RFC 4180 CSV with a header row. Nested values (the redirect chain) are JSON in one cell; cells that a
     spreadsheet would run as a formula are prefixed with a quote (CSV injection); control characters other than
-    TAB, CR and LF, bidi controls and lone surrogates are written as ``\\uXXXX`` escapes, as in JSONL.
+    TAB, CR and LF, bidi controls and lone surrogates are written as ``\\u`` escapes, as in JSONL.
 
     Rows end in CRLF, as RFC 4180 has it: the csv module quotes a cell only for the characters of the line
     terminator, so with a bare LF a cell holding CR would go out unquoted and split the row for every reader.

@@ -329,8 +329,8 @@ REJECTED = [
     ("127.0.0.1.", "write '127.0.0.1'"),
     ("http://127.1:8080/", "write '127.0.0.1'"),
     ("\uff11\uff12\uff17.\uff11", "write '127.0.0.1'"),  # fullwidth, after UTS #46 mapping
-    ("1.2.3.256", "dotted-quad"),
-    ("1.2.3.4.5", "dotted-quad"),
+    ("192.0.2.256", "dotted-quad"),
+    ("192.0.2.4.5", "dotted-quad"),
     ("08.0.0.1", "dotted-quad"),  # not octal, not decimal
     ("example.123", "dotted-quad"),
     ("example.0x1f", "dotted-quad"),

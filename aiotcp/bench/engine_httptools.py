@@ -225,19 +225,25 @@ class _Conn(asyncio.Protocol):
             return
         self.pump()
 
-    def data_received(self, data: bytes) -> None:
+    def _parse_read(self, data: bytes) -> bool:
+        """Count and parse one read; whether the connection may send more (not ended, not closing)."""
         self.now = perf_counter()
         self.counters.bytes_read += len(data)
         if self.ended:
-            return
+            return False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._parse_failed(exc)
-            return
+            return False
         if self.closing:
             if not self.sent:
                 self.closing_since = self.now
+            return False
+        return True
+
+    def data_received(self, data: bytes) -> None:
+        if not self._parse_read(data):
             return
         # Closed loop: refill the pipeline, one write for every response this read completed. (pump(),
         # inlined: this runs once per read and is most of the engine's own time.)
@@ -431,20 +437,8 @@ class _RateConn(_Conn):
             self.run.maybe_done()
 
     def data_received(self, data: bytes) -> None:
-        self.now = perf_counter()
-        self.counters.bytes_read += len(data)
-        if self.ended:
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._parse_failed(exc)
-            return
-        if self.closing:
-            if not self.sent:
-                self.closing_since = self.now
-            return
-        self.pump()
+        if self._parse_read(data):
+            self.pump()
 
     def on_message_complete(self) -> None:
         self.head_done = False
