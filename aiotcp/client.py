@@ -35,6 +35,7 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
 # How much of a redirect's body we read to keep its connection reusable before giving up on it.
 _REDIRECT_DRAIN_LIMIT = 64 * 1024
+_REQUEST_CACHE_SIZE = 1024
 
 
 def _header_bytes(value: str | bytes, what: str) -> bytes:
@@ -112,6 +113,9 @@ class Client:
             _normalize_headers(headers),
         )
         self._pool = ConnectionPool(limits)
+        # Requests built from the default headers, by (method, path, authority): most applications send the
+        # same few, and a Request keeps its validated, encoded form. Bounded: cleared when full.
+        self._requests: dict[tuple[str, str, str], Request] = {}
 
     def __repr__(self) -> str:
         return f"<Client http={self.http} {self._pool!r}>"
@@ -212,7 +216,9 @@ class Client:
                 raise
         else:
             request_headers = self._default_headers
-        return await self._send_following(method.upper(), target, request_headers, content, budget, follow)
+        if not follow:
+            return await self._send_once(method.upper(), target, request_headers, content, budget)
+        return await self._send_following(method.upper(), target, request_headers, content, budget)
 
     async def _send_following(
         self,
@@ -221,12 +227,11 @@ class Client:
         headers: list[tuple[bytes, bytes]],
         content: bytes,
         budget: Budget,
-        follow: bool,
     ) -> Response:
         history: list[Response] = []
         while True:
             response = await self._send_once(method, target, headers, content, budget)
-            if not (follow and response.is_redirect):
+            if not response.is_redirect:
                 response.history = history
                 return response
             if len(history) >= self.max_redirects:
@@ -248,15 +253,14 @@ class Client:
                 content = b""
             target = next_target
 
-    async def _send_once(
-        self,
-        method: str,
-        target: Target,
-        headers: list[tuple[bytes, bytes]],
-        content: bytes,
-        budget: Budget,
-    ) -> Response:
-        # Validated before any connection is made: a bad header never costs a socket.
+    def _request(self, method: str, target: Target, headers: list[tuple[bytes, bytes]], content: bytes) -> Request:
+        """The request to send, validated before any connection is made: a bad header never costs a socket."""
+        cacheable = headers is self._default_headers and not content
+        if cacheable:
+            key = (method, target.path, target.authority)
+            request = self._requests.get(key)
+            if request is not None:
+                return request
         try:
             request = Request(
                 method.encode("ascii", "replace"),
@@ -267,6 +271,21 @@ class Client:
         except InvalidTarget as exc:
             exc.for_target(target.url)
             raise
+        if cacheable:
+            if len(self._requests) >= _REQUEST_CACHE_SIZE:
+                self._requests.clear()
+            self._requests[key] = request
+        return request
+
+    async def _send_once(
+        self,
+        method: str,
+        target: Target,
+        headers: list[tuple[bytes, bytes]],
+        content: bytes,
+        budget: Budget,
+    ) -> Response:
+        request = self._request(method, target, headers, content)
         https = target.scheme == "https"
         if https and self._ssl_context is None:
             raise InvalidTarget("https needs TLS but the client was built with verify=None", target=target.url)

@@ -154,10 +154,32 @@ class BodyReader:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._release is None:
+        chunk = await self._next_chunk()
+        if chunk is None:
             raise StopAsyncIteration
+        return chunk
+
+    async def read_all(self) -> bytes:
+        """The rest of the body in one piece. Reading a whole response is the common case: one loop here
+        instead of an async iterator (a coroutine and a StopAsyncIteration per response)."""
+        self.consumed = True
+        chunks: list[bytes] = []
+        while (chunk := await self._next_chunk()) is not None:
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _next_chunk(self) -> bytes | None:
+        """The next piece of the body, or ``None`` after the end (the connection is handed back then)."""
+        if self._release is None:
+            return None
+        connection = self._connection
         try:
-            event = await self._connection.next_event(self._budget)
+            event = connection.protocol.next_event()  # usually parsed already: no coroutine for it
+            if event is None:
+                event = await connection.next_event(self._budget)
+        except AiotcpError as exc:
+            await self._finish(False)
+            raise exc.for_target(connection.stream.target) from exc.__cause__
         except BaseException:
             await self._finish(False)
             raise
@@ -167,9 +189,9 @@ class BodyReader:
         if isinstance(event, ResponseEnd):
             self.end = event
             if not event.reusable:
-                self._connection.why_closed = event.why_not_reusable
+                connection.why_closed = event.why_not_reusable
             await self._finish(event.reusable)
-            raise StopAsyncIteration
+            return None
         await self._finish(False)  # pragma: no cover - a second head cannot follow a head
         raise AssertionError(f"unexpected event in body: {event!r}")
 

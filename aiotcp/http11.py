@@ -55,7 +55,7 @@ from __future__ import annotations
 import abc
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 import h11
@@ -123,12 +123,18 @@ class Request:
 
     ``headers`` must hold exactly one Host (HTTP/1.1 requires it, and h11 refuses to send a request without).
     Raises :class:`~aiotcp.errors.InvalidHeader` / :class:`~aiotcp.errors.InvalidTarget` naming the part.
+    A Request is a value: its wire bytes and its h11 event are made once, so one Request can be sent again
+    and again (the client keeps the ones it builds from its default headers); do not mutate ``headers``.
     """
 
     method: bytes
     target: bytes
     headers: HeaderList
     body: bytes = b""
+    #: Whether the request carries ``Connection: close`` (then the connection ends with the response).
+    close: bool = field(init=False, repr=False, compare=False)
+    _wire: bytes | None = field(init=False, default=None, repr=False, compare=False)
+    _h11_event: h11.Request | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.method):
@@ -145,12 +151,15 @@ class Request:
             hosts += pair[0].lower() == b"host"
         if hosts != 1:
             raise InvalidHeader(f"a request needs exactly one Host header, got {hosts}")
+        object.__setattr__(self, "close", b"close" in _comma_values(self.headers, b"connection"))
 
     def encode(self) -> bytes:
         """The request head and body, framed with Content-Length when there is a body.
 
         Byte for byte what h11 writes for the same request: Host first, then the other headers in order.
         """
+        if self._wire is not None:
+            return self._wire
         lines = [b"%s %s HTTP/1.1\r\n" % (self.method, self.target)]
         headers = self.framed_headers()
         if headers[0][0].lower() == b"host":  # there is exactly one (validated): already in h11's order
@@ -160,7 +169,17 @@ class Request:
             lines.extend(b"%s: %s\r\n" % pair for pair in headers if pair[0].lower() != b"host")
         lines.append(b"\r\n")
         lines.append(self.body)
-        return b"".join(lines)
+        wire = b"".join(lines)
+        object.__setattr__(self, "_wire", wire)
+        return wire
+
+    def as_h11(self) -> h11.Request:
+        """The head as an h11 event (h11 validates it again when it is made: once per Request)."""
+        if self._h11_event is None:
+            event = h11.Request(method=self.method, target=self.target, headers=self.framed_headers())
+            object.__setattr__(self, "_h11_event", event)
+            return event
+        return self._h11_event
 
     def framed_headers(self) -> HeaderList:
         """Headers as given, plus the Content-Length that frames the body (when there is one or it is needed)."""
@@ -170,7 +189,7 @@ class Request:
 
     def asks_to_close(self) -> bool:
         """Whether the request carries ``Connection: close`` (then the connection ends with the response)."""
-        return b"close" in _comma_values(self.headers, b"connection")
+        return self.close
 
 
 @dataclass(slots=True)
@@ -205,14 +224,15 @@ _FRAMING_NAME_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"content-leng
 _BAD_REASON_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
 # Digits only, as h11 requires; at most 19 so that the value fits in llhttp's 64 bits and h11's 20 digits.
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
+_H11_END: Final = h11.EndOfMessage()  # immutable: one for every request
 _END_MARK: Final = ResponseEnd(True)  # queued when the parser finishes; the verdict is made when it is taken
 
 
 def _comma_values(headers: HeaderList, name: bytes) -> list[bytes]:
     """Every comma-separated element of the fields called ``name``, lowercased (h11's get_comma_header)."""
     out: list[bytes] = []
-    for field, value in headers:
-        if field.lower() == name:
+    for header_name, value in headers:
+        if header_name.lower() == name:
             out.extend(item for item in (part.strip() for part in value.lower().split(b",")) if item)
     return out
 
@@ -387,7 +407,7 @@ class HTTP11Protocol(abc.ABC):
             raise RuntimeError("send_request() before the previous response ended and start_next_cycle()")
         self._sent = True
         self._method = request.method
-        self._request_close = request.asks_to_close()
+        self._request_close = request.close
         return self._encode(request)
 
     def receive_data(self, data: bytes) -> None:
@@ -633,11 +653,9 @@ class H11Protocol(HTTP11Protocol):
 
     def _encode(self, request: Request) -> bytes:
         try:
-            head = self._conn.send(
-                h11.Request(method=request.method, target=request.target, headers=request.framed_headers())
-            )
+            head = self._conn.send(request.as_h11())
             tail = self._conn.send(h11.Data(data=request.body)) if request.body else b""
-            end = self._conn.send(h11.EndOfMessage())
+            end = self._conn.send(_H11_END)
         except h11.LocalProtocolError as exc:  # Request validated already; this is a belt to its braces
             raise InvalidHeader(f"request rejected by h11: {exc}") from exc
         return (head or b"") + (tail or b"") + (end or b"")

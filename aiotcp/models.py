@@ -180,7 +180,9 @@ class Response:
     async def aread(self) -> bytes:
         """Read the rest of a streamed body into :attr:`content`."""
         if self._content is None:
-            self._content = b"".join([chunk async for chunk in self.stream()])
+            if self._body is None or self._body.consumed:
+                raise RuntimeError("the body was already streamed")
+            self._content = await self._body.read_all()
         return self._content
 
     def stream(self) -> AsyncIterator[bytes]:

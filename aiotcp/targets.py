@@ -40,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote
@@ -330,29 +330,21 @@ class Target:
     host: str
     port: int
     path: str = "/"
+    #: The Host header value: IPv6 in brackets, ``:port`` only when it is not the scheme's default.
+    authority: str = field(init=False, repr=False, compare=False)
+    #: The normalized URL; ``parse_target(t.url) == t``.
+    url: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         reason = _field_errors(self.scheme, self.host, self.port, self.path, optional=False)
         if reason is not None:
             raise InvalidTarget(f"invalid target {reason}")
+        _set_derived(self)
 
     @property
     def origin(self) -> tuple[str, str, int]:
         """``(scheme, host, port)``: the key connections are pooled by."""
         return (self.scheme, self.host, self.port)
-
-    @property
-    def authority(self) -> str:
-        """The Host header value: IPv6 in brackets, ``:port`` only when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port == DEFAULT_PORTS[self.scheme]:
-            return host
-        return f"{host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        """The normalized URL; ``parse_target(t.url) == t``."""
-        return f"{self.scheme}://{self.authority}{self.path}"
 
     @property
     def is_ip(self) -> bool:
@@ -429,7 +421,16 @@ def _new_target(scheme: str, host: str, port: int, path: str) -> Target:
     _set_field(target, "host", host)
     _set_field(target, "port", port)
     _set_field(target, "path", path)
+    _set_derived(target)
     return target
+
+
+def _set_derived(target: Target) -> None:
+    """Authority and URL, worked out once: a client reads both for every request it sends."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    authority = host if target.port == DEFAULT_PORTS[target.scheme] else f"{host}:{target.port}"
+    _set_field(target, "authority", authority)
+    _set_field(target, "url", f"{target.scheme}://{authority}{target.path}")
 
 
 def _new_spec(scheme: str | None, host: str, port: int | None, path: str | None) -> TargetSpec:

@@ -144,6 +144,10 @@ class _Body:
             raise StopAsyncIteration
         return self._chunks.pop(0)
 
+    async def read_all(self) -> bytes:
+        self.consumed = True
+        return b"".join([chunk async for chunk in self])
+
     async def aclose(self) -> None:
         self.closed = True
 
