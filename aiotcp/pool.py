@@ -152,7 +152,8 @@ class ConnectionPool:
             ):
                 self._reserve(key)
                 opening = True
-            await _close_all(discard, "expired or unusable while idle")
+            if discard:
+                await _close_all(discard, "expired or unusable while idle")
             if connection is not None:
                 return connection
             if opening:
