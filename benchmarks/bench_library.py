@@ -11,6 +11,9 @@ in:
     aiotcp (httptools) >= 3 x aiohttp
     aiotcp             >= 30 x httpx
 
+A "floor" row is not a client but the least an asyncio client can do per request (a bare protocol, one
+future per request, no checks): the distance to it is a client's own overhead.
+
     python benchmarks/bench_library.py                     # 3 rounds x 3 s per client
     python benchmarks/bench_library.py --rounds 5 --seconds 5 --tasks 50 --target builtin
 
@@ -80,6 +83,67 @@ def _aiohttp(url: str, tasks: int) -> Any:
                     return len(await response.read())
 
             yield get
+
+    return session()
+
+
+def _floor(url: str, tasks: int) -> Any:
+    """Not a client: the least any asyncio client has to do per GET, as a yardstick. One protocol per
+    connection, llhttp parsing in ``data_received``, one future per request, a fixed request; no timeouts,
+    no checks, no response object. What a real client spends above this is its own overhead."""
+    import contextlib
+    from urllib.parse import urlsplit
+
+    import httptools
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    wire = f"GET {parts.path or '/'} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: */*\r\n\r\n".encode()
+
+    class Bare(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.parser = httptools.HttpResponseParser(self)
+            self.transport: Any = None
+            self.done: asyncio.Future[int] | None = None
+            self.body = bytearray()
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_body(self, body: bytes) -> None:
+            self.body += body
+
+        def on_message_complete(self) -> None:
+            if self.done is not None and not self.done.done():
+                self.done.set_result(len(self.body))
+
+    @contextlib.asynccontextmanager
+    async def session() -> Any:
+        loop = asyncio.get_running_loop()
+        idle: list[Bare] = []
+        opened: list[Bare] = []
+
+        async def get() -> int:
+            if idle:
+                bare = idle.pop()
+            else:
+                _, bare = await loop.create_connection(Bare, host, port)
+                opened.append(bare)
+            bare.body.clear()
+            bare.done = loop.create_future()
+            bare.transport.write(wire)
+            length = await bare.done
+            idle.append(bare)
+            return length
+
+        try:
+            yield get
+        finally:
+            for bare in opened:
+                bare.transport.close()
 
     return session()
 
@@ -159,7 +223,11 @@ def main() -> int:
         clients["aiotcp (httptools)"] = _Aiotcp("httptools")
     except ImportError:
         print("httptools not installed: skipping aiotcp (httptools)")
-    for name, factory, module in (("aiohttp", _aiohttp, "aiohttp"), ("httpx", _httpx, "httpx")):
+    for name, factory, module in (
+        ("aiohttp", _aiohttp, "aiohttp"),
+        ("httpx", _httpx, "httpx"),
+        ("floor (bare protocol)", _floor, "httptools"),
+    ):
         try:
             __import__(module)
         except ImportError:
@@ -193,9 +261,9 @@ def main() -> int:
                 line.append(f"{name} {rps:,.0f}" + (f" ({errors} errors)" if errors else ""))
             print(f"  round {round_index + 1}: " + "  ".join(line))
     medians = {name: statistics.median(values) for name, values in results.items()}
-    print(f"\n  {'client':<22}{'median req/s':>14}{'CPU µs/request':>16}")
+    print(f"\n  {'client':<24}{'median req/s':>14}{'CPU µs/request':>16}")
     for name, value in medians.items():
-        print(f"  {name:<22}{value:>14,.0f}{statistics.median(cpu_per_request[name]):>16.1f}")
+        print(f"  {name:<24}{value:>14,.0f}{statistics.median(cpu_per_request[name]):>16.1f}")
     print()
     for ours in ("aiotcp (h11)", "aiotcp (httptools)"):
         for peer, goal in (("aiohttp", 1.0 if ours.endswith("(h11)") else 3.0), ("httpx", 30.0)):
