@@ -207,16 +207,13 @@ class BodyReader:
         if isinstance(event, bytes):
             self.bytes_read += len(event)
             return event, False
-        reusable = isinstance(event, ResponseEnd) and event.reusable
-        if isinstance(event, ResponseEnd):
-            self.end = event
-            if not reusable:
-                self._connection.why_closed = event.why_not_reusable
-        release, self._release = self._release, None
-        must_close = release is not None and release(self._connection, reusable)
         if not isinstance(event, ResponseEnd):  # pragma: no cover - a second head cannot follow a head
-            raise AssertionError(f"unexpected event in body: {event!r}")
-        return None, must_close
+            raise AssertionError(f"unexpected event in body: {event!r}")  # aclose() releases the connection
+        self.end = event
+        if not event.reusable:
+            self._connection.why_closed = event.why_not_reusable
+        release, self._release = self._release, None
+        return None, release is not None and release(self._connection, event.reusable)
 
     @property
     def finished(self) -> bool:
