@@ -160,25 +160,12 @@ class BodyReader:
         return chunk
 
     async def read_all(self) -> bytes:
-        """The rest of the body in one piece. Reading a whole response is the common case: events already
-        parsed are taken here without a coroutine each, and nothing is awaited unless the network must be
-        read or the connection closed."""
+        """The rest of the body in one piece: one loop instead of an async iterator (a StopAsyncIteration
+        per response)."""
         self.consumed = True
         chunks: list[bytes] = []
-        protocol = self._connection.protocol
-        while self._release is not None:
-            try:
-                event = protocol.next_event()
-            except AiotcpError:
-                event = None  # the protocol raises it again, in _next_chunk, which names the target
-            if event is None:
-                chunk = await self._next_chunk()
-            else:
-                chunk, must_close = self._take(event)
-                if must_close:
-                    await self._connection.aclose("not reusable")
-            if chunk is not None:
-                chunks.append(chunk)
+        while (chunk := await self._next_chunk()) is not None:
+            chunks.append(chunk)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _next_chunk(self) -> bytes | None:
@@ -196,24 +183,17 @@ class BodyReader:
         except BaseException:
             await self._finish(False)
             raise
-        chunk, must_close = self._take(event)
-        if must_close:
-            await connection.aclose("not reusable")
-        return chunk
-
-    def _take(self, event: Event) -> tuple[bytes | None, bool]:
-        """A body event: ``(chunk, False)``, or at the end ``(None, must_close)`` with the connection handed
-        back."""
         if isinstance(event, bytes):
             self.bytes_read += len(event)
-            return event, False
-        if not isinstance(event, ResponseEnd):  # pragma: no cover - a second head cannot follow a head
-            raise AssertionError(f"unexpected event in body: {event!r}")  # aclose() releases the connection
-        self.end = event
-        if not event.reusable:
-            self._connection.why_closed = event.why_not_reusable
-        release, self._release = self._release, None
-        return None, release is not None and release(self._connection, event.reusable)
+            return event
+        if isinstance(event, ResponseEnd):
+            self.end = event
+            if not event.reusable:
+                connection.why_closed = event.why_not_reusable
+            await self._finish(event.reusable)
+            return None
+        await self._finish(False)  # pragma: no cover - a second head cannot follow a head
+        raise AssertionError(f"unexpected event in body: {event!r}")
 
     @property
     def finished(self) -> bool:

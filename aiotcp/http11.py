@@ -187,10 +187,6 @@ class Request:
             return [*self.headers, (b"Content-Length", b"%d" % len(self.body))]
         return self.headers
 
-    def asks_to_close(self) -> bool:
-        """Whether the request carries ``Connection: close`` (then the connection ends with the response)."""
-        return self.close
-
 
 @dataclass(slots=True)
 class ResponseHead:
