@@ -356,6 +356,8 @@ class HTTP11Protocol(abc.ABC):
     """
 
     backend: str = "abstract"
+    #: Whether the backend's parser refuses a control character (but HTAB) in a header value by itself.
+    _parser_checks_values = False
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
@@ -517,8 +519,14 @@ class HTTP11Protocol(abc.ABC):
         if after_head and self._chunks.scan(after_head) is not None:
             self._fail(self._framing_too_large())
 
-    def _check_head(self, status: int, reason: bytes, version: bytes, headers: HeaderList) -> _Framing:
-        """The rules every head (interim or final) must meet, whichever parser read it; and its framing."""
+    def _check_head(
+        self, status: int, reason: bytes, version: bytes, headers: HeaderList, fields: HeaderList | None
+    ) -> _Framing:
+        """The rules every head (interim or final) must meet, whichever parser read it; and its framing.
+
+        ``fields``: the headers whose name has the length of a framing header's, when the backend set them
+        aside while parsing (else every header is looked at).
+        """
         if _BAD_REASON_BYTE.search(reason):
             raise ProtocolError(f"invalid character in the reason phrase {reason!r}")
         if version not in _VERSIONS:
@@ -527,12 +535,13 @@ class HTTP11Protocol(abc.ABC):
             raise ProtocolError(f"invalid status code {status:03d}")
         if status == 101:
             raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-        framing = _Framing()
         # One scan of all the values (TAB, allowed, joins them) instead of one per header: the hot path.
-        bad_values = _BAD_VALUE_BYTE.search(b"\t".join([value for _, value in headers])) is not None
-        for name, value in headers:
-            if bad_values and _BAD_VALUE_BYTE.search(value):
-                raise ProtocolError(f"invalid character in the value of header {name!r}: {value!r}")
+        if not self._parser_checks_values and _BAD_VALUE_BYTE.search(b"\t".join([value for _, value in headers])):
+            for name, value in headers:
+                if _BAD_VALUE_BYTE.search(value):
+                    raise ProtocolError(f"invalid character in the value of header {name!r}: {value!r}")
+        framing = _Framing()
+        for name, value in headers if fields is None else fields:
             if len(name) not in _FRAMING_NAME_LENGTHS:
                 continue  # not one of the three names below: no need to lowercase it
             lowered = name.lower()
@@ -544,20 +553,26 @@ class HTTP11Protocol(abc.ABC):
                 if not _CONTENT_LENGTH.fullmatch(value):
                     raise ProtocolError(f"bad Content-Length {value!r}")
                 framing.length = True
-            elif lowered == b"connection" and b"close" in _comma_values([(name, value)], lowered):
+            elif (
+                lowered == b"connection"
+                and b"close" in value.lower()  # the cheap test first; then the exact one
+                and b"close" in _comma_values([(name, value)], lowered)
+            ):
                 framing.close = True
         return framing
 
-    def _on_interim(self, status: int, reason: bytes, version: bytes, headers: HeaderList) -> None:
-        self._check_head(status, reason, version, headers)
+    def _on_interim(
+        self, status: int, reason: bytes, version: bytes, headers: HeaderList, fields: HeaderList | None = None
+    ) -> None:
+        self._check_head(status, reason, version, headers, fields)
         self._interim += 1
         if self._interim > self.limits.max_interim:
             raise TooLarge(f"more than {self.limits.max_interim} interim (1xx) responses")
 
-    def _on_head(self, head: ResponseHead) -> None:
+    def _on_head(self, head: ResponseHead, fields: HeaderList | None = None) -> None:
         if len(head.headers) > self.limits.max_headers:
             raise TooLarge(f"response has {len(head.headers)} headers, more than {self.limits.max_headers}")
-        framing = self._check_head(head.status_code, head.reason, head.http_version, head.headers)
+        framing = self._check_head(head.status_code, head.reason, head.http_version, head.headers, fields)
         head.interim = self._interim
         self._head = head
         self._framing = framing
@@ -730,6 +745,7 @@ class HttptoolsProtocol(HTTP11Protocol):
     """
 
     backend = "httptools"
+    _parser_checks_values = True  # llhttp's header-value rule is the one _check_head holds h11 to
 
     def __init__(self, limits: Limits | None = None) -> None:
         if _httptools is None:
@@ -758,6 +774,7 @@ class HttptoolsProtocol(HTTP11Protocol):
     def _reset_message(self) -> None:
         self._reason = bytearray()
         self._raw_headers: HeaderList = []
+        self._fields: HeaderList = []  # the headers that may frame the message (see _check_head)
         self._restart = False  # an interim head ended: continue with a fresh parser
         self._tail = b""  # the last bytes fed of an unfinished head (a blank line may span two feeds)
         self._next_prefix: bytes | None = None  # the first bytes after an interim head, until there are 5
@@ -870,8 +887,10 @@ class HttptoolsProtocol(HTTP11Protocol):
         # After the head: trailer fields, dropped as h11 does (and never added to the head already returned).
         if self._head is None and not self._ended:
             value = value.strip(b" \t")  # llhttp keeps trailing whitespace; h11 strips it
-            if len(name) == 17 and name.lower() == b"transfer-encoding":
-                value = value.lower()  # as h11 reports it
+            if len(name) in _FRAMING_NAME_LENGTHS:
+                if len(name) == 17 and name.lower() == b"transfer-encoding":
+                    value = value.lower()  # as h11 reports it
+                self._fields.append((name, value))
             self._raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -881,11 +900,11 @@ class HttptoolsProtocol(HTTP11Protocol):
         status = parser.get_status_code()  # type: ignore[attr-defined]
         version = parser.get_http_version().encode("ascii")  # type: ignore[attr-defined]
         if 100 <= status < 200:
-            self._on_interim(status, bytes(self._reason), version, self._raw_headers)
+            self._on_interim(status, bytes(self._reason), version, self._raw_headers, self._fields)
             self._reset_message()
             self._restart = True
             return
-        self._on_head(ResponseHead(status, bytes(self._reason), version, self._raw_headers))
+        self._on_head(ResponseHead(status, bytes(self._reason), version, self._raw_headers), self._fields)
         self._progress = True
         parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
         if not self._has_body:
