@@ -16,6 +16,7 @@ like any other await.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import ssl
 from collections import deque
@@ -54,8 +55,10 @@ class _Protocol(asyncio.Protocol):
 
     def _wake(self) -> None:
         waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():  # cancelled, or timed out in this loop iteration
+                waiter.set_result(True)
 
     def data_received(self, data: bytes) -> None:
         self.buffer.append(data)
@@ -86,9 +89,9 @@ class _Protocol(asyncio.Protocol):
         self._wake()
 
 
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+# A wait ends as timed out when the stream's timer fires this close to its due time (the loop's timers keep
+# milliseconds: one may fire a hair early, and re-arming for less than a tick would only spin).
+_TIMER_SLACK = 1e-3
 
 
 class AsyncioStream(NetworkStream):
@@ -102,6 +105,11 @@ class AsyncioStream(NetworkStream):
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._watch: InputWatch | None = None
+        # One timer per stream, re-armed only when it fires (see _wait): its handle, when it fires, and when
+        # the current wait is due.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._due = math.inf
 
     @classmethod
     async def open(cls, address: str, port: int) -> AsyncioStream:
@@ -136,20 +144,39 @@ class AsyncioStream(NetworkStream):
     def is_closed(self) -> bool:
         return self._closed
 
-    async def _wait(self, budget: Budget, phase: Phase) -> None:
-        """Wait for the protocol to wake us, at most as long as the budget allows ``phase``."""
-        waiter: asyncio.Future[bool] = self._loop.create_future()
+    def _waiter(self, budget: Budget, phase: Phase) -> asyncio.Future[bool]:
+        """A future the protocol resolves with True when something happens, or the stream's timer with False
+        once the budget for ``phase`` ran out. (A function, not a coroutine: one wait per response is the hot
+        path, and a coroutine per wait costs as much as the wait.)
+
+        A timer per wait (made, then cancelled, once per response) costs more than the rest of a wait: the
+        stream keeps one timer and only moves the due time. When the timer fires before the current wait is
+        due, it re-arms itself for that time; it is replaced only when a wait is due sooner than it fires.
+        """
+        loop = self._loop
+        waiter: asyncio.Future[bool] = loop.create_future()
         self.protocol.waiter = waiter
-        limit = budget.limit(phase)
-        timer = None if limit == float("inf") else self._loop.call_later(limit, _expire, waiter)
-        try:
-            woken = await waiter
-        finally:
+        self._due = due = loop.time() + budget.limit(phase)
+        if due < self._timer_at:
+            self._arm(due)
+        return waiter
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(when, self._timer_fired) if when != math.inf else None
+        self._timer_at = when
+
+    def _timer_fired(self) -> None:
+        self._timer, self._timer_at = None, math.inf
+        waiter, due = self.protocol.waiter, self._due
+        if waiter is None or waiter.done() or due == math.inf:
+            return  # nobody waits: the next wait arms the timer again
+        if self._loop.time() >= due - _TIMER_SLACK:
             self.protocol.waiter = None
-            if timer is not None:
-                timer.cancel()
-        if not woken:
-            raise budget.expired(phase, self.target)
+            waiter.set_result(False)
+        else:
+            self._arm(due)
 
     async def send(self, data: bytes, budget: Budget) -> None:
         """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
@@ -160,7 +187,8 @@ class AsyncioStream(NetworkStream):
             raise ConnectionReset("connection closed before the request was written", target=self.target)
         self.transport.write(data)
         while protocol.writing_paused and not protocol.lost:
-            await self._wait(budget, "write")
+            if not await self._waiter(budget, "write"):
+                raise budget.expired("write", self.target)
         if protocol.error is not None:
             raise map_stream_error(protocol.error, self.target, phase="write") from protocol.error
         if protocol.lost:
@@ -169,8 +197,8 @@ class AsyncioStream(NetworkStream):
     async def receive(self, budget: Budget, max_bytes: int = 65536) -> bytes:
         """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
         protocol = self.protocol
-        if not protocol.buffer and not protocol.eof and not protocol.lost:
-            await self._wait(budget, "read")
+        if not protocol.buffer and not protocol.eof and not protocol.lost and not await self._waiter(budget, "read"):
+            raise budget.expired("read", self.target)
         if protocol.buffer:
             chunk = protocol.buffer.popleft()
             if len(chunk) > max_bytes:
@@ -205,6 +233,7 @@ class AsyncioStream(NetworkStream):
         if self._closed:
             return
         self._closed = True
+        self._arm(math.inf)
         transport = self.transport
         if not transport.is_closing():
             if transport.get_write_buffer_size() or transport.get_extra_info("sslcontext") is not None:

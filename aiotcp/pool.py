@@ -64,26 +64,36 @@ class ConnectionPool:
     def _per_host_limit(self) -> int:
         return self.limits.max_per_host or self.limits.max_connections
 
-    def _take_idle(self, key: Hashable, discard: list[HTTPConnection]) -> HTTPConnection | None:
+    def take_idle(self, key: Hashable) -> HTTPConnection | None:
+        """The most recently used idle connection for ``key``, if it is usable, without waiting; else ``None``
+        (then :meth:`acquire` discards what is unusable and opens or waits as needed)."""
         stack = self._idle.get(key)
         if stack is None:
             return None
-        now = time.monotonic()
-        found = None
-        while stack:
-            connection = stack.pop()
-            del self._idle_order[connection]
-            if connection.has_expired(now, self.limits.keepalive_expiry) or not connection.is_safe_to_reuse():
-                self._forget(connection)
-                discard.append(connection)
-                continue
-            connection.mark_active()
-            self.reused += 1
-            found = connection
-            break
+        connection = stack[-1]
+        if connection.has_expired(time.monotonic(), self.limits.keepalive_expiry) or not connection.is_safe_to_reuse():
+            return None
+        self._pop_idle(key, stack)
+        connection.mark_active()
+        self.reused += 1
+        return connection
+
+    def _take_idle(self, key: Hashable, discard: list[HTTPConnection]) -> HTTPConnection | None:
+        while True:
+            connection = self.take_idle(key)
+            stack = self._idle.get(key)
+            if connection is not None or stack is None:
+                return connection
+            unusable = self._pop_idle(key, stack)
+            self._forget(unusable)
+            discard.append(unusable)
+
+    def _pop_idle(self, key: Hashable, stack: list[HTTPConnection]) -> HTTPConnection:
+        connection = stack.pop()
+        del self._idle_order[connection]
         if not stack:
             del self._idle[key]  # no empty entry per origin ever seen: the pool stays O(idle connections)
-        return found
+        return connection
 
     def _forget(self, connection: HTTPConnection) -> None:
         """Free the slot of a connection that is about to be closed."""
