@@ -734,6 +734,14 @@ class H11Protocol(HTTP11Protocol):
 
 
 _MAX_CHUNK_SIZE: Final = 2**64 - 1
+_PLAIN_STATUS_PREFIXES: Final = (b"HTTP/1.1 ", b"HTTP/1.0 ")
+_NO_BODY_STATUS_BYTES: Final = (b"204", b"304")
+
+
+class _Rewind(Exception):
+    """Raised by a callback to leave a speculative feed (see ``HttptoolsProtocol._feed_whole``)."""
+
+
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # how llhttp (with lenient_optional_cr_before_lf) ends a head
 
 
@@ -754,6 +762,8 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._httptools = _httptools
         self._parser = self._new_parser()
         self._leftover = False  # bytes arrived after the response ended
+        self._speculating = False  # in _feed_whole
+        self._strict_body = False  # the parser was told to want CRLF in a chunked body
         self._stall = 0  # bytes fed since the body last made progress (see _feed)
         self._progress = False
         self._reset_message()
@@ -790,6 +800,9 @@ class HttptoolsProtocol(HTTP11Protocol):
                 self._on_end()
             return
         self._progress = False
+        if self._received == len(data) and self._plain_response_start(data) and self._feed_whole(data):
+            self._count_stall(len(data))
+            return
         scanned = self._chunks is not None  # the body's framing was measured before this feed (_feed_guarded)
         view = memoryview(data)
         start = 0
@@ -831,16 +844,67 @@ class HttptoolsProtocol(HTTP11Protocol):
             self._parse(view[start:])
         if late is not None:
             self._fail(late)
+        self._count_stall(len(data))
+
+    def _count_stall(self, fed: int) -> None:
         if self._head is not None and not self._ended and self._error is None:
             # llhttp (through httptools) buffers a trailer field until it ends, and says nothing while it reads
             # a chunk-size line. _ChunkScan bounds both exactly; this is the backstop for what it stops
             # following: the bytes fed without progress (body, a chunk header, a chunk's end), counted per feed,
             # so bounded by the cap plus one feed.
-            self._stall = 0 if self._progress else self._stall + len(data)
+            self._stall = 0 if self._progress else self._stall + fed
             if self._stall > self.limits.max_header_bytes:
                 self._fail(
                     TooLarge(f"chunk header or trailers exceed max_header_bytes ({self.limits.max_header_bytes})")
                 )
+
+    # -- the common case in one feed ------------------------------------------------------------------------
+    #
+    # Feeding up to each blank line (above) is needed only for heads llhttp must not read past: interim ones,
+    # those of replies without a body, and chunked ones (whose framing is measured before llhttp reads it).
+    # The usual response -- a final status with a Content-Length, all in the first read -- is fed whole
+    # instead, speculatively: on any surprise (a chunked head, any error) the feed is undone and done again
+    # the careful way, so what comes out is exactly what the careful way gives.
+
+    def _plain_response_start(self, data: bytes) -> bool:
+        """Whether the response starts with a final status that has a body (2xx-5xx but 204 and 304), to a
+        request other than HEAD: the heads that need no blank-line split unless chunked."""
+        return (
+            len(data) > 12
+            and data[:9] in _PLAIN_STATUS_PREFIXES
+            and 0x32 <= data[9] <= 0x35  # "2".."5"
+            and data[9:12] not in _NO_BODY_STATUS_BYTES
+            and self._method != b"HEAD"
+        )
+
+    def _feed_whole(self, data: bytes) -> bool:
+        """Feed the first read of a response in one go. False when it was undone (then feed it carefully)."""
+        self._speculating = True
+        try:
+            if data[-1:] in (b"\r", b"\n"):  # the last CR or LF is held back, as in the careful way
+                view = memoryview(data)
+                self._parse(view[:-1])
+                self._parse(view[-1:])
+            else:
+                self._parse(data)
+        finally:
+            self._speculating = False
+        if self._error is None:
+            return True
+        self._rewind()
+        return False
+
+    def _rewind(self) -> None:
+        """Back to the state before a speculative feed: a fresh cycle that has received (but not parsed) it."""
+        received, head_bytes, prefix = self._received, self._head_bytes, self._prefix
+        self._reset()
+        self._sent, self._received, self._head_bytes, self._prefix = True, received, head_bytes, prefix
+        self._events.clear()
+        self._parser = self._new_parser()
+        self._strict_body = False
+        self._leftover = False
+        self._stall = 0
+        self._reset_message()
 
     def _next_blank_line(self, data: bytes, start: int) -> int:
         """Where the first blank line from ``start`` ends (a head can end only there), else ``len(data)``."""
@@ -865,7 +929,7 @@ class HttptoolsProtocol(HTTP11Protocol):
             context = exc.__context__
             if isinstance(context, AiotcpError):
                 self._fail(context)
-            else:  # pragma: no cover - our callbacks raise only AiotcpError
+            else:  # _Rewind (the error is dropped with the rest of the feed); nothing else is raised by callbacks
                 self._fail(_chained(ProtocolError(f"malformed response: {exc}"), exc))
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             if self._ended:  # garbage (or an upgrade) after a complete response: leftover, not a bad response
@@ -906,7 +970,12 @@ class HttptoolsProtocol(HTTP11Protocol):
             return
         self._on_head(ResponseHead(status, bytes(self._reason), version, self._raw_headers), self._fields)
         self._progress = True
-        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
+        if self._framing.chunked:
+            if self._speculating:
+                raise _Rewind  # the chunk framing must be measured before llhttp reads it: the careful way
+            # h11 wants CRLF ending the lines of a chunked body. (Other bodies have no lines.)
+            parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
+            self._strict_body = True
         if not self._has_body:
             # llhttp does not know the request method, so it may wait for a body a HEAD reply never has.
             self._on_end()
@@ -937,8 +1006,9 @@ class HttptoolsProtocol(HTTP11Protocol):
         if self._method == b"HEAD":
             # Start clean: after a HEAD reply llhttp may still wait for the body the headers announced.
             self._parser = self._new_parser()
-        else:
+        elif self._strict_body:
             self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)  # type: ignore[attr-defined]
+        self._strict_body = False
         self._leftover = False
         self._stall = 0
         self._reset_message()
