@@ -916,7 +916,7 @@ class HttptoolsProtocol(HTTP11Protocol):
         match = _BLANK_LINE.search(data, start)
         return match.end() if match else len(data)
 
-    def _parse(self, data: memoryview) -> None:
+    def _parse(self, data: memoryview | bytes) -> None:
         if not data or self._error is not None:
             return
         if self._ended:
