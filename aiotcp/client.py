@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import EllipsisType
 from typing import Any
@@ -279,6 +279,16 @@ class Client:
             self._requests[key] = request
         return request
 
+    def _opener(self, target: Target, key: Hashable, budget: Budget) -> Callable[[], Awaitable[HTTPConnection]]:
+        """What the pool calls to open a connection to ``target`` when it has none to give."""
+        ssl_context = self._ssl_context if target.scheme == "https" else None
+
+        async def open_connection() -> HTTPConnection:
+            stream = await connect(target, budget, ssl_context=ssl_context)
+            return HTTPConnection(stream, make_protocol(self.http, self.limits), key)
+
+        return open_connection
+
     async def _send_once(
         self,
         method: str,
@@ -293,19 +303,14 @@ class Client:
             raise InvalidTarget("https needs TLS but the client was built with verify=None", target=target.url)
         key = (target.scheme, target.host, target.port, self._tls_key if https else None)
         started = time.perf_counter()
-
-        async def open_connection() -> HTTPConnection:
-            stream = await connect(target, budget, ssl_context=self._ssl_context if https else None)
-            return HTTPConnection(stream, make_protocol(self.http, self.limits), key)
-
         fresh = False
         while True:
-            # An idle connection without waiting first: the common case needs neither the opener nor the
+            # An idle connection without waiting first: the common case needs neither an opener nor the
             # pool's coroutine.
             connection = None if fresh else self._pool.take_idle(key)
             if connection is None:
                 try:
-                    connection = await self._pool.acquire(key, budget, open_connection, fresh=fresh)
+                    connection = await self._pool.acquire(key, budget, self._opener(target, key, budget), fresh=fresh)
                 except AiotcpError as exc:
                     exc.for_target(target.url)  # a pool wait does not know the URL it waited for
                     raise

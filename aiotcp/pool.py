@@ -68,12 +68,13 @@ class ConnectionPool:
         """The most recently used idle connection for ``key``, if it is usable, without waiting; else ``None``
         (then :meth:`acquire` discards what is unusable and opens or waits as needed)."""
         stack = self._idle.get(key)
-        if stack is None:
+        if not stack:
             return None
         connection = stack[-1]
         if connection.has_expired(time.monotonic(), self.limits.keepalive_expiry) or not connection.is_safe_to_reuse():
             return None
-        self._pop_idle(key, stack)
+        stack.pop()
+        del self._idle_order[connection]
         connection.mark_active()
         self.reused += 1
         return connection
@@ -82,18 +83,12 @@ class ConnectionPool:
         while True:
             connection = self.take_idle(key)
             stack = self._idle.get(key)
-            if connection is not None or stack is None:
+            if connection is not None or not stack:
                 return connection
-            unusable = self._pop_idle(key, stack)
+            unusable = stack.pop()
+            del self._idle_order[unusable]
             self._forget(unusable)
             discard.append(unusable)
-
-    def _pop_idle(self, key: Hashable, stack: list[HTTPConnection]) -> HTTPConnection:
-        connection = stack.pop()
-        del self._idle_order[connection]
-        if not stack:
-            del self._idle[key]  # no empty entry per origin ever seen: the pool stays O(idle connections)
-        return connection
 
     def _forget(self, connection: HTTPConnection) -> None:
         """Free the slot of a connection that is about to be closed."""
@@ -110,6 +105,9 @@ class ConnectionPool:
             self._open_by_key[key] = remaining
         else:
             del self._open_by_key[key]
+            # The origin's idle stack goes with its last connection (not each time it empties: a busy origin
+            # would make a new one per request), so the pool stays O(origins with connections open).
+            self._idle.pop(key, None)
         self._wake_waiters()
 
     def _evict_oldest_idle(self, discard: list[HTTPConnection]) -> bool:
@@ -120,10 +118,7 @@ class ConnectionPool:
 
     def _evict_idle(self, connection: HTTPConnection, discard: list[HTTPConnection]) -> None:
         del self._idle_order[connection]
-        stack = self._idle[connection.key]
-        stack.remove(connection)
-        if not stack:
-            del self._idle[connection.key]
+        self._idle[connection.key].remove(connection)
         self._forget(connection)
         discard.append(connection)
 
@@ -133,9 +128,10 @@ class ConnectionPool:
     def _wake_waiters(self) -> None:
         # Limits are per origin as well as in total, so which waiter a freed slot suits depends on its key:
         # wake them all and let each re-check. Waiters exist only while the pool is saturated.
-        waiters, self._waiters = self._waiters, []
-        for event in waiters:
-            event.set()
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for event in waiters:
+                event.set()
 
     # -- async API ------------------------------------------------------------------------------------------
 
@@ -195,7 +191,11 @@ class ConnectionPool:
             return False  # released already
         if reusable and not self._closed:
             connection.mark_idle()
-            self._idle.setdefault(connection.key, []).append(connection)
+            stack = self._idle.get(connection.key)
+            if stack is None:
+                self._idle[connection.key] = [connection]
+            else:
+                stack.append(connection)
             self._idle_order[connection] = None
             self._wake_waiters()
             return False
