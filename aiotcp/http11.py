@@ -199,7 +199,7 @@ class ResponseHead:
     interim: int = 0  # how many 1xx responses came before this one
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ResponseEnd:
     """The response is complete."""
 
@@ -222,6 +222,7 @@ _BAD_REASON_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 _H11_END: Final = h11.EndOfMessage()  # immutable: one for every request
 _END_MARK: Final = ResponseEnd(True)  # queued when the parser finishes; the verdict is made when it is taken
+_REUSABLE: Final = ResponseEnd(True)  # the usual verdict (events are values: one instance serves them all)
 
 
 def _comma_values(headers: HeaderList, name: bytes) -> list[bytes]:
@@ -614,7 +615,7 @@ class HTTP11Protocol(abc.ABC):
         elif self._eof:
             why = "server closed the connection"
         self._reusable = why is None
-        return ResponseEnd(why is None, why)
+        return _REUSABLE if why is None else ResponseEnd(False, why)
 
     def _early_eof(self) -> Disconnected:
         if not self._received:
