@@ -577,6 +577,7 @@ class ScriptedServer:
         delivery: Delivery | DeliveryMode = "whole",
         seed: int = 0,
         backlog: int = 128,
+        receive_buffer: int | None = None,
     ) -> None:
         if not scripts:
             raise ValueError("give at least one script (a list of steps; [] accepts and stays silent)")
@@ -588,6 +589,9 @@ class ScriptedServer:
         self.tls = tls
         self.delivery = delivery if isinstance(delivery, Delivery) else Delivery(delivery, seed=seed)
         self.backlog = backlog
+        # SO_RCVBUF for accepted connections (set on the listener, so the window is small from the SYN on): a
+        # server that stops reading then holds little, and a client's writes stall after its own buffer.
+        self.receive_buffer = receive_buffer
         self.port = 0
         self.connections_accepted = 0
         self.open_connections = 0
@@ -707,6 +711,8 @@ class ScriptedServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as listener:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.receive_buffer is not None:
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.receive_buffer)
             listener.bind((self.host, 0))
             listener.listen(self.backlog)
             listener.setblocking(False)
