@@ -24,6 +24,8 @@ Kinds and the wire event behind each one::
     local            our own limits failed us (EMFILE, EADDRNOTAVAIL, ...); says nothing about the peer
     too_many_redirects
                      more redirects than max_redirects (raised by aiotcp.client, which defines its class)
+    internal         an unexpected exception (a bug in aiotcp) while handling one target; the prober
+                     records it, with the exception's type and message, and goes on with the others
     error            none of the above: a connect or stream failure we do not classify (the family base
                      classes ConnectError, NetworkError); the message says what the system said
 
@@ -53,6 +55,7 @@ __all__ = [
     "DNSError",
     "DeadlineExceeded",
     "Disconnected",
+    "InternalError",
     "InvalidHeader",
     "InvalidTarget",
     "LocalError",
@@ -193,6 +196,22 @@ class TooManyRedirects(AiotcpError):
     """``follow_redirects`` hit ``max_redirects``."""
 
     kind = "too_many_redirects"
+
+
+class InternalError(AiotcpError):
+    """An unexpected exception while handling one target: a bug in aiotcp, not something on the wire.
+
+    The prober turns one into a record instead of ending the run; :meth:`wrap` keeps the exception's type
+    and message, and the exception as the cause.
+    """
+
+    kind = "internal"
+
+    @classmethod
+    def wrap(cls, exc: Exception, target: str | None = None) -> InternalError:
+        error = cls(f"{type(exc).__name__}: {exc}", target=target)
+        error.__cause__ = exc
+        return error
 
 
 def _all_kinds() -> tuple[str, ...]:

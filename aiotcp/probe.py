@@ -37,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .client import Client
 from .config import Budget, Limits, Timeouts
-from .errors import AiotcpError, InvalidTarget
+from .errors import AiotcpError, InternalError, InvalidTarget
 from .http11 import available_backends
 from .models import Response
 from .targets import Target, TargetSpec, expand_cidr, parse_spec
@@ -418,7 +418,13 @@ class Prober:
                     await self._exchange(target, result, budget)
                     result.error = result.error_message = None
                     break
-                except AiotcpError as exc:
+                except Exception as exc:
+                    if not isinstance(exc, AiotcpError):
+                        # A bug met on one target must cost that target's record, not the run (and every
+                        # record after it). The record names the exception; it is not retried.
+                        internal = InternalError.wrap(exc, target.url)
+                        result.error, result.error_message = internal.kind, internal.message
+                        break
                     result.error, result.error_message = exc.kind, exc.message
                     if len(schemes) > 1 and scheme == schemes[0] and _looks_like_tls_mismatch(exc):
                         scheme = schemes[1]  # the answer says which scheme was meant: switch, not a retry

@@ -103,6 +103,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "too_large",
         "local",
         "too_many_redirects",
+        "internal",
         "error",
     }
     assert set(KINDS) == documented

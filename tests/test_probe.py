@@ -23,6 +23,7 @@ import anyio
 import pytest
 from scripted_server import CloseAfterSending, ReadRequest, Reset, ScriptedServer, Send, response
 
+import aiotcp.probe
 from aiotcp.probe import FIELD_NAMES, TRANSIENT_KINDS, ProbeOptions, ProbeResult, iter_jobs, probe_many
 from aiotcp.serve import SilentServer, TargetServer, running_in_thread
 
@@ -429,6 +430,31 @@ async def test_body_read_stops_at_max_body(anyio_backend: str) -> None:
     assert capped.title is None
     assert capped.content_length == len(late)
     assert whole.title == "late"
+
+
+async def test_an_unexpected_exception_costs_its_target_s_record_not_the_run(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault injected where a bug could hide (reading the title of one target's page): that target gets an
+    # "internal" record naming the exception, tried once; the targets after it are probed as usual.
+    real_title = aiotcp.probe._title
+
+    def title(body: bytes, charset: str | None) -> str | None:
+        if b"boom" in body:
+            raise KeyError("injected fault")
+        return real_title(body, charset)
+
+    monkeypatch.setattr(aiotcp.probe, "_title", title)
+    bad_page, good_page = html_reply(b"<title>boom</title>"), html_reply(b"<title>fine</title>")
+    with ScriptedServer(serving(bad_page)) as bad, ScriptedServer(serving(good_page), serving(good_page)) as good:
+        records = by_line(await collect([good.address, bad.address, good.address], retries=2, order="input"))
+    assert [records[line].ok for line in (1, 2, 3)] == [True, False, True]
+    failed = records[2]
+    assert failed.error == "internal"
+    assert failed.error_message == "KeyError: 'injected fault'"
+    assert failed.attempts == 1
+    assert failed.status_code == 200  # what was read before the fault is kept
+    assert records[3].title == "fine"
 
 
 async def test_extra_headers_and_method_are_sent(anyio_backend: str) -> None:
