@@ -821,7 +821,7 @@ class HttptoolsProtocol(HTTP11Protocol):
                     self._fail(ProtocolError(f"not an HTTP/1.x response: starts with {data[start:end][:24]!r}"))
                     break
             self._parse(view[start:end])
-            self._tail = data[max(start, end - 2) : end]
+            self._keep_tail(data[max(start, end - 2) : end])
             start = end
             if self._restart:
                 self._parser = self._new_parser()
@@ -891,6 +891,8 @@ class HttptoolsProtocol(HTTP11Protocol):
         finally:
             self._speculating = False
         if self._error is None:
+            if self._head is None:  # the head goes on in the next read, where the careful way takes over
+                self._keep_tail(data[-2:])
             return True
         self._rewind()
         return False
@@ -906,6 +908,11 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._leftover = False
         self._stall = 0
         self._reset_message()
+
+    def _keep_tail(self, fed: bytes) -> None:
+        """Remember the last two bytes fed of an unfinished head, across feeds however short (a blank line
+        may begin two feeds back: "\n" | "\r" | "\n")."""
+        self._tail = fed if len(fed) >= 2 else (self._tail + fed)[-2:]
 
     def _next_blank_line(self, data: bytes, start: int) -> int:
         """Where the first blank line from ``start`` ends (a head can end only there), else ``len(data)``."""

@@ -768,6 +768,28 @@ def test_endless_chunk_extension_is_bounded(backend: str) -> None:
     assert fed <= 4096 + 1024
 
 
+@pytest.mark.parametrize("split", [1, 2, 3], ids=["CR|LF", "LF|CRLF", "CRLF|CRLF"])
+def test_chunk_framing_is_measured_when_the_blank_line_spans_two_reads(backend: str, split: int) -> None:
+    # The first read ends inside the blank line that ends a chunked head: the body's framing must still be
+    # measured from its first byte (the first read may have been fed whole, as the usual response is).
+    protocol = make_protocol(backend, Limits(max_header_bytes=4096))
+    protocol.send_request(request())
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    protocol.receive_data(head[: len(head) - split])
+    error, fed = feed_until_error(protocol, [head[len(head) - split :] + b"5;ext=", *[b"e" * 1024] * 64])
+    assert isinstance(error, TooLarge)
+    assert fed <= 4096 + 1024
+
+
+def test_a_blank_line_after_an_interim_head_is_refused_however_the_reads_split(backend: str) -> None:
+    # The interim head's blank line ends in the third read ("\n" | "\r" | "\n"): the blank line after it is
+    # still seen (it once was lost with a tail of one byte).
+    data = PROTOCOL_ERRORS["blank-line-after-interim"]
+    first = data.index(b"\r\n") + 2
+    outcome = run(backend, [data[:first], data[first : first + 1], data[first + 1 :]])
+    assert outcome.summary == ("error", "protocol")
+
+
 @pytest.mark.parametrize("take_events", [True, False], ids=["connection-like", "feed-only"])
 def test_memory_stays_bounded_on_an_endless_header_line(backend: str, take_events: bool) -> None:
     cap = Limits().max_header_bytes
