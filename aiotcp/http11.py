@@ -801,9 +801,6 @@ class HttptoolsProtocol(HTTP11Protocol):
                 self._on_end()
             return
         self._progress = False
-        if self._received == len(data) and self._plain_response_start(data) and self._feed_whole(data):
-            self._count_stall(len(data))
-            return
         scanned = self._chunks is not None  # the body's framing was measured before this feed (_feed_guarded)
         view = memoryview(data)
         start = 0
@@ -865,14 +862,25 @@ class HttptoolsProtocol(HTTP11Protocol):
     # those of replies without a body, and chunked ones (whose framing is measured before llhttp reads it).
     # The usual response -- a final status with a Content-Length, all in the first read -- is fed whole
     # instead, speculatively: on any surprise (a chunked head, any error) the feed is undone and done again
-    # the careful way, so what comes out is exactly what the careful way gives.
+    # the careful way, so what comes out is exactly what the careful way gives. The per-read guards of
+    # receive_data cannot fire on such a read (it starts "HTTP/1.x", it is shorter than the head cap, nothing
+    # came before it), so it skips them too.
+
+    def receive_data(self, data: bytes) -> None:
+        if (
+            not self._received
+            and 12 < len(data) < self.limits.max_header_bytes
+            and self._plain_response_start(data)
+            and self._feed_whole(data)
+        ):
+            return
+        super().receive_data(data)
 
     def _plain_response_start(self, data: bytes) -> bool:
         """Whether the response starts with a final status that has a body (2xx-5xx but 204 and 304), to a
         request other than HEAD: the heads that need no blank-line split unless chunked."""
         return (
-            len(data) > 12
-            and data[:9] in _PLAIN_STATUS_PREFIXES
+            data[:9] in _PLAIN_STATUS_PREFIXES
             and 0x32 <= data[9] <= 0x35  # "2".."5"
             and data[9:12] not in _NO_BODY_STATUS_BYTES
             and self._method != b"HEAD"
@@ -880,6 +888,8 @@ class HttptoolsProtocol(HTTP11Protocol):
 
     def _feed_whole(self, data: bytes) -> bool:
         """Feed the first read of a response in one go. False when it was undone (then feed it carefully)."""
+        self._received = self._head_bytes = len(data)
+        self._prefix = _HTTP_PREFIX
         self._speculating = True
         try:
             if data[-1:] in (b"\r", b"\n"):  # the last CR or LF is held back, as in the careful way
@@ -898,10 +908,9 @@ class HttptoolsProtocol(HTTP11Protocol):
         return False
 
     def _rewind(self) -> None:
-        """Back to the state before a speculative feed: a fresh cycle that has received (but not parsed) it."""
-        received, head_bytes, prefix = self._received, self._head_bytes, self._prefix
+        """Back to the state before a speculative feed: a fresh cycle whose request went out."""
         self._reset()
-        self._sent, self._received, self._head_bytes, self._prefix = True, received, head_bytes, prefix
+        self._sent = True
         self._events.clear()
         self._parser = self._new_parser()
         self._strict_body = False
