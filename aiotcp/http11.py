@@ -243,6 +243,7 @@ class _Framing:
     close: bool = False  # Connection: close
 
 
+_NO_FRAMING: Final = _Framing()  # what is known before a head: nothing (shared; _check_head makes a new one)
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 
 
@@ -373,7 +374,7 @@ class HTTP11Protocol(abc.ABC):
         self._sent = False  # a request went out in this cycle
         self._received = 0  # bytes of this response so far
         self._head: ResponseHead | None = None
-        self._framing = _Framing()
+        self._framing = _NO_FRAMING  # replaced (never changed) when the head is read
         self._has_body = True
         self._close_delimited = False
         self._interim = 0
