@@ -113,10 +113,12 @@ class Budget:
     def limit(self, phase: Phase) -> float:
         """Seconds the next wait in ``phase`` may take (``math.inf`` for no limit)."""
         phase_limit = getattr(self.timeouts, phase)
-        limit = math.inf if phase_limit is None else phase_limit
-        if self.deadline is not None:
-            limit = min(limit, max(0.0, self.deadline - self.clock()))
-        return limit
+        if self.deadline is None:
+            return math.inf if phase_limit is None else phase_limit
+        left = self.deadline - self.clock()  # (no min/max calls: this runs once per wait)
+        if left < 0.0:
+            left = 0.0
+        return left if phase_limit is None or phase_limit > left else phase_limit
 
     def expired(self, phase: Phase, target: str | None = None) -> Timeout:
         """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's.
