@@ -16,6 +16,11 @@ future per request, no checks): the distance to it is a client's own overhead.
 
     python benchmarks/bench_library.py                     # 3 rounds x 3 s per client
     python benchmarks/bench_library.py --rounds 5 --seconds 5 --tasks 50 --target builtin
+    python benchmarks/bench_library.py --kernel-share      # the floor, slowed down step by step
+
+``--kernel-share`` runs only the floor, with a busy loop of 0, 600, 1,200, 2,400 and 4,800 steps added to every
+request, and prints the user and system CPU time per request at each rate: how the kernel's share of a
+request (mostly waking the server when it sleeps between requests) grows as a client gets slower.
 
 Every run is bounded: each client stops issuing requests after ``--seconds`` and its in-flight requests
 finish (or are cancelled) within a few seconds more. Peers come from the ``bench`` extra; a missing one
@@ -87,10 +92,11 @@ def _aiohttp(url: str, tasks: int) -> Any:
     return session()
 
 
-def _floor(url: str, tasks: int) -> Any:
+def _floor(url: str, tasks: int, busy_steps: int = 0) -> Any:
     """Not a client: the least any asyncio client has to do per GET, as a yardstick. One protocol per
     connection, llhttp parsing in ``data_received``, one future per request, a fixed request; no timeouts,
-    no checks, no response object. What a real client spends above this is its own overhead."""
+    no checks, no response object. What a real client spends above this is its own overhead.
+    ``busy_steps``: a loop of that many steps after every response, standing in for a slower client."""
     import contextlib
     from urllib.parse import urlsplit
 
@@ -136,6 +142,8 @@ def _floor(url: str, tasks: int) -> Any:
             bare.done = loop.create_future()
             bare.transport.write(wire)
             length = await bare.done
+            for _ in range(busy_steps):
+                pass
             idle.append(bare)
             return length
 
@@ -167,9 +175,9 @@ def _httpx(url: str, tasks: int) -> Any:
     return session()
 
 
-async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float) -> tuple[float, int, float]:
-    """Requests/s, errors and CPU µs per request (this process: the client alone, the target runs
-    elsewhere) of ``tasks`` workers doing GET in a loop for ``seconds``."""
+async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float) -> tuple[float, int, float, float]:
+    """Requests/s, errors, and CPU and system-CPU µs per request (this process: the client alone, the target
+    runs elsewhere) of ``tasks`` workers doing GET in a loop for ``seconds``."""
     done = 0
     errors = 0
     async with factory(url, tasks) as get:
@@ -188,6 +196,7 @@ async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float)
 
         started = time.perf_counter()
         cpu_started = time.process_time()
+        system_started = os.times().system
         workers = [asyncio.create_task(worker()) for _ in range(tasks)]
         _, pending = await asyncio.wait(workers, timeout=seconds + _DRAIN_S)
         for task in pending:
@@ -195,7 +204,8 @@ async def _measure(factory: ClientFactory, url: str, tasks: int, seconds: float)
         await asyncio.gather(*pending, return_exceptions=True)
         elapsed = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
-    return done / elapsed, errors, cpu / max(done, 1) * 1e6
+        system = os.times().system - system_started
+    return done / elapsed, errors, cpu / max(done, 1) * 1e6, system / max(done, 1) * 1e6
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
@@ -212,6 +222,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per client per round (3)")
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--target", choices=("auto", "nginx", "builtin"), default="auto")
+    parser.add_argument("--kernel-share", action="store_true", help="only the floor, slowed down step by step")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 20 and 0 < args.seconds <= 60 and 1 <= args.tasks <= 1000):
         parser.error("--rounds 1-20, --seconds up to 60, --tasks 1-1000: every run here is bounded")
@@ -248,6 +259,8 @@ def main() -> int:
         else:
             target = stack.enter_context(builtin_server())
         print(f"target: {target.describe} at {target.url}; {args.tasks} tasks, keep-alive, {args.seconds:g} s per run")
+        if args.kernel_share:
+            return _kernel_share(target.url, args, loop_factory)
         results: dict[str, list[float]] = {name: [] for name in clients}
         cpu_per_request: dict[str, list[float]] = {name: [] for name in clients}
         for round_index in range(args.rounds):
@@ -255,7 +268,7 @@ def main() -> int:
             line = []
             for name in order:
                 with asyncio.Runner(loop_factory=loop_factory) as runner:
-                    rps, errors, cpu_us = runner.run(_measure(clients[name], target.url, args.tasks, args.seconds))
+                    rps, errors, cpu_us, _ = runner.run(_measure(clients[name], target.url, args.tasks, args.seconds))
                 results[name].append(rps)
                 cpu_per_request[name].append(cpu_us)
                 line.append(f"{name} {rps:,.0f}" + (f" ({errors} errors)" if errors else ""))
@@ -271,6 +284,19 @@ def main() -> int:
                 ratio = medians[ours] / medians[peer]
                 verdict = "meets" if ratio >= goal else "below"
                 print(f"  {ours} / {peer}: {ratio:6.2f}x  (goal >= {goal:g}x: {verdict})")
+    return 0
+
+
+def _kernel_share(url: str, args: argparse.Namespace, loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+    print(f"\n  {'busy steps':>10}{'req/s':>10}{'user µs/req':>13}{'system µs/req':>15}")
+    for steps in (0, 600, 1200, 2400, 4800):
+        runs = []
+        for _ in range(args.rounds):
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                factory: ClientFactory = lambda target, tasks: _floor(target, tasks, steps)  # noqa: E731, B023
+                runs.append(runner.run(_measure(factory, url, args.tasks, args.seconds)))
+        rps, _, cpu_us, system_us = (statistics.median(values) for values in zip(*runs, strict=True))
+        print(f"  {steps:>10}{rps:>10,.0f}{cpu_us - system_us:>13.1f}{system_us:>15.1f}")
     return 0
 
 
