@@ -60,6 +60,7 @@ __all__ = [
     "InvalidTarget",
     "LocalError",
     "NetworkError",
+    "NoResponse",
     "PoolTimeout",
     "ProtocolError",
     "ReadTimeout",
@@ -152,6 +153,11 @@ class ConnectionReset(NetworkError):
 
 class Disconnected(NetworkError):
     kind = "disconnected"
+
+
+class NoResponse(Disconnected):
+    """The server closed the connection without sending a byte of response (a TLS server does this to a
+    plaintext request, as does a server that drops what it does not like)."""
 
 
 class Timeout(AiotcpError):

@@ -73,6 +73,7 @@ from .errors import (
     Disconnected,
     InvalidHeader,
     InvalidTarget,
+    NoResponse,
     ProtocolError,
     TooLarge,
     map_h11_error,
@@ -620,7 +621,7 @@ class HTTP11Protocol(abc.ABC):
 
     def _early_eof(self) -> Disconnected:
         if not self._received:
-            return Disconnected("server closed the connection without sending a response (0 bytes received)")
+            return NoResponse("server closed the connection without sending a response (0 bytes received)")
         if self._head is None:
             return Disconnected(
                 f"server closed the connection in the middle of the response head (after {self._received} bytes)"

@@ -37,7 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from .client import Client
 from .config import Budget, Limits, Timeouts
-from .errors import AiotcpError, InternalError, InvalidTarget
+from .errors import AiotcpError, InternalError, InvalidTarget, NoResponse
 from .http11 import available_backends
 from .models import Response
 from .targets import Target, TargetSpec, expand_cidr, parse_spec
@@ -410,6 +410,10 @@ class Prober:
             started = time.perf_counter()
             # One budget for the target: every attempt and every wait draws on the same deadline.
             budget = self.timeouts.budget()
+            # scheme=auto, http guessed and no answer at all: a TLS server closes so on a plaintext request.
+            # https is tried once; if it fails too, the guess and its error stand (and may be retried).
+            unanswered: tuple[AiotcpError, Target] | None = None
+            tried_https_for_silence = False
             while True:
                 result.attempts += 1
                 target = job.spec.resolve(default_scheme=scheme, default_port=job.port)
@@ -425,9 +429,20 @@ class Prober:
                         internal = InternalError.wrap(exc, target.url)
                         result.error, result.error_message = internal.kind, internal.message
                         break
+                    if unanswered is not None:  # https did not answer either: back to the guess, its error
+                        exc, target = unanswered
+                        unanswered, scheme = None, schemes[0]
+                        result.url, result.scheme, result.port = target.url, target.scheme, target.port
                     result.error, result.error_message = exc.kind, exc.message
                     if len(schemes) > 1 and scheme == schemes[0] and _looks_like_tls_mismatch(exc):
                         scheme = schemes[1]  # the answer says which scheme was meant: switch, not a retry
+                    elif (
+                        schemes == ("http", "https")
+                        and scheme == "http"
+                        and isinstance(exc, NoResponse)
+                        and not tried_https_for_silence
+                    ):
+                        unanswered, tried_https_for_silence, scheme = (exc, target), True, "https"
                     else:
                         if exc.kind == "local":
                             local_tries += 1

@@ -494,6 +494,34 @@ async def test_auto_scheme_switches_once_on_a_tls_answer_and_gives_one_record(an
     assert record.error == "tls"
 
 
+async def test_auto_scheme_tries_https_once_when_a_plaintext_request_gets_no_answer(
+    anyio_backend: str, server_ssl_context: ssl.SSLContext
+) -> None:
+    # A TLS server on a port that does not say TLS closes on a plaintext request without a byte (Python's
+    # ssl does): with scheme=auto that silence is worth one https attempt; with scheme=http it is the answer.
+    with CountingServer(tls=server_ssl_context) as tls_server:
+        (auto,) = await collect([f"127.0.0.1:{tls_server.port}"], scheme="auto", timeout=3)
+        (plain,) = await collect([f"127.0.0.1:{tls_server.port}"], scheme="http", timeout=3)
+    assert auto.ok
+    assert auto.url == f"https://127.0.0.1:{tls_server.port}/"
+    assert auto.attempts == 2
+    assert auto.title == "counted"
+    assert plain.error == "disconnected"
+    assert plain.attempts == 1
+
+
+async def test_auto_scheme_keeps_the_guess_and_its_error_when_https_fails_too(anyio_backend: str) -> None:
+    # A plaintext server that closes every connection unanswered: the https attempt fails as well, and the
+    # record is the http guess's: its URL, its error. A retry (disconnected is transient) goes to http again.
+    with ScriptedServer([CloseAfterSending()], [CloseAfterSending()], [CloseAfterSending()]) as scripted:
+        (record,) = await collect([scripted.address], scheme="auto", timeout=3, retries=1, backoff=0.01)
+        assert scripted.connections_accepted == 3
+    assert record.error == "disconnected"
+    assert record.url == f"http://{scripted.address}/"
+    assert record.scheme == "http"
+    assert record.attempts == 3  # http, https once, http again
+
+
 # -- stopping early ------------------------------------------------------------------------------------------
 
 
