@@ -105,7 +105,7 @@ class AsyncioStream(NetworkStream):
         self._loop = asyncio.get_running_loop()
         self._closed = False
         self._watch: InputWatch | None = None
-        # One timer per stream, re-armed only when it fires (see _wait): its handle, when it fires, and when
+        # One timer per stream, re-armed only when it fires (see _waiter): its handle, when it fires, and when
         # the current wait is due.
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
