@@ -10,6 +10,11 @@ probed again. So a rerun of the same command skips exactly the records on disk a
 target ends up in the journal once.
 
 Memory: the set of finished records is a bitmap over ``seq`` (a bit per target), never the records.
+
+Standard input has no name or digest to put in the key, so a journal of a run that read stdin keeps a
+check byte per input line it holds a record for (a hash of the line's text, from the records' ``input``):
+:meth:`Journal.check_line` refuses a rerun whose input is not the same at those lines, instead of replaying
+records of other targets and skipping the new ones unprobed.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -44,6 +50,8 @@ class Journal:
         self.recovered = 0  # records found on disk when opened
         self._lines = 0  # whole record lines on disk when opened
         self.dropped_tail = 0  # bytes of a torn last line cut off when opened
+        # For a run that read stdin: a check byte of each input line the journal holds a record for (0: none).
+        self._line_checks: bytearray | None = bytearray() if key.get("input") == "-" else None
         good_end = self._load()
         self._file = open(path, "r+b" if good_end is not None else "wb")  # noqa: SIM115 - closed in close()
         if good_end is None:
@@ -87,11 +95,13 @@ class Journal:
                 )
             good_end = file.tell()
             for line in file:
-                seq = _seq_of(line)
-                if seq is None:
+                record = _record_of(line)
+                if record is None:
                     self.dropped_tail = os.path.getsize(self.path) - good_end
                     break
-                self._mark(seq)
+                self._mark(record["seq"])
+                if self._line_checks is not None:
+                    self._note_line(record)
                 self._lines += 1
                 good_end += len(line)
             return good_end
@@ -103,6 +113,28 @@ class Journal:
         if not self._done[index] & (1 << bit):
             self._done[index] |= 1 << bit
             self.recovered += 1
+
+    def _note_line(self, record: dict[str, Any]) -> None:
+        number, text = record.get("line"), record.get("input")
+        if isinstance(number, int) and number > 0 and isinstance(text, str):
+            checks = self._line_checks
+            assert checks is not None
+            if number >= len(checks):
+                checks.extend(bytes(number + 1 - len(checks) + len(checks) // 2))
+            checks[number] = _check_byte(text)
+
+    def check_line(self, number: int, line: str) -> None:
+        """Raise :class:`JournalMismatch` if the journal holds a record of input line ``number`` (1-based) made
+        from another text: the input is not the one the journal was written for. Only for stdin runs (a
+        file's digest is in the key); a no-op otherwise."""
+        checks = self._line_checks
+        if checks is None or number >= len(checks) or not checks[number]:
+            return
+        if checks[number] != _check_byte(line.strip()):
+            raise JournalMismatch(
+                f"line {number} of the input is not the line {self.path} has a record of: the journal was "
+                "written for another input; use a new journal file or give the same input"
+            )
 
     def is_done(self, seq: int) -> bool:
         """Whether the record ``seq`` is already in the journal."""
@@ -144,7 +176,8 @@ class Journal:
             self._file.close()
 
 
-def _seq_of(line: bytes) -> int | None:
+def _record_of(line: bytes) -> dict[str, Any] | None:
+    """A whole record line with its ``seq``, or None (a torn or foreign line)."""
     if not line.endswith(b"\n"):
         return None
     try:
@@ -152,4 +185,9 @@ def _seq_of(line: bytes) -> int | None:
     except ValueError:
         return None
     seq = record.get("seq") if isinstance(record, dict) else None
-    return seq if isinstance(seq, int) and seq >= 0 else None
+    return record if isinstance(seq, int) and seq >= 0 else None
+
+
+def _check_byte(text: str) -> int:
+    """1-255 from the line's text: a changed line is caught with probability 254/255, two with 1 - 255**-2."""
+    return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 255 + 1

@@ -108,6 +108,19 @@ def _lines(path: str) -> Iterator[str]:
         yield from file
 
 
+def _checked(lines: Iterator[str], journal: Journal, mismatch: list[JournalMismatch]) -> Iterator[str]:
+    """The lines of stdin, each checked against the journal's record of it (see Journal.check_line). At the
+    first line that differs the input ends there (the probes of the lines before it finish and are journaled:
+    those lines are the journal's own) and the error goes into ``mismatch``."""
+    for number, line in enumerate(lines, 1):
+        try:
+            journal.check_line(number, line)
+        except JournalMismatch as exc:
+            mismatch.append(exc)
+            return
+        yield line
+
+
 def _journal_key(path: str, ports: tuple[int, ...], shard: sharding.Shard | None = None) -> dict[str, Any]:
     """What decides how the input is numbered, so a journal is reused only by the run it was written for.
 
@@ -272,7 +285,11 @@ async def _run(
     progress = _Progress(stats, total_lines) if show and sys.stderr.isatty() else None
     last_flush = time.monotonic()
     skip = journal.is_done if journal is not None else None
-    numbered = iter_jobs(_lines(args.file), ports=options.ports)
+    lines = _lines(args.file)
+    mismatch: list[JournalMismatch] = []
+    if journal is not None and args.file == "-":
+        lines = _checked(lines, journal, mismatch)
+    numbered = iter_jobs(lines, ports=options.ports)
     jobs = sharding.select(numbered, args.shard)
     results = (
         probe_jobs(jobs, options, skip=skip)
@@ -300,6 +317,9 @@ async def _run(
         writer.flush()
         if progress is not None:
             progress.stop()
+    if mismatch:
+        print(f"error: usage: --resume: {mismatch[0]}", file=sys.stderr)
+        return EXIT_USAGE
     if show:
         from rich.console import Console
 

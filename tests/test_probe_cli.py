@@ -331,6 +331,26 @@ def test_journal_of_another_input_is_refused(tmp_path: pathlib.Path, targets: st
         assert journal.read_bytes() == written
 
 
+def test_resume_from_stdin_checks_the_lines_it_has_records_of(tmp_path: pathlib.Path, refused: int) -> None:
+    # Stdin has no name or digest for the journal's key: the journal keeps a check of each line it has a
+    # record of, so another input is refused rather than answered with the old records.
+    journal = tmp_path / "probe.journal"
+    first_lines = f"127.0.0.1:{refused}\n# a comment\n127.0.0.2:{refused}\n"
+    assert probe("-", "-q", "--resume", str(journal), stdin=first_lines).returncode == 0
+    written = journal.read_bytes()
+
+    other = probe("-", "-q", "--resume", str(journal), stdin=f"127.0.0.3:{refused}\n# a comment\n127.0.0.2:{refused}\n")
+    assert other.returncode == 2
+    assert b"error: usage: --resume: line 1 of the input is not the line" in other.stderr
+    assert journal.read_bytes() == written  # nothing probed, nothing journaled
+
+    longer = probe("-", "-q", "--resume", str(journal), stdin=first_lines + f"127.0.0.4:{refused}\n")
+    assert longer.returncode == 0
+    records = records_of(longer.stdout)
+    assert sorted(record["input"] for record in records) == [f"127.0.0.{n}:{refused}" for n in (1, 2, 4)]
+    assert len(journal.read_bytes().splitlines()) == 1 + 3  # the header, and one record per target
+
+
 def test_a_file_that_is_not_a_journal_is_left_alone(tmp_path: pathlib.Path, targets: str) -> None:
     for content in (b"127.0.0.1:80\n", b"127.0.0.1:80", b"\x00\x01binary"):
         precious = tmp_path / "precious.txt"
