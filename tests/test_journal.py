@@ -191,3 +191,26 @@ def test_records_reach_the_disk_in_batches_and_on_flush(path: pathlib.Path) -> N
         assert path.read_bytes().count(b"\n") - 1 == 600
     finally:
         journal.close()
+
+
+def test_a_stdin_journal_checks_the_lines_it_has_records_of(path: pathlib.Path) -> None:
+    stdin_key = {"input": "-", "ports": []}
+    journal = Journal(str(path), stdin_key)
+    journal.append(0, {"input": "127.0.9.1", "line": 1})
+    journal.append(1, {"input": "127.0.9.3", "line": 3})  # line 2 was a comment: no record
+    journal.close()
+    reopened = Journal(str(path), stdin_key)
+    try:
+        reopened.check_line(1, "  127.0.9.1\n")  # stripped, as the prober strips a line
+        reopened.check_line(2, "# another comment\n")  # no record of line 2: nothing to compare
+        reopened.check_line(4, "127.0.9.4\n")  # beyond the journal: a new line
+        for number, line in ((1, "127.0.9.2\n"), (3, "\n")):
+            with pytest.raises(JournalMismatch, match=f"line {number} of the input"):
+                reopened.check_line(number, line)
+    finally:
+        reopened.close()
+    file_journal = Journal(str(path.with_suffix(".file")), KEY)
+    try:
+        file_journal.check_line(1, "anything")  # a file's digest is in its key: no line checks
+    finally:
+        file_journal.close()
