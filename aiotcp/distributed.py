@@ -23,6 +23,12 @@ future completes once whatever happened, and the bitmap drops any record whose `
 so every target is yielded exactly once. A chunk that fails for good raises :class:`DaskProbeError`; with
 ``--resume`` the journal holds every record written until then, and a rerun probes the rest.
 
+Stalls. Every probe keeps its own deadline, so a chunk has a longest possible run (:func:`chunk_time_limit`:
+its waves of ``concurrency`` probes, or of ``per_host`` probes if every target were one host, each wave one
+``timeout``, plus the ``rate`` schedule), and so has its wait behind the chunk before it on its worker. A
+chunk with no result ``STALL_FACTOR`` times that long after it was submitted is stuck (a worker hung, a
+bug): :class:`DaskProbeError` instead of a run that never ends.
+
 Dask is imported only inside the functions that need it: ``import aiotcp`` never pulls it in.
 """
 
@@ -31,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import math
 import os
 import queue
 import re
@@ -52,12 +59,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHUNKS_PER_WORKER",
+    "STALL_FACTOR",
     "DaskError",
     "DaskProbeError",
     "DaskTarget",
     "DaskUnavailable",
     "add_arguments",
     "check_workers",
+    "chunk_time_limit",
     "connect",
     "default_chunk_size",
     "parse_dask_target",
@@ -75,6 +84,10 @@ TASK_RETRIES = 2
 _MIN_CHUNK = 100
 _POLL_S = 0.5  # longest wait for a finished chunk before the loop looks at the cluster again
 _RECOUNT_WORKERS_S = 1.0
+#: A chunk is stuck when it has no result this many times :func:`chunk_time_limit` after its submission
+#: (one chunk may wait for another on its worker, and a rerun after a worker died starts over).
+STALL_FACTOR = 3
+_STALL_SLACK_S = 120.0  # on top: scheduling, a worker's start, a loaded machine
 _CONNECT_TIMEOUT_S = 30.0
 _CLOSE_TIMEOUT_S = 10.0
 _LOCAL = re.compile(r"local(?::([1-9][0-9]{0,3}))?")
@@ -98,6 +111,17 @@ def _import_distributed() -> ModuleType:
     except ImportError as exc:
         raise DaskUnavailable(f"Dask is not installed ({exc}): pip install 'aiotcp[dask]'") from exc
     return distributed
+
+
+def chunk_time_limit(options: ProbeOptions, jobs: int) -> float:
+    """Seconds a chunk of ``jobs`` probes can run at most when every probe keeps its deadline."""
+    waves = math.ceil(jobs / options.concurrency)
+    if options.per_host is not None:
+        waves = max(waves, math.ceil(jobs / options.per_host))  # all on one host: per_host at a time
+    seconds = waves * options.timeout
+    if options.rate is not None:
+        seconds += jobs / options.rate
+    return seconds
 
 
 def default_chunk_size(options: ProbeOptions) -> int:
@@ -206,6 +230,7 @@ class _Chunk:
     index: int
     future: Any  # a distributed.Future, whose methods are untyped
     jobs: list[Job]
+    stuck_at: float  # time.monotonic() after which a chunk with no result is stuck
 
     def __repr__(self) -> str:
         return f"<chunk {self.index} {self.future.key} {self.future.status} {self.describe()}>"
@@ -238,6 +263,18 @@ class _Chunk:
         if sorted(record.seq for record in records) != wanted:
             raise DaskProbeError(f"chunk {self.index} ({self.describe()}) came back with {len(records)} records")
         return records
+
+
+def _check_stuck(pending: dict[int, _Chunk], held: dict[int, list[ProbeResult]]) -> None:
+    """Raise DaskProbeError for a chunk still without a result past its time (see the module docstring)."""
+    now = time.monotonic()
+    for index, chunk in pending.items():
+        if index not in held and now > chunk.stuck_at and not chunk.future.done():
+            raise DaskProbeError(
+                f"chunk {index} ({chunk.describe()}) is stuck: still {chunk.future.status} on the cluster long"
+                " after every probe of it should have ended (a hung worker?); with --resume a rerun probes the"
+                " targets left"
+            )
 
 
 def _explain(exc: BaseException) -> str:
@@ -309,13 +346,16 @@ async def probe_jobs_on_dask(
     max_in_flight: int | None = None,
     skip: Callable[[int], bool] | None = None,
     retries: int = TASK_RETRIES,
+    stall_timeout: float | None = None,
 ) -> AsyncGenerator[ProbeResult, None]:
     """Probe numbered jobs (see :func:`~aiotcp.probe.iter_jobs`) on the workers of ``client``: one record per
     job, yielded as chunks finish, or in ``seq`` order with ``options.order == "input"``.
 
     ``chunk_size`` jobs per task (default :func:`default_chunk_size`); ``max_in_flight`` chunks submitted and
     not yet yielded (default ``CHUNKS_PER_WORKER`` per worker); ``skip(seq)`` True leaves a job out, before it
-    is sent anywhere (``--resume``). See the module docstring for limits and faults.
+    is sent anywhere (``--resume``); ``stall_timeout`` seconds from its submission without a result makes a
+    chunk stuck (default: ``STALL_FACTOR`` times :func:`chunk_time_limit`, plus a slack). See the module
+    docstring for limits and faults.
 
     Raises ``ValueError`` for bad arguments, before anything is submitted, and :class:`DaskProbeError` when a
     chunk fails for good. Leaving the iteration early releases every chunk still on the cluster.
@@ -328,6 +368,8 @@ async def probe_jobs_on_dask(
         raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight!r}")
     if retries < 0:
         raise ValueError(f"retries must be >= 0, got {retries!r}")
+    if stall_timeout is not None and not stall_timeout > 0:
+        raise ValueError(f"stall_timeout must be > 0, got {stall_timeout!r}")
     in_order = options.order == "input"
     task_options = replace(options, order="completion")  # the client orders whole chunks
     run = f"aiotcp-probe-{uuid.uuid4().hex[:12]}"
@@ -352,13 +394,20 @@ async def probe_jobs_on_dask(
                 future: Any = client.submit(
                     probe_chunk, chunk_jobs, task_options, key=f"{run}-{index}", retries=retries, pure=False
                 )
-                pending[index] = _Chunk(index, future, chunk_jobs)
+                if stall_timeout is None:
+                    patience = STALL_FACTOR * chunk_time_limit(options, len(chunk_jobs)) + _STALL_SLACK_S
+                else:
+                    patience = stall_timeout
+                pending[index] = _Chunk(index, future, chunk_jobs, time.monotonic() + patience)
                 future.add_done_callback(lambda _, index=index: finished.put(index))
                 submitted += 1
             if not pending:
                 return
             index_done = await _next_finished(finished)
-            if index_done is None or index_done not in pending or index_done in held:
+            if index_done is None:
+                _check_stuck(pending, held)
+                continue
+            if index_done not in pending or index_done in held:
                 continue
             chunk = pending[index_done]
             records = await anyio.to_thread.run_sync(chunk.result, stop, abandon_on_cancel=True)
@@ -395,13 +444,15 @@ async def probe_on_dask(
     chunk_size: int | None = None,
     max_in_flight: int | None = None,
     skip: Callable[[int], bool] | None = None,
+    stall_timeout: float | None = None,
     **option_values: Any,
 ) -> AsyncGenerator[ProbeResult, None]:
     """:func:`~aiotcp.probe.probe_many` on a Dask cluster: the same records, probed by the workers of
     ``client`` (a synchronous ``dask.distributed.Client``). An async iterator, on asyncio or trio.
 
     ``targets`` and the options are those of ``probe_many``; ``concurrency``, ``rate`` and ``per_host`` apply
-    per worker. ``chunk_size``, ``max_in_flight`` and ``skip``: see :func:`probe_jobs_on_dask`.
+    per worker. ``chunk_size``, ``max_in_flight``, ``skip`` and ``stall_timeout``: see
+    :func:`probe_jobs_on_dask`.
 
     Raises ``ValueError`` for bad options and :class:`DaskProbeError` when a chunk fails for good. Workers
     need aiotcp installed (``pip install 'aiotcp[dask]'``), at the client's version.
@@ -410,7 +461,9 @@ async def probe_on_dask(
         raise ValueError("pass options as a ProbeOptions or as keywords, not both")
     opts = options or ProbeOptions(**option_values)
     jobs = iter_jobs(targets, ports=opts.ports)
-    results = probe_jobs_on_dask(client, jobs, opts, chunk_size=chunk_size, max_in_flight=max_in_flight, skip=skip)
+    results = probe_jobs_on_dask(
+        client, jobs, opts, chunk_size=chunk_size, max_in_flight=max_in_flight, skip=skip, stall_timeout=stall_timeout
+    )
     # Both generators are closed here, in this task, when the caller leaves early (as probe_many does).
     async with contextlib.aclosing(jobs), contextlib.aclosing(results):
         async for result in results:

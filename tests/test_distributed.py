@@ -28,6 +28,7 @@ from aiotcp.distributed import (
     DaskError,
     DaskProbeError,
     DaskTarget,
+    chunk_time_limit,
     connect,
     parse_dask_target,
     probe_jobs_on_dask,
@@ -35,7 +36,7 @@ from aiotcp.distributed import (
 )
 from aiotcp.journal import Journal
 from aiotcp.probe import Job, ProbeOptions, ProbeResult, probe_many
-from aiotcp.serve import TargetServer, refused_port, running_in_thread
+from aiotcp.serve import SilentServer, TargetServer, refused_port, running_in_thread
 
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
@@ -210,10 +211,26 @@ def test_a_chunk_that_keeps_failing_raises(client: Any) -> None:
         anyio.run(collect)
 
 
+def test_a_chunk_with_no_result_long_past_its_time_is_stuck(client: Any, silent_server: SilentServer) -> None:
+    # The chunk itself ends after its probe's 5 s deadline; told to give up on it after 0.5 s, the client
+    # raises instead of waiting (what it does, later, for a chunk on a worker that hung).
+    started = time.monotonic()
+    with pytest.raises(DaskProbeError, match=r"chunk 0 \(1 targets, input lines 1-1\) is stuck"):
+        run_dask(client, [f"127.0.0.1:{silent_server.port}"], timeout=5, stall_timeout=0.5)
+    assert time.monotonic() - started < 4.5  # well before the probe's own deadline
+
+
+def test_chunk_time_limit_is_the_longest_a_chunk_can_take() -> None:
+    assert chunk_time_limit(ProbeOptions(concurrency=100, timeout=10), 1000) == 100  # 10 waves of 10 s
+    assert chunk_time_limit(ProbeOptions(concurrency=100, timeout=10, per_host=4), 1000) == 2500  # one host
+    assert chunk_time_limit(ProbeOptions(concurrency=100, timeout=10, rate=50), 1000) == 120  # + 20 s of rate
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"chunk_size": 0}, "chunk_size"),
+        ({"stall_timeout": 0}, "stall_timeout"),
         ({"max_in_flight": 0}, "max_in_flight"),
         ({"concurrency": 0}, "concurrency"),
         ({"options": _options(), "timeout": 1}, "not both"),
