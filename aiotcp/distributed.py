@@ -404,10 +404,8 @@ async def probe_jobs_on_dask(
             if not pending:
                 return
             index_done = await _next_finished(finished)
-            if index_done is None:
-                _check_stuck(pending, held)
-                continue
-            if index_done not in pending or index_done in held:
+            _check_stuck(pending, held)  # every turn: other chunks may keep finishing while one is stuck
+            if index_done is None or index_done not in pending or index_done in held:
                 continue
             chunk = pending[index_done]
             records = await anyio.to_thread.run_sync(chunk.result, stop, abandon_on_cancel=True)
