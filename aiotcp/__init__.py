@@ -4,45 +4,108 @@
         response = await client.get("http://127.0.0.1:8080/")
 
 Every failure is an :class:`AiotcpError` with a stable ``kind`` (see :mod:`aiotcp.errors`).
+
+The names below are loaded on first use (PEP 562), so that importing one layer -- ``aiotcp.http11``, the sans-IO
+parser, or ``aiotcp.errors`` -- does not load the client, the transports and the prober with it.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .client import Client, get, head, request
-from .config import Limits, Timeouts
-from .errors import (
-    KINDS,
-    AiotcpError,
-    ConnectError,
-    ConnectionRefused,
-    ConnectionReset,
-    ConnectTimeout,
-    DeadlineExceeded,
-    Disconnected,
-    DNSError,
-    InternalError,
-    InvalidHeader,
-    InvalidTarget,
-    LocalError,
-    NetworkError,
-    NoResponse,
-    PoolTimeout,
-    ProtocolError,
-    ReadTimeout,
-    Timeout,
-    TLSError,
-    TooLarge,
-    TooManyRedirects,
-    Unreachable,
-    WriteTimeout,
-)
-from .models import Headers, Response, Timings
-from .probe import ProbeOptions, ProbeResult, probe_many
-from .targets import Target, parse_target
-from .transport import ExchangeResult, tcp_exchange
+
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .client import Client, get, head, request
+    from .config import Limits, Timeouts
+    from .errors import (
+        KINDS,
+        AiotcpError,
+        ConnectError,
+        ConnectionRefused,
+        ConnectionReset,
+        ConnectTimeout,
+        DeadlineExceeded,
+        Disconnected,
+        DNSError,
+        InternalError,
+        InvalidHeader,
+        InvalidInput,
+        InvalidTarget,
+        LocalError,
+        NetworkError,
+        NoResponse,
+        PoolTimeout,
+        ProtocolError,
+        ReadTimeout,
+        TimedOut,
+        TLSError,
+        TooLarge,
+        TooManyRedirects,
+        Unreachable,
+        WriteTimeout,
+    )
+    from .probe import ProbeOptions, ProbeResult, probe_many
+    from .response import Headers, Response, Timings
+    from .targets import Target, parse_target
+    from .transport import ExchangeResult, tcp_exchange
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "Budget": "budget",
+    "Client": "client",
+    "get": "client",
+    "head": "client",
+    "request": "client",
+    "Limits": "config",
+    "Timeouts": "config",
+    **dict.fromkeys(
+        (
+            "KINDS",
+            "AiotcpError",
+            "ConnectError",
+            "ConnectionRefused",
+            "ConnectionReset",
+            "ConnectTimeout",
+            "DeadlineExceeded",
+            "Disconnected",
+            "DNSError",
+            "InternalError",
+            "InvalidHeader",
+            "InvalidInput",
+            "InvalidTarget",
+            "LocalError",
+            "NetworkError",
+            "NoResponse",
+            "PoolTimeout",
+            "ProtocolError",
+            "ReadTimeout",
+            "TimedOut",
+            "TLSError",
+            "TooLarge",
+            "TooManyRedirects",
+            "Unreachable",
+            "WriteTimeout",
+        ),
+        "errors",
+    ),
+    "ProbeOptions": "probe",
+    "ProbeResult": "probe",
+    "probe_many": "probe",
+    "Headers": "response",
+    "Response": "response",
+    "Timings": "response",
+    "Target": "targets",
+    "parse_target": "targets",
+    "ExchangeResult": "transport",
+    "tcp_exchange": "transport",
+}
 
 __all__ = [
-    "KINDS",
     "AiotcpError",
+    "Budget",
     "Client",
     "ConnectError",
     "ConnectTimeout",
@@ -55,7 +118,9 @@ __all__ = [
     "Headers",
     "InternalError",
     "InvalidHeader",
+    "InvalidInput",
     "InvalidTarget",
+    "KINDS",
     "Limits",
     "LocalError",
     "NetworkError",
@@ -68,7 +133,7 @@ __all__ = [
     "Response",
     "TLSError",
     "Target",
-    "Timeout",
+    "TimedOut",
     "Timeouts",
     "Timings",
     "TooLarge",
@@ -83,3 +148,16 @@ __all__ = [
     "request",
     "tcp_exchange",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aiotcp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

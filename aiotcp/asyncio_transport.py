@@ -22,9 +22,10 @@ import ssl
 from collections import deque
 from typing import cast
 
-from .config import Budget, Phase
-from .errors import ConnectionReset, map_stream_error
-from .transport import ConnectInfo, InputWatch, NetworkStream
+from .budget import Budget, Phase
+from .error_mapping import map_stream_error
+from .errors import ConnectionReset
+from .streams import ConnectInfo, InputWatch, NetworkStream
 
 __all__ = ["AsyncioStream"]
 

@@ -15,12 +15,21 @@ from typing import Any
 from urllib.parse import urljoin
 
 from ._version import __version__
-from .config import Budget, Limits, Timeouts, TimeoutsLike
+from .budget import Budget
+from .config import Limits, Timeouts, TimeoutsLike
 from .connection import BodyReader, HTTPConnection
-from .errors import AiotcpError, ConnectionReset, Disconnected, InvalidHeader, InvalidTarget, TooManyRedirects
+from .errors import (
+    AiotcpError,
+    ConnectionReset,
+    Disconnected,
+    InvalidHeader,
+    InvalidInput,
+    InvalidTarget,
+    TooManyRedirects,
+)
 from .http11 import Request, make_protocol
-from .models import Headers, Response, Timings
 from .pool import ConnectionPool
+from .response import Headers, Response, Timings
 from .targets import Target, parse_target
 from .transport import connect, make_ssl_context
 
@@ -153,7 +162,14 @@ class Client:
         ``read_timeout``, ``write_timeout``, ``timeout``, ``pool_timeout``, ``protocol``, ``too_large``,
         ``local`` or ``too_many_redirects``.
         """
-        response = await self._send(method, url, headers, content, self._budget(timeout), follow_redirects)
+        response = await self.send(
+            method,
+            url,
+            budget=self._budget(timeout),
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+        )
         try:
             await response.aread()
         except BaseException:
@@ -183,37 +199,45 @@ class Client:
         The connection goes back to the pool when the body has been read to the end, and is closed if the
         block exits before that. Raises like :meth:`request`.
         """
-        response = await self._send(method, url, headers, content, self._budget(timeout), follow_redirects)
+        response = await self.send(
+            method,
+            url,
+            budget=self._budget(timeout),
+            headers=headers,
+            content=content,
+            follow_redirects=follow_redirects,
+        )
         try:
             yield response
         finally:
             await response.aclose()
 
-    # -- internals ------------------------------------------------------------------------------------------
-
-    def _budget(self, timeout: TimeoutsLike | EllipsisType) -> Budget:
-        timeouts = self.timeouts if isinstance(timeout, EllipsisType) else Timeouts.from_value(timeout)
-        return timeouts.budget()
-
-    def _send(
+    def send(
         self,
         method: str,
         url: str | Target,
-        headers: HeaderInput | None,
-        content: bytes,
+        *,
         budget: Budget,
-        follow_redirects: bool | None,
+        headers: HeaderInput | None = None,
+        content: bytes = b"",
+        follow_redirects: bool | None = None,
     ) -> Coroutine[Any, Any, Response]:
-        """The request as the public methods (and the prober, with its own budget) give it, to await: its
-        response, body unread. The caller closes the response. Raises ``invalid_target`` and bad-header errors
-        before anything is awaited. (A function returning the coroutine that sends, not a coroutine itself:
-        one coroutine less per request.)"""
+        """Send one request on a deadline the caller started: ``await client.send("GET", url, budget=budget)``.
+
+        For callers that spend one deadline on several requests (the prober's attempts and scheme switch share
+        one): ``budget = Budget.start(timeouts)`` (:mod:`aiotcp.budget`). The response comes back with its body
+        unread; read it (``aread()``, ``stream()``) and close it (``aclose()``), or use :meth:`stream`.
+
+        Raises like :meth:`request`; ``invalid_target`` (a bad URL or header) is raised at the call, before
+        anything is awaited. (A function returning the coroutine that sends, not a coroutine itself: one
+        coroutine less per request.)
+        """
         follow = self.follow_redirects if follow_redirects is None else follow_redirects
         target = url if isinstance(url, Target) else _parse_url(url)
         if headers:
             try:
                 request_headers = _merge_headers(self._default_headers, _normalize_headers(headers))
-            except InvalidTarget as exc:
+            except InvalidInput as exc:
                 exc.for_target(target.url)
                 raise
         else:
@@ -221,6 +245,12 @@ class Client:
         if not follow:
             return self._send_once(method.upper(), target, request_headers, content, budget)
         return self._send_following(method.upper(), target, request_headers, content, budget)
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _budget(self, timeout: TimeoutsLike | EllipsisType) -> Budget:
+        timeouts = self.timeouts if isinstance(timeout, EllipsisType) else Timeouts.from_value(timeout)
+        return Budget.start(timeouts)
 
     async def _send_following(
         self,
@@ -270,7 +300,7 @@ class Client:
                 _with_host(target.authority.encode("ascii"), headers),
                 content,
             )
-        except InvalidTarget as exc:
+        except InvalidInput as exc:
             exc.for_target(target.url)
             raise
         if cacheable:

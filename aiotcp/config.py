@@ -1,33 +1,15 @@
 """Timeouts and limits: the knobs shared by the client, the prober and the load generator.
 
-Both are frozen value objects that validate when built. A request turns its :class:`Timeouts` into a
-:class:`Budget`: every wait (pool, connect, write, read) gets the smaller of its own timeout and what is left
-of the total deadline, and when it expires the budget says which of the two it was, so the error ``kind`` is
-exact (``read_timeout`` for a quiet peer, ``timeout`` for a peer that trickles bytes forever).
+Both are frozen value objects that validate when built, and this module imports only the standard library.
+A request turns its :class:`Timeouts` into a running clock, :class:`aiotcp.budget.Budget`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
-import anyio
-
-from .errors import (
-    ConnectTimeout,
-    DeadlineExceeded,
-    PoolTimeout,
-    ReadTimeout,
-    Timeout,
-    WriteTimeout,
-)
-
-__all__ = ["Budget", "Limits", "Phase", "Timeouts", "TimeoutsLike"]
-
-Phase = Literal["pool", "connect", "write", "read"]
+__all__ = ["Limits", "Timeouts", "TimeoutsLike"]
 
 
 def _check_seconds(owner: str, name: str, value: float | None) -> None:
@@ -64,81 +46,14 @@ class Timeouts:
             return cls(connect=None, read=None, write=None, pool=None, total=None)
         return cls(connect=value, read=value, write=value, pool=value, total=value)
 
-    def budget(self) -> Budget:
-        """Start the clock for one request."""
-        clock = _event_loop_clock()
-        deadline = None if self.total is None else clock() + self.total
-        return Budget(self, deadline, clock)
-
-
-def _event_loop_clock() -> Callable[[], float]:
-    """The clock the running event loop's timers use, so that deadlines and timers agree to the tick.
-
-    On asyncio that is ``loop.time`` (uvloop's ticks in milliseconds), looked up once per request instead
-    of through anyio's backend detection at every wait; elsewhere (trio) anyio's ``current_time``.
-    """
-    try:
-        return asyncio.get_running_loop().time
-    except RuntimeError:
-        return anyio.current_time
+    @classmethod
+    def one_deadline(cls, total: float, connect: float | None = None) -> Timeouts:
+        """One deadline for everything, as the command line and the prober give it: ``total`` seconds for the
+        whole request and for every phase in it, and ``connect`` (capped at ``total``) for the connect."""
+        return cls(connect=min(connect or total, total), read=total, write=total, pool=total, total=total)
 
 
 TimeoutsLike = Timeouts | float | None
-
-_PHASE_ERRORS: dict[Phase, type[Timeout]] = {
-    "pool": PoolTimeout,
-    "connect": ConnectTimeout,
-    "write": WriteTimeout,
-    "read": ReadTimeout,
-}
-
-
-# A timer may fire a little before its deadline (the event loop's clock resolution): a wait that ends this
-# close to the deadline ran out of the deadline.
-_SLACK = 1e-3
-
-
-@dataclass(slots=True)
-class Budget:
-    """The clock of one request: per-phase timeouts bounded by one absolute deadline."""
-
-    timeouts: Timeouts
-    deadline: float | None  # in clock() units
-    clock: Callable[[], float] = field(default=anyio.current_time, repr=False)
-
-    def remaining(self) -> float:
-        """Seconds left before the deadline (``math.inf`` without one)."""
-        return math.inf if self.deadline is None else max(0.0, self.deadline - self.clock())
-
-    def limit(self, phase: Phase) -> float:
-        """Seconds the next wait in ``phase`` may take (``math.inf`` for no limit)."""
-        phase_limit = getattr(self.timeouts, phase)
-        if self.deadline is None:
-            return math.inf if phase_limit is None else phase_limit
-        left = self.deadline - self.clock()  # (no min/max calls: this runs once per wait)
-        if left < 0.0:
-            left = 0.0
-        return left if phase_limit is None or phase_limit > left else phase_limit
-
-    def expired(self, phase: Phase, target: str | None = None) -> Timeout:
-        """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's.
-
-        A phase without a timeout of its own can only have run out of the deadline (even if the timer
-        fired a hair early).
-        """
-        seconds = getattr(self.timeouts, phase)
-        if self.deadline is not None and (seconds is None or self.clock() >= self.deadline - _SLACK):
-            total = self.timeouts.total
-            what = f"total deadline of {total:g}s" if total is not None else "total deadline"
-            return DeadlineExceeded(f"{what} exceeded", target=target)
-        what = {
-            "pool": "no connection became free in the pool",
-            "connect": "no answer to connect (SYN)",
-            "write": "peer stopped reading the request",
-            "read": "no data from peer",
-        }[phase]
-        within = "" if seconds is None else f" within {seconds:g}s"
-        return _PHASE_ERRORS[phase](what + within, target=target)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""One HTTP/1.1 connection: a :class:`~aiotcp.transport.NetworkStream` plus its sans-IO protocol state.
+"""One HTTP/1.1 connection: a :class:`~aiotcp.streams.NetworkStream` plus its sans-IO protocol state.
 
 Life cycle (the pool drives it)::
 
@@ -16,10 +16,10 @@ import enum
 import time
 from collections.abc import Callable
 
-from .config import Budget
+from .budget import Budget
 from .errors import AiotcpError
 from .http11 import Event, HTTP11Protocol, Request, ResponseEnd, ResponseHead
-from .transport import NetworkStream
+from .streams import NetworkStream
 
 __all__ = ["BodyReader", "ConnectionState", "HTTPConnection"]
 

@@ -2,7 +2,7 @@
 
 Every failure aiotcp reports is an :class:`AiotcpError`. Its ``kind`` is a short, stable string that the
 command line, the JSONL/CSV records and the bench report use verbatim; the class tree lets library users
-catch by family (``except aiotcp.Timeout``) instead of by kind.
+catch by family (``except aiotcp.TimedOut``) instead of by kind.
 
 Kinds and the wire event behind each one::
 
@@ -29,21 +29,15 @@ Kinds and the wire event behind each one::
     error            none of the above: a connect or stream failure we do not classify (the family base
                      classes ConnectError, NetworkError); the message says what the system said
 
-Foreign exceptions (``OSError``, ``ssl.SSLError``, anyio's stream errors, h11's protocol errors) are mapped
-here and only here, by :func:`map_connect_error`, :func:`map_stream_error` and :func:`map_h11_error`. The
-transport calls them once per operation, at the I/O boundary.
+This module holds values only and imports nothing but the standard library, so every layer can use it. Foreign
+exceptions (``OSError``, ``ssl.SSLError``, anyio's stream errors) are mapped to these classes in one place,
+:mod:`aiotcp.error_mapping`, which the transports call once per operation at the I/O boundary; h11's parse
+errors are mapped where h11 parses, in :mod:`aiotcp.http11`.
 """
 
 from __future__ import annotations
 
-import errno
-import socket
-import ssl
-from collections.abc import Iterator
-from typing import ClassVar, Literal
-
-import anyio
-import h11
+from typing import ClassVar
 
 __all__ = [
     "KINDS",
@@ -57,6 +51,7 @@ __all__ = [
     "Disconnected",
     "InternalError",
     "InvalidHeader",
+    "InvalidInput",
     "InvalidTarget",
     "LocalError",
     "NetworkError",
@@ -65,14 +60,11 @@ __all__ = [
     "ProtocolError",
     "ReadTimeout",
     "TLSError",
-    "Timeout",
+    "TimedOut",
     "TooLarge",
     "TooManyRedirects",
     "Unreachable",
     "WriteTimeout",
-    "map_connect_error",
-    "map_h11_error",
-    "map_stream_error",
 ]
 
 
@@ -107,13 +99,21 @@ def _rebuild(cls: type[AiotcpError], message: str, target: str | None) -> Aiotcp
     return cls(message, target=target)
 
 
-class InvalidTarget(AiotcpError, ValueError):
-    """The target, path or a header is malformed. Raised before anything is sent."""
+class InvalidInput(AiotcpError, ValueError):
+    """Something the caller gave is malformed (a target, a path, a header). Raised before anything is sent.
+
+    The family of :class:`InvalidTarget` and :class:`InvalidHeader`; both report kind ``invalid_target``
+    (the record of an input that was never sent anywhere).
+    """
 
     kind = "invalid_target"
 
 
-class InvalidHeader(InvalidTarget):
+class InvalidTarget(InvalidInput):
+    """The target, its port or its path is malformed."""
+
+
+class InvalidHeader(InvalidInput):
     """A request header name or value is not allowed on the wire (CR, LF, NUL, bad token)."""
 
 
@@ -160,27 +160,28 @@ class NoResponse(Disconnected):
     plaintext request, as does a server that drops what it does not like)."""
 
 
-class Timeout(AiotcpError):
-    """Some deadline passed. The subclass says which one."""
+class TimedOut(AiotcpError):
+    """Some deadline passed. The subclass says which one (named apart from :class:`~aiotcp.config.Timeouts`,
+    the settings)."""
 
 
-class ConnectTimeout(Timeout, ConnectError):
+class ConnectTimeout(TimedOut, ConnectError):
     kind = "connect_timeout"
 
 
-class ReadTimeout(Timeout):
+class ReadTimeout(TimedOut):
     kind = "read_timeout"
 
 
-class WriteTimeout(Timeout):
+class WriteTimeout(TimedOut):
     kind = "write_timeout"
 
 
-class PoolTimeout(Timeout):
+class PoolTimeout(TimedOut):
     kind = "pool_timeout"
 
 
-class DeadlineExceeded(Timeout):
+class DeadlineExceeded(TimedOut):
     """The total deadline of the request passed, whatever phase it was in."""
 
     kind = "timeout"
@@ -235,138 +236,3 @@ def _all_kinds() -> tuple[str, ...]:
 
 #: Every kind string aiotcp can report, for schemas and summary tables.
 KINDS: tuple[str, ...] = _all_kinds()
-
-
-# --- mapping foreign exceptions ---------------------------------------------------------------------------
-
-# errno -> error class. Looked up by exact errno, so order does not matter here; the order that matters is
-# in _errno_of (which exception in a chain we believe), and in the isinstance checks below, which test the
-# most specific classes first because TimeoutError and ssl.SSLError are both OSError.
-_LOCAL_ERRNOS = {
-    errno.EMFILE,  # per-process descriptor limit
-    errno.ENFILE,  # system-wide descriptor limit
-    errno.ENOBUFS,
-    errno.ENOMEM,
-    errno.EADDRNOTAVAIL,  # no free ephemeral port (TIME_WAIT exhaustion)
-    errno.EADDRINUSE,
-}
-_CONNECT_ERRNOS: dict[int, type[AiotcpError]] = {
-    errno.ECONNREFUSED: ConnectionRefused,
-    errno.EHOSTUNREACH: Unreachable,
-    errno.ENETUNREACH: Unreachable,
-    errno.EHOSTDOWN: Unreachable,
-    errno.ENETDOWN: Unreachable,
-    errno.ETIMEDOUT: ConnectTimeout,  # the kernel gave up retrying SYN
-    errno.ECONNRESET: ConnectionRefused,  # RST during the handshake
-}
-_STREAM_ERRNOS: dict[int, type[AiotcpError]] = {
-    errno.ECONNRESET: ConnectionReset,
-    errno.EPIPE: ConnectionReset,  # writing after the peer's RST
-    errno.ECONNABORTED: ConnectionReset,
-    errno.ETIMEDOUT: ConnectionReset,  # keepalive probes unanswered: the peer is gone
-    errno.EHOSTUNREACH: ConnectionReset,
-}
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, its causes and contexts, and the members of exception groups, depth first."""
-    seen: set[int] = set()
-    stack = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(reversed(current.exceptions))
-        if current.__context__ is not None:
-            stack.append(current.__context__)
-        if current.__cause__ is not None:
-            stack.append(current.__cause__)
-
-
-def _errno_of(exc: BaseException) -> int | None:
-    # anyio wraps the OSError of each happy-eyeballs attempt in an "All connection attempts failed" OSError
-    # with no errno; the errno we want is the first one anywhere in the chain.
-    for item in _chain(exc):
-        if isinstance(item, OSError) and item.errno:
-            return item.errno
-    return None
-
-
-def _describe(exc: BaseException) -> str:
-    for item in _chain(exc):
-        if isinstance(item, OSError) and item.errno:
-            return item.strerror or errno.errorcode.get(item.errno, str(item.errno))
-    text = str(exc)
-    return text or type(exc).__name__
-
-
-def _ssl_reason(exc: ssl.SSLError, attribute: str = "reason") -> str:
-    # The ssl module sets reason/verify_message on the errors it raises; an SSLError built elsewhere (by a
-    # library, or a test) has neither, and reading them would raise AttributeError.
-    return str(getattr(exc, attribute, None) or exc.strerror or exc)
-
-
-def map_connect_error(exc: BaseException, target: str, *, phase: Literal["dns", "tcp", "tls"]) -> AiotcpError:
-    """Map an exception raised while resolving, connecting or handshaking to an :class:`AiotcpError`.
-
-    Timeouts are not mapped here: the caller knows which deadline it set and raises that one itself.
-    """
-    if isinstance(exc, AiotcpError):
-        return exc
-    code = _errno_of(exc)
-    if code in _LOCAL_ERRNOS:
-        return LocalError(f"{_describe(exc)} (client-side limit, not the target)", target=target)
-    # A connect that resolves the name itself (anyio.connect_tcp, loop.create_connection) fails with
-    # gaierror in the "tcp" phase: it is a DNS failure wherever it shows up.
-    if phase == "dns" or any(isinstance(item, socket.gaierror) for item in _chain(exc)):
-        return DNSError(f"name does not resolve: {_describe(exc)}", target=target)
-    if phase == "tls":
-        for item in _chain(exc):
-            if isinstance(item, ssl.SSLCertVerificationError):
-                return TLSError(f"certificate verify failed: {_ssl_reason(item, 'verify_message')}", target=target)
-            if isinstance(item, ssl.SSLError):
-                return TLSError(f"TLS handshake failed: {_ssl_reason(item)}", target=target)
-        if isinstance(exc, (anyio.EndOfStream, anyio.BrokenResourceError)) or code in _STREAM_ERRNOS:
-            return TLSError("peer closed the connection during the TLS handshake", target=target)
-        return TLSError(f"TLS handshake failed: {_describe(exc)}", target=target)
-    cls = _CONNECT_ERRNOS.get(code) if code is not None else None
-    if cls is ConnectionRefused:
-        return ConnectionRefused("connection refused (RST in answer to SYN)", target=target)
-    if cls is not None:
-        return cls(_describe(exc), target=target)
-    return ConnectError(f"connect failed: {_describe(exc)}", target=target)
-
-
-def map_stream_error(exc: BaseException, target: str, *, phase: Literal["read", "write"]) -> AiotcpError:
-    """Map an exception raised by ``send``/``receive`` on an established stream.
-
-    ``anyio.EndOfStream`` is not an error at this level (the HTTP layer decides whether EOF was early),
-    so callers handle it before calling this.
-    """
-    if isinstance(exc, AiotcpError):
-        return exc
-    code = _errno_of(exc)
-    if code in _LOCAL_ERRNOS:
-        return LocalError(f"{_describe(exc)} (client-side limit, not the target)", target=target)
-    cls = _STREAM_ERRNOS.get(code) if code is not None else None
-    if cls is not None:
-        return cls(f"connection reset by peer during {phase}", target=target)
-    for item in _chain(exc):
-        if isinstance(item, ssl.SSLError):
-            return TLSError(f"TLS error during {phase}: {_ssl_reason(item)}", target=target)
-    if isinstance(exc, anyio.BrokenResourceError):
-        # A broken stream with no errno: the peer went away abruptly (trio reports RST this way).
-        return ConnectionReset(f"connection broken during {phase}", target=target)
-    if isinstance(exc, anyio.ClosedResourceError):
-        return Disconnected(f"connection was closed during {phase}", target=target)
-    return NetworkError(f"{phase} failed: {_describe(exc)}", target=target)
-
-
-def map_h11_error(exc: h11.ProtocolError, target: str | None = None) -> AiotcpError:
-    """Map h11's parse errors. h11 hints 431 when its receive buffer outgrew our header cap."""
-    if exc.error_status_hint == 431:
-        return TooLarge("response head, chunk header or trailers exceed max_header_bytes", target=target)
-    return ProtocolError(f"malformed response: {exc}", target=target)

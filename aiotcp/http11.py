@@ -60,13 +60,7 @@ from typing import Final, Literal
 
 import h11
 
-try:
-    # Imported once, here, rather than on first use: a prober's first use may come when every descriptor is
-    # taken, and importing opens files (EMFILE would surface as an OSError from the import, not a record).
-    import httptools as _httptools
-except ImportError:  # pragma: no cover - an optional accelerator, missing on some platforms
-    _httptools = None  # type: ignore[assignment]
-
+from .accelerators import httptools as _httptools
 from .config import Limits
 from .errors import (
     AiotcpError,
@@ -76,7 +70,6 @@ from .errors import (
     NoResponse,
     ProtocolError,
     TooLarge,
-    map_h11_error,
 )
 
 __all__ = [
@@ -89,6 +82,7 @@ __all__ = [
     "ResponseHead",
     "available_backends",
     "make_protocol",
+    "map_h11_error",
 ]
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -224,6 +218,13 @@ _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 _H11_END: Final = h11.EndOfMessage()  # immutable: one for every request
 _END_MARK: Final = ResponseEnd(True)  # queued when the parser finishes; the verdict is made when it is taken
 _REUSABLE: Final = ResponseEnd(True)  # the usual verdict (events are values: one instance serves them all)
+
+
+def map_h11_error(exc: h11.ProtocolError, target: str | None = None) -> AiotcpError:
+    """Map h11's parse errors (here, where h11 parses). h11 hints 431 when its receive buffer outgrew our cap."""
+    if exc.error_status_hint == 431:
+        return TooLarge("response head, chunk header or trailers exceed max_header_bytes", target=target)
+    return ProtocolError(f"malformed response: {exc}", target=target)
 
 
 def _comma_values(headers: HeaderList, name: bytes) -> list[bytes]:

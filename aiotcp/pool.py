@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Hashable
 
 import anyio
 
-from .config import Budget, Limits
+from .budget import Budget
+from .config import Limits
 from .connection import ConnectionState, HTTPConnection
 
 __all__ = ["ConnectionPool"]

@@ -6,7 +6,7 @@ Theory of operation
 Each accepted connection is an :class:`asyncio.Protocol` (no streams: one Python call per read is what
 makes it fast). Its parser -- ``httptools`` when importable, else ``h11`` -- turns bytes into complete
 requests; :func:`_route` turns a request into a :class:`_Reply` without any I/O; the connection writes the
-reply. Replies are plain bytes built once and cached per (method, target, connection kind), so the hot path
+reply. Replies are plain bytes built once and cached per (method, target, connection mode), so the hot path
 for ``GET /`` is: parse, one dict lookup, one ``transport.write``.
 
 Ordering. Replies leave in request order. A reply that can be written at once (no delay, body inline) is
@@ -52,17 +52,9 @@ from typing import Any, Literal, TypeVar, cast
 
 import h11
 
-from aiotcp._version import __version__
-
-try:
-    import httptools
-except ImportError:  # pragma: no cover - exercised only where httptools is missing
-    httptools = None  # type: ignore[assignment]
-
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - exercised only where uvloop is missing
-    uvloop = None  # type: ignore[assignment]
+from ._version import __version__
+from .accelerators import httptools
+from .accelerators import uvloop as _uvloop
 
 __all__ = [
     "MAX_BYTES",
@@ -100,7 +92,7 @@ _CLOSE_GRACE_S = 2.0
 _THREAD_START_TIMEOUT_S = 10.0
 _THREAD_STOP_TIMEOUT_S = 10.0
 
-# Connection kinds: bit 0 = close after this reply, bit 1 = the request was not HTTP/1.1.
+# Connection modes: bit 0 = close after this reply, bit 1 = the request was not HTTP/1.1.
 _KEEP_11 = 0
 _CLOSE_11 = 1
 _KEEP_10 = 2
@@ -184,10 +176,10 @@ def _reason(status: int) -> str:
         return "Unknown"
 
 
-def _head(status: int, kind: int, headers: Sequence[tuple[str, str]], *, close: bool) -> bytes:
+def _head(status: int, mode: int, headers: Sequence[tuple[str, str]], *, close: bool) -> bytes:
     lines = [f"HTTP/1.1 {status} {_reason(status)}\r\n".encode("ascii"), _SERVER_HEADER]
     lines.extend(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers)
-    lines.append(b"Connection: close\r\n" if close else _CONNECTION_HEADER[kind])
+    lines.append(b"Connection: close\r\n" if close else _CONNECTION_HEADER[mode])
     lines.append(b"\r\n")
     return b"".join(lines)
 
@@ -195,7 +187,7 @@ def _head(status: int, kind: int, headers: Sequence[tuple[str, str]], *, close: 
 def _simple(
     method: bytes,
     status: int,
-    kind: int,
+    mode: int,
     body: bytes,
     *,
     content_type: str = _TEXT,
@@ -204,16 +196,16 @@ def _simple(
     delay: float = 0.0,
     cacheable: bool = False,
 ) -> _Reply:
-    close = close or bool(kind & _CLOSE_BIT)
+    close = close or bool(mode & _CLOSE_BIT)
     headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), *extra]
-    head = _head(status, kind, headers, close=close)
+    head = _head(status, mode, headers, close=close)
     data = head if method == b"HEAD" else head + body
     return _Reply(status, data, close=close, delay=delay, cacheable=cacheable)
 
 
-def _error(method: bytes, status: int, kind: int, detail: str, **kwargs: Any) -> _Reply:
+def _error(method: bytes, status: int, mode: int, detail: str, **kwargs: Any) -> _Reply:
     body = f"{status} {_reason(status)}: {detail}\n".encode()
-    return _simple(method, status, kind, body, **kwargs)
+    return _simple(method, status, mode, body, **kwargs)
 
 
 def _body_pieces(size: int, chunked: bool) -> Iterator[bytes]:
@@ -235,12 +227,12 @@ def _body_pieces(size: int, chunked: bool) -> Iterator[bytes]:
     yield tail + b"0\r\n\r\n"
 
 
-def _payload(method: bytes, kind: int, size: int, *, chunked: bool) -> _Reply:
+def _payload(method: bytes, mode: int, size: int, *, chunked: bool) -> _Reply:
     # RFC 9112 section 6.1: never send chunked to an HTTP/1.0 recipient; it gets a Content-Length instead.
-    chunked = chunked and not kind & _HTTP10_BIT
-    close = bool(kind & _CLOSE_BIT)
+    chunked = chunked and not mode & _HTTP10_BIT
+    close = bool(mode & _CLOSE_BIT)
     framing = ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(size))
-    head = _head(200, kind, [("Content-Type", _OCTETS), framing], close=close)
+    head = _head(200, mode, [("Content-Type", _OCTETS), framing], close=close)
     if method == b"HEAD":
         return _Reply(200, head, close=close, cacheable=True)
     if size <= _INLINE_MAX:
@@ -275,70 +267,70 @@ def _headers_json(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
     return json.dumps(seen).encode("ascii")
 
 
-def _redirect(method: bytes, kind: int, location: str, *, cacheable: bool) -> _Reply:
-    return _simple(method, 302, kind, b"", extra=(("Location", location),), cacheable=cacheable)
+def _redirect(method: bytes, mode: int, location: str, *, cacheable: bool) -> _Reply:
+    return _simple(method, 302, mode, b"", extra=(("Location", location),), cacheable=cacheable)
 
 
-def _route(method: bytes, target: bytes, kind: int, headers: Sequence[tuple[bytes, bytes]]) -> _Reply:
+def _route(method: bytes, target: bytes, mode: int, headers: Sequence[tuple[bytes, bytes]]) -> _Reply:
     """The reply to one well-formed request. Pure: the same inputs give the same bytes."""
     if method != b"GET" and method != b"HEAD":
-        return _error(method, 405, kind, "only GET and HEAD are served", extra=_ALLOW)
+        return _error(method, 405, mode, "only GET and HEAD are served", extra=_ALLOW)
     origin = _origin_form(target)
     if origin is None:
-        return _error(method, 400, kind, "the request target must be a path or an http:// URL")
+        return _error(method, 400, mode, "the request target must be a path or an http:// URL")
     path, _, query = origin.partition(b"?")
     if path == b"/":
-        return _simple(method, 200, kind, _INDEX_BODY, content_type=_HTML, cacheable=True)
+        return _simple(method, 200, mode, _INDEX_BODY, content_type=_HTML, cacheable=True)
     name, slash, arg = path[1:].partition(b"/")
     if not slash:
         if name == b"headers":
-            return _simple(method, 200, kind, _headers_json(headers), content_type=_JSON)
+            return _simple(method, 200, mode, _headers_json(headers), content_type=_JSON)
         if name == b"close":
-            return _simple(method, 200, kind, _CLOSE_BODY, close=True, cacheable=True)
+            return _simple(method, 200, mode, _CLOSE_BODY, close=True, cacheable=True)
         if name == b"redirect-to":
-            return _redirect_to(method, kind, query)
-        return _error(method, 404, kind, "no such route")
+            return _redirect_to(method, mode, query)
+        return _error(method, 404, mode, "no such route")
     if name not in (b"bytes", b"chunked", b"delay", b"status", b"redirect"):
-        return _error(method, 404, kind, "no such route")
+        return _error(method, 404, mode, "no such route")
     number = _number(arg)
     if number is None:
-        return _error(method, 400, kind, f"/{name.decode()}/ takes a non-negative decimal integer")
+        return _error(method, 400, mode, f"/{name.decode()}/ takes a non-negative decimal integer")
     if name == b"bytes" or name == b"chunked":
         if number > MAX_BYTES:
-            return _error(method, 400, kind, f"N must be at most {MAX_BYTES}")
-        return _payload(method, kind, number, chunked=name == b"chunked")
+            return _error(method, 400, mode, f"N must be at most {MAX_BYTES}")
+        return _payload(method, mode, number, chunked=name == b"chunked")
     if name == b"delay":
         if number > MAX_DELAY_MS:
-            return _error(method, 400, kind, f"MS must be at most {MAX_DELAY_MS}")
-        return _simple(method, 200, kind, _INDEX_BODY, content_type=_HTML, delay=number / 1000, cacheable=True)
+            return _error(method, 400, mode, f"MS must be at most {MAX_DELAY_MS}")
+        return _simple(method, 200, mode, _INDEX_BODY, content_type=_HTML, delay=number / 1000, cacheable=True)
     if name == b"status":
-        return _status(method, kind, number)
+        return _status(method, mode, number)
     # name == b"redirect"
     location = f"/redirect/{number - 1}" if number > 0 else "/"
-    return _redirect(method, kind, location, cacheable=True)
+    return _redirect(method, mode, location, cacheable=True)
 
 
-def _status(method: bytes, kind: int, code: int) -> _Reply:
+def _status(method: bytes, mode: int, code: int) -> _Reply:
     if not 200 <= code <= 599:
-        return _error(method, 400, kind, "CODE must be between 200 and 599")
+        return _error(method, 400, mode, "CODE must be between 200 and 599")
     if code in (204, 304):
         # No content and, for these two, no Content-Length either (RFC 9110 sections 8.6, 15.3.5, 15.4.5).
-        close = bool(kind & _CLOSE_BIT)
-        return _Reply(code, _head(code, kind, (), close=close), close=close, cacheable=True)
+        close = bool(mode & _CLOSE_BIT)
+        return _Reply(code, _head(code, mode, (), close=close), close=close, cacheable=True)
     # 205 Reset Content must not carry content; Content-Length: 0 is allowed and keeps framing explicit.
     body = b"" if code == 205 else f"{code} {_reason(code)}\n".encode("ascii")
-    return _simple(method, code, kind, body, cacheable=True)
+    return _simple(method, code, mode, body, cacheable=True)
 
 
-def _redirect_to(method: bytes, kind: int, query: bytes) -> _Reply:
+def _redirect_to(method: bytes, mode: int, query: bytes) -> _Reply:
     urls = urllib.parse.parse_qs(query.decode("latin-1"), keep_blank_values=True).get("url")
     if not urls or not urls[0]:
-        return _error(method, 400, kind, "/redirect-to needs ?url=URL")
+        return _error(method, 400, mode, "/redirect-to needs ?url=URL")
     url = urls[0]
     # Only visible ASCII goes into a header: no CR/LF injection, no ambiguity about encodings.
     if not all(0x21 <= ord(char) <= 0x7E for char in url):
-        return _error(method, 400, kind, "url must be printable ASCII without spaces")
-    return _redirect(method, kind, url, cacheable=False)
+        return _error(method, 400, mode, "url must be printable ASCII without spaces")
+    return _redirect(method, mode, url, cacheable=False)
 
 
 def _bad_request(detail: str) -> _Reply:
@@ -455,11 +447,11 @@ class _HTTPConnection(_Tracked):
 
     # -- reply pipeline -----------------------------------------------------------------------------
 
-    def _request(self, method: bytes, target: bytes, kind: int, headers: list[tuple[bytes, bytes]]) -> _Reply:
-        key = (method, target, kind)
+    def _request(self, method: bytes, target: bytes, mode: int, headers: list[tuple[bytes, bytes]]) -> _Reply:
+        key = (method, target, mode)
         reply = self._cache.get(key)
         if reply is None:
-            reply = _route(method, target, kind, headers)
+            reply = _route(method, target, mode, headers)
             if reply.cacheable:
                 self._server._cache_put(key, reply)
         self._submit(reply)
@@ -632,8 +624,8 @@ class _HttptoolsConnection(_HTTPConnection):
             # RFC 9112 section 3.2; h11 enforces it too, so both parsers answer alike.
             self._reject("HTTP/1.1 request without a Host header")
             return
-        kind = (_KEEP_11 if http11 else _KEEP_10) | (0 if parser.should_keep_alive() else _CLOSE_BIT)
-        self._request(parser.get_method(), self._url, kind, self._headers)
+        mode = (_KEEP_11 if http11 else _KEEP_10) | (0 if parser.should_keep_alive() else _CLOSE_BIT)
+        self._request(parser.get_method(), self._url, mode, self._headers)
 
 
 class _H11Connection(_HTTPConnection):
@@ -684,10 +676,10 @@ class _H11Connection(_HTTPConnection):
             return
         tokens = _connection_tokens([value for name, value in request.headers if name == b"connection"])
         if request.http_version == b"1.1":
-            kind = _CLOSE_11 if b"close" in tokens else _KEEP_11
+            mode = _CLOSE_11 if b"close" in tokens else _KEEP_11
         else:
-            kind = _KEEP_10 if b"keep-alive" in tokens and b"close" not in tokens else _CLOSE_10
-        reply = self._request(request.method, request.target, kind, list(request.headers.raw_items()))
+            mode = _KEEP_10 if b"keep-alive" in tokens and b"close" not in tokens else _CLOSE_10
+        reply = self._request(request.method, request.target, mode, list(request.headers.raw_items()))
         if not self._closing:
             self._restart_cycle(reply.status)
 
@@ -967,7 +959,8 @@ _S = TypeVar("_S", bound=_LoopbackServer)
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop]:
-    if use_uvloop and uvloop is not None:
+    uvloop = _uvloop() if use_uvloop else None
+    if uvloop is not None:
         return cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
     # Explicitly the stdlib loop: asyncio.new_event_loop() would follow a globally installed uvloop policy.
     return asyncio.SelectorEventLoop

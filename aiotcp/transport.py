@@ -1,44 +1,35 @@
-"""Opening streams with anyio (DNS, TCP, TLS), timing each phase, and the raw TCP exchange.
+"""Connecting (DNS, TCP with happy eyeballs, TLS) with phase timings, and the raw TCP exchange.
 
 This is the I/O boundary: every exception from anyio, the OS or ``ssl`` is mapped to an
-:class:`~aiotcp.errors.AiotcpError` here, once per operation (connect, send, receive), and every wait is
-bounded by the request's :class:`~aiotcp.config.Budget`.
+:class:`~aiotcp.errors.AiotcpError` (by :mod:`aiotcp.error_mapping`), once per operation, and every wait is
+bounded by the request's :class:`~aiotcp.budget.Budget`. The stream a connect returns is an
+:class:`~aiotcp.asyncio_transport.AsyncioStream` on asyncio and an :class:`~aiotcp.anyio_transport.AnyioStream`
+elsewhere (trio).
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
-import contextlib
-import functools
-import select
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import anyio
-import anyio.abc
-from anyio.streams.tls import TLSAttribute, TLSStream
 
-from .config import Budget, Timeouts
-from .errors import (
-    AiotcpError,
-    ConnectionReset,
-    DNSError,
-    TLSError,
-    map_connect_error,
-    map_stream_error,
-)
+from .anyio_transport import AnyioStream
+from .asyncio_transport import AsyncioStream
+from .budget import Budget
+from .config import Timeouts
+from .error_mapping import map_connect_error
+from .errors import AiotcpError, ConnectionReset, DNSError, TLSError
+from .streams import READ_SIZE, ConnectInfo, NetworkStream
 from .targets import Target, parse_target
 
 __all__ = [
-    "AnyioStream",
-    "ConnectInfo",
     "ExchangeResult",
-    "NetworkStream",
     "connect",
     "make_ssl_context",
     "tcp_exchange",
@@ -46,9 +37,7 @@ __all__ = [
 
 #: RFC 8305 "Connection Attempt Delay": how long one address gets before the next one races it.
 HAPPY_EYEBALLS_DELAY = 0.25
-READ_SIZE = 65536
-
-Opener = Callable[[str, int], Awaitable["NetworkStream"]]
+Opener = Callable[[str, int], Awaitable[NetworkStream]]
 
 
 def _ms(since: float) -> float:
@@ -68,195 +57,6 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext = True) -> ssl.SSLConte
     context = ssl.create_default_context() if verify is True else ssl.create_default_context(cafile=verify)
     context.set_alpn_protocols(["http/1.1"])
     return context
-
-
-@dataclass(slots=True)
-class ConnectInfo:
-    """What connecting took and where it landed."""
-
-    peer: tuple[str, int]
-    dns_ms: float
-    connect_ms: float
-    tls_ms: float | None = None
-    tls_version: str | None = None
-
-
-class NetworkStream(abc.ABC):
-    """An established connection. ``send``/``receive`` are bounded by a budget and raise only aiotcp errors.
-
-    Two implementations: :class:`AnyioStream` (any backend anyio runs on) and, on asyncio,
-    :class:`~aiotcp.asyncio_transport.AsyncioStream` (the fast path). :func:`connect` picks one.
-    """
-
-    target: str
-    info: ConnectInfo
-
-    def __repr__(self) -> str:
-        state = "closed" if self.is_closed else "open"
-        peer = f"{self.info.peer[0]}:{self.info.peer[1]}" if self.info.peer else "?"
-        return f"<{type(self).__name__} {self.target} peer={peer} {state}>"
-
-    @property
-    @abc.abstractmethod
-    def is_closed(self) -> bool:
-        """Whether :meth:`aclose` was called."""
-
-    @abc.abstractmethod
-    async def send(self, data: bytes, budget: Budget) -> None:
-        """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
-
-    @abc.abstractmethod
-    async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
-        """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
-
-    @abc.abstractmethod
-    def has_pending_input(self) -> bool:
-        """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
-
-        A pooled connection in that state is not safe to reuse: the peer closed it, or the bytes would be
-        taken for the next response.
-        """
-
-    @abc.abstractmethod
-    async def aclose(self) -> None:
-        """Close, never raising and never waiting long. Safe to call twice."""
-
-    # -- used by connect() ----------------------------------------------------------------------------------
-
-    @classmethod
-    @abc.abstractmethod
-    async def open(cls, address: str, port: int) -> NetworkStream:
-        """Connect to an IP address. Raises ``OSError`` as the OS reports it; :func:`connect` maps it."""
-
-    @abc.abstractmethod
-    def peer(self) -> tuple[str, int]: ...
-
-    @abc.abstractmethod
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
-        """Handshake on this connection; return the TLS version. Raises ``ssl.SSLError``/``OSError``."""
-
-
-class AnyioStream(NetworkStream):
-    """A connection as an anyio byte stream: works on every backend anyio supports (asyncio, trio)."""
-
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self._stream = stream
-        self.target = "?"
-        self.info = ConnectInfo(peer=("", 0), dns_ms=0.0, connect_ms=0.0)
-        self._closed = False
-        self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-        self._watch: InputWatch | None = None
-
-    @classmethod
-    async def open(cls, address: str, port: int) -> AnyioStream:
-        stream = await anyio.connect_tcp(address, port)
-        # Requests are written whole; Nagle would only hold back the last segment.
-        stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return cls(stream)
-
-    def peer(self) -> tuple[str, int]:
-        peer = self._stream.extra(anyio.abc.SocketAttribute.remote_address)
-        return (str(peer[0]), int(peer[1]))
-
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
-        self._stream = await TLSStream.wrap(
-            self._stream,
-            hostname=hostname,
-            ssl_context=context,
-            standard_compatible=False,  # HTTP/1.1 frames its own end; many servers skip close_notify
-        )
-        return self._stream.extra(TLSAttribute.tls_version)
-
-    @property
-    def is_closed(self) -> bool:
-        return self._closed
-
-    async def send(self, data: bytes, budget: Budget) -> None:
-        with anyio.move_on_after(budget.limit("write")) as scope:
-            try:
-                await self._stream.send(data)
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError) as exc:
-                raise map_stream_error(exc, self.target, phase="write") from exc
-        if scope.cancelled_caught:
-            raise budget.expired("write", self.target)
-
-    async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
-        with anyio.move_on_after(budget.limit("read")) as scope:
-            try:
-                return await self._stream.receive(max_bytes)
-            except anyio.EndOfStream:
-                return b""
-            except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError) as exc:
-                raise map_stream_error(exc, self.target, phase="read") from exc
-        assert scope.cancelled_caught
-        raise budget.expired("read", self.target)
-
-    def has_pending_input(self) -> bool:
-        if self._closed:
-            return True
-        if isinstance(self._stream, TLSStream) and self._stream.extra(TLSAttribute.ssl_object).pending():
-            return True
-        if _buffered_by_anyio(self._stream):
-            return True
-        if self._socket is None:
-            return False
-        if self._watch is None:
-            self._watch = InputWatch(self._socket)
-        return self._watch.has_input()
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(0.5) as scope:
-                with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await self._stream.aclose()
-            if scope.cancelled_caught:
-                await anyio.aclose_forcefully(self._stream)
-
-
-class InputWatch:
-    """Answers "has the kernel something for us to read on this socket?" without blocking.
-
-    That sees what arrived while the event loop was busy and has not read yet (bytes, FIN, RST). It uses
-    poll(), not select(): select() cannot watch descriptors above FD_SETSIZE (1024), which a busy prober
-    passes quickly; the poll object is made once per connection, so a check is one system call.
-    """
-
-    __slots__ = ("_poller",)
-
-    def __init__(self, sock: Any) -> None:
-        self._poller: select.poll | None = None
-        try:
-            fd = sock.fileno()
-        except OSError:
-            return
-        if fd >= 0:
-            self._poller = select.poll()
-            self._poller.register(fd, select.POLLIN | select.POLLPRI)
-
-    def has_input(self) -> bool:
-        if self._poller is None:
-            return True  # no descriptor: closed
-        try:
-            return bool(self._poller.poll(0))  # POLLHUP and POLLERR are always reported too
-        except OSError:
-            return True
-
-
-def _buffered_by_anyio(stream: anyio.abc.ByteStream) -> bool:
-    """Whether anyio's asyncio backend holds received bytes, EOF or an error that we have not read yet.
-
-    On asyncio, anyio reads the socket into a queue whenever a receive is pending; a chunk that arrived just
-    after the end of a response can sit there, invisible to a peek at the socket. anyio has no public way
-    to ask, so look at its stream protocol (and treat "cannot tell" as "nothing buffered": the socket peek
-    still runs). On trio, anyio keeps no queue and the socket peek is exact.
-    """
-    inner: object = stream.transport_stream if isinstance(stream, TLSStream) else stream
-    protocol = getattr(inner, "_protocol", None)
-    read_event = getattr(protocol, "read_event", None)
-    return bool(read_event is not None and read_event.is_set())
 
 
 def _interleave(infos: list[tuple[int, str]]) -> list[str]:
@@ -333,15 +133,7 @@ def _opener() -> Opener:
         asyncio.get_running_loop()  # cheaper than asking sniffio, and the answer is the same
     except RuntimeError:
         return AnyioStream.open
-    return _asyncio_stream().open
-
-
-@functools.cache
-def _asyncio_stream() -> type[NetworkStream]:
-    # Imported on first use: asyncio_transport builds on this module.
-    from .asyncio_transport import AsyncioStream
-
-    return AsyncioStream
+    return AsyncioStream.open
 
 
 async def connect(
@@ -432,7 +224,7 @@ async def tcp_exchange(
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be at least 1, got {max_bytes!r}")
     use_tls = target.scheme == "https" if tls is None else tls
-    budget = Timeouts(connect=connect_timeout or timeout, read=None, write=None, total=timeout).budget()
+    budget = Budget.start(Timeouts(connect=connect_timeout or timeout, read=None, write=None, total=timeout))
     started = time.perf_counter()
     stream = await connect(target, budget, ssl_context=make_ssl_context(verify) if use_tls else None)
     received = bytearray()

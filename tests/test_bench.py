@@ -18,10 +18,10 @@ import pytest
 
 from aiotcp.bench import BenchConfig, BenchResult, run_bench
 from aiotcp.bench import histogram as hist
-from aiotcp.bench.cli import main as bench_main
 from aiotcp.bench.config import available_engines, resolve_workers
 from aiotcp.bench.engines import run_worker
 from aiotcp.bench.report import to_json, write_hdr_log, write_html, write_text
+from aiotcp.cli.bench import main as bench_main
 from aiotcp.serve import TargetServer, running_in_thread
 
 pytest.importorskip("hdrh")
@@ -446,7 +446,7 @@ def test_cli_exit_codes(refused: int, capsys: pytest.CaptureFixture[str]) -> Non
 def test_demo_bench(server: TargetServer) -> None:
     from rich.console import Console
 
-    from aiotcp.bench import demo_bench
+    from aiotcp.cli.demo import demo_bench
 
     console = Console(file=io.StringIO(), width=120)
     assert demo_bench(console, server, seconds=0.5) == 0

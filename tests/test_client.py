@@ -522,7 +522,8 @@ async def test_error_too_large_body(anyio_backend: str, http: str, shared_server
 _EMFILE_SCRIPT = textwrap.dedent(
     """
     import resource, sys
-    import anyio, aiotcp
+    import anyio
+    from aiotcp import AiotcpError, get  # `import aiotcp` loads its names on first use: load them now
 
     async def main(url):
         # The loop is running (its own descriptors exist); now take every descriptor left under a low limit,
@@ -537,8 +538,8 @@ _EMFILE_SCRIPT = textwrap.dedent(
                 except OSError:
                     break
             try:
-                await aiotcp.get(url, timeout=5)
-            except aiotcp.AiotcpError as exc:
+                await get(url, timeout=5)
+            except AiotcpError as exc:
                 print(exc.kind)
                 print(exc.target)
                 print(exc)

@@ -10,13 +10,14 @@ from typing import Any, TypeVar
 import anyio
 import pytest
 
-from aiotcp.config import Budget, Limits, Phase, Timeouts
+from aiotcp.budget import Budget, Phase
+from aiotcp.config import Limits, Timeouts
 from aiotcp.errors import (
     ConnectTimeout,
     DeadlineExceeded,
     PoolTimeout,
     ReadTimeout,
-    Timeout,
+    TimedOut,
     WriteTimeout,
 )
 
@@ -117,7 +118,7 @@ def test_limits_accept_edges() -> None:
 
 def test_limit_without_a_deadline_is_the_phase_timeout() -> None:
     async def main() -> None:
-        budget = Timeouts(connect=1, read=2, write=None, pool=4, total=None).budget()
+        budget = Budget.start(Timeouts(connect=1, read=2, write=None, pool=4, total=None))
         assert budget.deadline is None
         assert [budget.limit(phase) for phase in PHASES] == [4, 1, math.inf, 2]
 
@@ -126,7 +127,7 @@ def test_limit_without_a_deadline_is_the_phase_timeout() -> None:
 
 def test_limit_shrinks_with_the_deadline() -> None:
     async def main() -> None:
-        budget = Timeouts(connect=None, read=5, write=None, pool=None, total=1.0).budget()
+        budget = Budget.start(Timeouts(connect=None, read=5, write=None, pool=None, total=1.0))
         assert 0.9 < budget.limit("connect") <= 1.0  # no connect timeout: the deadline is the limit
         assert budget.limit("read") <= 1.0  # the smaller of the two
         await anyio.sleep(0.05)
@@ -138,7 +139,7 @@ def test_limit_shrinks_with_the_deadline() -> None:
 
 
 def test_expired_is_the_phase_when_its_own_timeout_ran_out() -> None:
-    expected: dict[Phase, type[Timeout]] = {
+    expected: dict[Phase, type[TimedOut]] = {
         "pool": PoolTimeout,
         "connect": ConnectTimeout,
         "write": WriteTimeout,
@@ -146,7 +147,7 @@ def test_expired_is_the_phase_when_its_own_timeout_ran_out() -> None:
     }
 
     async def main() -> None:
-        budget = Timeouts(connect=0.02, read=0.02, write=0.02, pool=0.02, total=30).budget()
+        budget = Budget.start(Timeouts(connect=0.02, read=0.02, write=0.02, pool=0.02, total=30))
         for phase, cls in expected.items():
             with anyio.move_on_after(budget.limit(phase)) as scope:
                 await anyio.sleep(1)
@@ -162,7 +163,7 @@ def test_expired_is_the_phase_when_its_own_timeout_ran_out() -> None:
 
 def test_expired_is_timeout_when_the_deadline_ran_out() -> None:
     async def main() -> None:
-        budget = Timeouts(read=10, total=0.03).budget()
+        budget = Budget.start(Timeouts(read=10, total=0.03))
         with anyio.move_on_after(budget.limit("read")) as scope:
             await anyio.sleep(1)
         assert scope.cancelled_caught
@@ -177,7 +178,7 @@ def test_expired_is_timeout_when_the_deadline_ran_out() -> None:
 def test_a_peer_trickling_bytes_hits_the_deadline_not_the_read_timeout() -> None:
     # Each wait is shorter than the read timeout; their sum is not shorter than the total.
     async def main() -> str:
-        budget = Timeouts(read=0.05, total=0.06).budget()
+        budget = Budget.start(Timeouts(read=0.05, total=0.06))
         for _ in range(100):
             with anyio.move_on_after(budget.limit("read")) as scope:
                 await anyio.sleep(0.01)  # a byte arrives
@@ -191,7 +192,7 @@ def test_a_peer_trickling_bytes_hits_the_deadline_not_the_read_timeout() -> None
 def test_expired_for_a_phase_without_a_timeout_is_the_deadline() -> None:
     async def main() -> None:
         # The timer may fire a little early; with no read timeout, only the deadline can have run out.
-        budget = Timeouts(read=None, total=5).budget()
+        budget = Budget.start(Timeouts(read=None, total=5))
         assert budget.expired("read").kind == "timeout"
         budget = Budget(Timeouts(read=None, total=None), deadline=anyio.current_time() + 5)
         error = budget.expired("read")
@@ -203,11 +204,11 @@ def test_expired_for_a_phase_without_a_timeout_is_the_deadline() -> None:
 
 def test_expired_with_time_left_is_the_phase() -> None:
     async def main() -> None:
-        budget = Timeouts(connect=1, total=60).budget()
+        budget = Budget.start(Timeouts(connect=1, total=60))
         assert budget.expired("connect").kind == "connect_timeout"
         budget.deadline = anyio.current_time() + 0.0001  # within the slack of the deadline
         assert budget.expired("connect").kind == "timeout"
-        no_deadline = Timeouts(total=None).budget()
+        no_deadline = Budget.start(Timeouts(total=None))
         assert no_deadline.expired("pool").kind == "pool_timeout"
         assert no_deadline.expired("pool").message == "no connection became free in the pool within 15s"
 
@@ -218,7 +219,7 @@ def test_expired_with_time_left_is_the_phase() -> None:
 def test_budget_uses_the_running_loop_clock(backend: str) -> None:
     async def main() -> float:
         before = anyio.current_time()
-        budget = Timeouts(total=2).budget()
+        budget = Budget.start(Timeouts(total=2))
         assert budget.deadline is not None
         return budget.deadline - before
 

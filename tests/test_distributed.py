@@ -24,7 +24,8 @@ import anyio
 import pytest
 
 from aiotcp.cli import main
-from aiotcp.distributed import (
+from aiotcp.probe import Job, ProbeOptions, ProbeResult, probe_many
+from aiotcp.probe.dask import (
     DaskError,
     DaskProbeError,
     DaskTarget,
@@ -34,8 +35,7 @@ from aiotcp.distributed import (
     probe_jobs_on_dask,
     probe_on_dask,
 )
-from aiotcp.journal import Journal
-from aiotcp.probe import Job, ProbeOptions, ProbeResult, probe_many
+from aiotcp.probe.journal import Journal
 from aiotcp.serve import SilentServer, TargetServer, refused_port, running_in_thread
 
 distributed = pytest.importorskip("distributed")
@@ -450,7 +450,7 @@ class NoDask:
         return None
 
 sys.meta_path.insert(0, NoDask())
-import aiotcp, aiotcp.distributed, aiotcp.sharding
+import aiotcp, aiotcp.probe.dask, aiotcp.probe.sharding
 from aiotcp.cli import main
 assert "dask" not in sys.modules and "distributed" not in sys.modules
 sys.exit(main(["probe", "-", "--dask", "local:1", "-q"]))

@@ -1,5 +1,5 @@
-"""Tests for aiotcp.errors: the kinds, and the mapping of foreign exceptions built as the stdlib, ssl and anyio
-build them (with their causes and contexts), never by touching the network."""
+"""Tests for aiotcp.errors and aiotcp.error_mapping: the kinds, and the mapping of foreign exceptions built as
+the stdlib, ssl and anyio build them (with their causes and contexts), never by touching the network."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import h11
 import pytest
 
 from aiotcp import errors
+from aiotcp.error_mapping import map_connect_error, map_stream_error
 from aiotcp.errors import (
     KINDS,
     AiotcpError,
@@ -32,10 +33,8 @@ from aiotcp.errors import (
     TLSError,
     TooLarge,
     Unreachable,
-    map_connect_error,
-    map_h11_error,
-    map_stream_error,
 )
+from aiotcp.http11 import map_h11_error
 
 TARGET = "example.test:443"
 
@@ -121,13 +120,17 @@ def test_every_exported_error_is_an_aiotcp_error() -> None:
 
 
 def test_families() -> None:
-    assert issubclass(ConnectTimeout, errors.Timeout)
+    assert issubclass(ConnectTimeout, errors.TimedOut)
     assert issubclass(ConnectTimeout, ConnectError)
-    assert issubclass(InvalidHeader, InvalidTarget)
+    # A bad header is bad input, not a bad target; both report kind invalid_target.
+    assert not issubclass(InvalidHeader, InvalidTarget)
+    assert issubclass(InvalidHeader, errors.InvalidInput)
+    assert issubclass(InvalidTarget, errors.InvalidInput)
     assert issubclass(InvalidTarget, ValueError)
+    assert InvalidHeader.kind == InvalidTarget.kind == "invalid_target"
     assert issubclass(ConnectionReset, NetworkError)
     assert issubclass(Disconnected, NetworkError)
-    assert issubclass(errors.DeadlineExceeded, errors.Timeout)
+    assert issubclass(errors.DeadlineExceeded, errors.TimedOut)
     assert errors.DeadlineExceeded.kind == "timeout"
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aiotcp.journal import Journal, JournalMismatch
+from aiotcp.probe.journal import Journal, JournalMismatch
 
 KEY = {"input": "/lists/targets.txt", "ports": [80, 443]}
 

@@ -7,7 +7,7 @@ import json
 import anyio
 import pytest
 
-from aiotcp.models import Headers, Response, Timings
+from aiotcp.response import Headers, Response, Timings
 
 RAW = [
     (b"Content-Type", b"text/html; charset=utf-8"),

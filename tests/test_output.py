@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from aiotcp.output import CSVWriter, JSONLWriter, TextWriter, make_writer
 from aiotcp.probe import FIELD_NAMES, ProbeResult
+from aiotcp.probe.output import CSVWriter, JSONLWriter, TextWriter, make_writer
 
 # What a hostile server (or a list that was not UTF-8) can put in a record's strings.
 NASTY = "a\x1b[2J\x07b\x7f\x9b31m\u202eevil\u2028\udcff\\ é漢"

@@ -23,8 +23,9 @@ import anyio
 import pytest
 from scripted_server import CloseAfterSending, ReadRequest, Reset, ScriptedServer, Send, response
 
-import aiotcp.probe
-from aiotcp.probe import FIELD_NAMES, TRANSIENT_KINDS, ProbeOptions, ProbeResult, iter_jobs, probe_many
+import aiotcp.probe.records
+from aiotcp.probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_many
+from aiotcp.probe.retry import TRANSIENT_KINDS
 from aiotcp.serve import SilentServer, TargetServer, running_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -437,14 +438,14 @@ async def test_an_unexpected_exception_costs_its_target_s_record_not_the_run(
 ) -> None:
     # A fault injected where a bug could hide (reading the title of one target's page): that target gets an
     # "internal" record naming the exception, tried once; the targets after it are probed as usual.
-    real_title = aiotcp.probe._title
+    real_title = aiotcp.probe.records._title
 
     def title(body: bytes, charset: str | None) -> str | None:
         if b"boom" in body:
             raise KeyError("injected fault")
         return real_title(body, charset)
 
-    monkeypatch.setattr(aiotcp.probe, "_title", title)
+    monkeypatch.setattr(aiotcp.probe.records, "_title", title)
     bad_page, good_page = html_reply(b"<title>boom</title>"), html_reply(b"<title>fine</title>")
     with ScriptedServer(serving(bad_page)) as bad, ScriptedServer(serving(good_page), serving(good_page)) as good:
         records = by_line(await collect([good.address, bad.address, good.address], retries=2, order="input"))

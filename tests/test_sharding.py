@@ -17,8 +17,8 @@ import pytest
 
 from aiotcp.cli import main
 from aiotcp.probe import Job, iter_jobs
+from aiotcp.probe.sharding import Shard, in_shard, parse_shard, select, shard_key, shard_of
 from aiotcp.serve import TargetServer, refused_port
-from aiotcp.sharding import Shard, in_shard, parse_shard, select, shard_key, shard_of
 
 MIXED = [
     "# comment",
@@ -137,7 +137,7 @@ def test_same_shards_in_every_process() -> None:
     script = (
         "import anyio, json, sys\n"
         "from aiotcp.probe import iter_jobs\n"
-        "from aiotcp.sharding import shard_of\n"
+        "from aiotcp.probe.sharding import shard_of\n"
         "async def main():\n"
         "    return [shard_of(job, 5) async for job in iter_jobs(json.loads(sys.argv[1]), ports=(80, 8000))]\n"
         "print(json.dumps(anyio.run(main)))\n"

@@ -22,10 +22,13 @@ from scripted_server import (
     Sleep,
 )
 
+from aiotcp.anyio_transport import AnyioStream
+from aiotcp.budget import Budget
 from aiotcp.config import Timeouts
 from aiotcp.serve import TargetServer
+from aiotcp.streams import NetworkStream
 from aiotcp.targets import parse_target
-from aiotcp.transport import AnyioStream, NetworkStream, _connect_any, _interleave, _opener, connect, tcp_exchange
+from aiotcp.transport import _connect_any, _interleave, _opener, connect, tcp_exchange
 
 pytestmark = pytest.mark.anyio
 
@@ -136,7 +139,7 @@ def test_interleave_alternates_families_starting_with_the_first() -> None:
 
 
 async def test_connect_sets_nodelay_and_reports_peer(anyio_backend: str, shared_server: TargetServer) -> None:
-    budget = Timeouts(connect=5).budget()
+    budget = Budget.start(Timeouts(connect=5))
     stream = await connect(parse_target(f"http://127.0.0.1:{shared_server.port}/x"), budget)
     try:
         raw = _raw_socket(stream)
@@ -156,7 +159,7 @@ async def test_connect_sets_nodelay_and_reports_peer(anyio_backend: str, shared_
 @needs_ipv6
 async def test_connect_ipv6_peer(anyio_backend: str) -> None:
     with ScriptedServer([], host="::1") as server:
-        stream = await connect(parse_target(server.url), Timeouts(connect=5).budget())
+        stream = await connect(parse_target(server.url), Budget.start(Timeouts(connect=5)))
         try:
             assert stream.info.peer == ("::1", server.port)
         finally:
@@ -169,7 +172,7 @@ async def test_localhost_dual_stack_happy_eyeballs(anyio_backend: str) -> None:
     if families != {socket.AF_INET, socket.AF_INET6}:
         pytest.skip(f"localhost does not resolve to both ::1 and 127.0.0.1 here ({families})")
     with ScriptedServer([]) as server:
-        stream = await connect(parse_target(f"http://localhost:{server.port}/"), Timeouts(connect=5).budget())
+        stream = await connect(parse_target(f"http://localhost:{server.port}/"), Budget.start(Timeouts(connect=5)))
         try:
             assert stream.info.peer == ("127.0.0.1", server.port)
         finally:
@@ -202,7 +205,7 @@ async def test_happy_eyeballs_races_past_a_silent_address(anyio_backend: str) ->
             pytest.skip("::1 has that port taken")
         try:
             stream = await connect(
-                parse_target(f"http://127.0.0.1:{server.port}/"), Timeouts(connect=5).budget()
+                parse_target(f"http://127.0.0.1:{server.port}/"), Budget.start(Timeouts(connect=5))
             )  # warm-up: the direct path works
             await stream.aclose()
             started = time.perf_counter()

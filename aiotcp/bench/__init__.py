@@ -8,13 +8,12 @@ like wrk2 -- with exact HdrHistograms merged across worker processes, and text/J
 Layout: :mod:`.config` (what to run, each worker's share), :mod:`.engines` (phases, budget, schedules shared by
 both engines), :mod:`.engine_httptools` (asyncio Protocol + llhttp, the fast one), :mod:`.engine_h11`
 (anyio + h11, the portable one), :mod:`.histogram`, :mod:`.results` (the accounting), :mod:`.workers`
-(processes and merging), :mod:`.report`, :mod:`.cli`, :mod:`.demo`.
+(processes and merging), :mod:`.report`. The command line is :mod:`aiotcp.cli.bench`; nothing here imports it.
 """
 
 from __future__ import annotations
 
 from .config import BenchConfig, WorkerPlan, available_engines, resolve_engine, resolve_workers
-from .demo import demo_bench
 from .results import Counters, Interval, WorkerResult
 from .workers import BenchResult, run_bench
 
@@ -26,7 +25,6 @@ __all__ = [
     "WorkerPlan",
     "WorkerResult",
     "available_engines",
-    "demo_bench",
     "resolve_engine",
     "resolve_workers",
     "run_bench",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._version import __version__
+from ..accelerators import httptools
 from ..errors import InvalidTarget
 from ..http11 import Request
 from ..targets import Target, parse_target
@@ -35,13 +36,7 @@ DEFAULT_COUNT_CAP_S = 600.0
 
 def available_engines() -> list[Engine]:
     """Engines that can run here, fastest first."""
-    engines: list[Engine] = []
-    try:
-        import httptools  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the platform
-        pass
-    else:
-        engines.append("httptools")
+    engines: list[Engine] = [] if httptools is None else ["httptools"]
     engines.append("h11")
     return engines
 

@@ -19,7 +19,8 @@ import anyio
 import anyio.abc
 import h11
 
-from .. import errors
+from .. import error_mapping, errors
+from ..http11 import map_h11_error
 from .config import WorkerPlan
 from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, perf_counter
 from .histogram import FLUSH_AT
@@ -151,7 +152,7 @@ class _Conn:
             try:
                 await self.stream.send(request)
             except _STREAM_ERRORS as exc:
-                raise _Failed(errors.map_stream_error(exc, run.target, phase="write")) from exc
+                raise _Failed(error_mapping.map_stream_error(exc, run.target, phase="write")) from exc
 
     async def _receiver(self) -> None:
         run = self.run
@@ -199,7 +200,7 @@ class _Conn:
             except h11.RemoteProtocolError as exc:
                 if self.eof:
                     raise _Failed(self._cut_short()) from exc
-                raise _Failed(errors.map_h11_error(exc, run.target)) from exc
+                raise _Failed(map_h11_error(exc, run.target)) from exc
             if event is h11.NEED_DATA:
                 if self.eof:
                     raise _Failed(self._cut_short())
@@ -232,7 +233,7 @@ class _Conn:
         except anyio.EndOfStream:
             data = b""
         except _STREAM_ERRORS as exc:
-            raise _Failed(errors.map_stream_error(exc, self.run.target, phase="read")) from exc
+            raise _Failed(error_mapping.map_stream_error(exc, self.run.target, phase="read")) from exc
         if not data:
             self.eof = True
         return data
@@ -258,7 +259,7 @@ async def _slot(run: _Run, slot: int) -> None:
             try:
                 stream = await anyio.connect_tcp(plan.host, plan.port)
             except OSError as exc:
-                error = errors.map_connect_error(exc, run.target, phase="tcp")
+                error = error_mapping.map_connect_error(exc, run.target, phase="tcp")
         if scope.cancelled_caught:
             error = errors.ConnectTimeout(f"no answer to connect (SYN) within {plan.timeout:g}s", target=run.target)
         if stream is None:

@@ -29,7 +29,7 @@ from typing import Any, cast
 
 import httptools
 
-from .. import errors
+from .. import error_mapping, errors
 from .config import WorkerPlan
 from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, loop_name, perf_counter
 from .results import WorkerResult
@@ -96,7 +96,7 @@ class _Run(RunState):
         except TimeoutError:
             error = errors.ConnectTimeout(f"no answer to connect (SYN) within {plan.timeout:g}s", target=self.target)
         except OSError as exc:
-            error = errors.map_connect_error(exc, self.target, phase="tcp")
+            error = error_mapping.map_connect_error(exc, self.target, phase="tcp")
         finally:
             self.connecting.pop(slot, None)
         if error is None:
@@ -296,7 +296,7 @@ class _Conn(asyncio.Protocol):
                         "server closed the connection before the response was complete", target=run.target
                     )
                 else:
-                    error = errors.map_stream_error(exc, run.target, phase="read")
+                    error = error_mapping.map_stream_error(exc, run.target, phase="read")
                 self.sent.clear()
                 run.fail(error, in_flight)
                 if error.kind == "reset":
@@ -304,7 +304,7 @@ class _Conn(asyncio.Protocol):
                 elif error.kind == "disconnected":
                     run.counters.closed_by_peer += 1
             elif exc is not None:
-                error = errors.map_stream_error(exc, run.target, phase="read")
+                error = error_mapping.map_stream_error(exc, run.target, phase="read")
                 if error.kind == "reset":
                     run.counters.reset += 1
             else:

@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from .. import errors
+from .. import accelerators, errors
 from .config import WorkerPlan
 from .histogram import FLUSH_AT, Recorder, encode, new_histogram
 from .results import Counters, Interval, WorkerResult
@@ -293,14 +293,6 @@ def loop_name(loop: asyncio.AbstractEventLoop | None = None) -> str:
     return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
-def have_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:  # pragma: no cover - depends on the platform
-        return False
-    return True
-
-
 def run_worker(
     plan: WorkerPlan,
     emit: Emit,
@@ -315,16 +307,14 @@ def run_worker(
     The httptools engine runs on uvloop when ``use_uvloop`` and it is installed; the h11 engine runs on
     ``backend`` (asyncio, with uvloop likewise, or trio).
     """
-    use_uvloop = use_uvloop and have_uvloop()
+    uvloop = accelerators.uvloop() if use_uvloop else None
+    use_uvloop = uvloop is not None
     if plan.engine == "httptools":
         from .engine_httptools import run_httptools
 
-        if use_uvloop:
-            import uvloop
-
-            factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-        else:
-            factory = asyncio.SelectorEventLoop
+        factory: Callable[[], asyncio.AbstractEventLoop] = (
+            uvloop.new_event_loop if uvloop is not None else asyncio.SelectorEventLoop
+        )
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(run_httptools(plan, emit, should_stop))
     import anyio

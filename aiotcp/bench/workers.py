@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import errors
+from .. import error_mapping
 from . import histogram as hist
 from .config import BenchConfig, WorkerPlan
 from .engines import run_worker
@@ -84,7 +84,7 @@ def resolve_host(config: BenchConfig) -> str:
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise errors.map_connect_error(exc, target.url, phase="dns") from exc
+        raise error_mapping.map_connect_error(exc, target.url, phase="dns") from exc
     return str(infos[0][4][0])
 
 

@@ -31,7 +31,7 @@ from test_http11 import EDITS, Outcome, bytewise, drive, mutate, split_at
 from test_targets import any_text
 
 from aiotcp.config import Limits
-from aiotcp.errors import AiotcpError, InvalidTarget
+from aiotcp.errors import AiotcpError, InvalidInput
 from aiotcp.http11 import Request, ResponseEnd, make_protocol
 from aiotcp.probe import iter_jobs
 from aiotcp.targets import parse_target
@@ -206,7 +206,7 @@ def test_request_is_one_clean_head_or_invalid_target(
 ) -> None:
     try:
         request = Request(method, target, [(b"Host", b"127.0.0.1"), *headers], body)
-    except InvalidTarget:  # kind invalid_target (an InvalidHeader is one too)
+    except InvalidInput:  # kind invalid_target: a bad method, path or header
         return
     for parser in PARSERS:
         wire = make_protocol(parser).send_request(request)

@@ -18,16 +18,24 @@ import anyio
 from rich.console import Console
 from rich.table import Table
 
-from .client import Client, head
-from .config import Timeouts
-from .errors import AiotcpError
-from .output import TextWriter
-from .probe import probe_many
-from .serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
-from .text import escape_control
-from .transport import tcp_exchange
+from ..bench.config import BenchConfig, available_engines
+from ..client import Client, head
+from ..config import Timeouts
+from ..errors import AiotcpError
+from ..probe import probe_many
+from ..probe.output import TextWriter
+from ..serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
+from ..text import escape_control
+from ..transport import tcp_exchange
 
-__all__ = ["run_demo"]
+__all__ = ["demo_bench", "register", "run_demo"]
+
+
+def register(commands: Any) -> None:
+    """Add ``demo`` to the ``aiotcp`` subcommands."""
+    demo = commands.add_parser("demo", help="offline tour against built-in loopback targets")
+    demo.add_argument("--quick", action="store_true", help="skip the probe and bench parts")
+    demo.set_defaults(handler=lambda args: run_demo(quick=args.quick))
 
 
 async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
@@ -96,7 +104,6 @@ def run_demo(*, quick: bool = False) -> int:
 
 def _extra_parts() -> list[Callable[[Console, TargetServer], int]]:
     """The chapters that need more than one request: a probe of a mixed list, a short bench."""
-    from .bench import demo_bench
 
     return [_demo_probe, demo_bench]
 
@@ -136,3 +143,48 @@ def _demo_probe(console: Console, server: TargetServer) -> int:
 
 async def _probe_lines(lines: list[str]) -> list[dict[str, Any]]:
     return [result.as_dict() async for result in probe_many(lines, timeout=1, order="input")]
+
+
+# -- the bench chapter: three seconds of load on the built-in server, then the report -------------------
+
+DEMO_SECONDS = 3.0
+
+
+def demo_bench(console: Console, server: Any, *, seconds: float = DEMO_SECONDS) -> int:
+    """Load ``server`` (a running :class:`~aiotcp.serve.TargetServer`) for ``seconds``; print the report.
+
+    Returns the number of failed checks: the run must get responses, no errors, and exactly as many
+    responses as the server counts served (in-flight requests at the end aside).
+    """
+    from ..bench.report import write_text
+    from ..bench.workers import run_bench
+
+    engine = available_engines()[0]
+    console.rule(f"5. Load: aiotcp bench, {seconds:g} seconds against the built-in server")
+    url = f"{server.url}/"
+    console.print(f"$ aiotcp bench -c 20 -d {seconds:g}s --engine {engine} {url}", style="dim")
+    before = server.requests_served
+    config = BenchConfig(url, connections=20, duration=seconds, engine=engine)
+    result = run_bench(config)
+    text = io.StringIO()
+    write_text(result, text)
+    console.print(text.getvalue().rstrip(), markup=False, highlight=False)
+    served = server.requests_served - before
+    counters = result.counters
+    failures = 0
+    if counters.requests == 0 or counters.errors:
+        failures += 1
+        console.print("[red]expected responses and no errors[/]")
+    if not counters.requests <= served <= counters.requests + counters.in_flight:
+        failures += 1
+        console.print(f"[red]the server served {served:,}, the bench counted {counters.requests:,}[/]")
+    else:
+        console.print(
+            f"the server counts {served:,} requests served: the {counters.requests:,} responses counted here"
+            f" plus {served - counters.requests:,} of the {counters.in_flight:,} still in flight at the end"
+        )
+    console.print(
+        "[dim]The built-in server shares this process (and its GIL) with the load generator, so these numbers"
+        " measure both; see benchmarks/ for side-by-side runs against nginx and wrk.[/]"
+    )
+    return failures

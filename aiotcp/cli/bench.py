@@ -1,7 +1,7 @@
 """``aiotcp bench URL``: the command line of the load generator.
 
 :func:`register` adds the ``bench`` subcommand to the ``aiotcp`` parser; :func:`main` runs it on its own
-(``python -m aiotcp.bench.cli URL ...``). Exit codes follow ``aiotcp``: 0 the run produced responses,
+(``python -m aiotcp.cli.bench URL ...``). Exit codes follow ``aiotcp``: 0 the run produced responses,
 1 no request succeeded (the commonest error is printed as ``error: KIND: message``), 2 usage error,
 130 interrupted (the partial run is still reported).
 """
@@ -15,16 +15,25 @@ import sys
 import threading
 from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-from ..errors import AiotcpError, InvalidTarget
+from ..bench.config import BenchConfig, resolve_engine, resolve_workers
+from ..bench.results import Interval
+from ..errors import AiotcpError, InvalidInput
 from ..text import escape_control
-from .config import BenchConfig, resolve_engine, resolve_workers
-from .results import Interval
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentParser,
+    add_header_option,
+    positive_float,
+    positive_int,
+    report_error,
+)
 
 __all__ = ["add_arguments", "config_from_args", "main", "register", "run_command"]
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -48,15 +57,11 @@ def _positive_duration(text: str) -> float:
 def _workers(text: str) -> int | str:
     if text == "auto":
         return text
-    from ..cli import positive_int
-
     return positive_int(text)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``bench`` flags (shared names and types with the rest of ``aiotcp``)."""
-    from ..cli import parse_header, positive_float, positive_int
-
     parser.add_argument("url", help="http:// URL to load")
     load = parser.add_argument_group("load")
     load.add_argument("-c", "--connections", type=positive_int, default=50, help="open connections (50)")
@@ -72,9 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--engine", choices=("auto", "httptools", "h11"), default="auto", help="(auto: fastest)")
     request = parser.add_argument_group("requests")
     request.add_argument("-m", "--method", choices=("GET", "HEAD"), default="GET", type=str.upper)
-    request.add_argument(
-        "-H", "--header", dest="headers", action="append", type=parse_header, default=[], metavar="'NAME: VALUE'"
-    )
+    add_header_option(request)
     request.add_argument(
         "--no-keepalive", dest="keepalive", action="store_false", help="a new connection for every request"
     )
@@ -154,7 +157,7 @@ class _Progress:
         self.live.__exit__(None, None, None)
 
     def __call__(self, interval: Interval) -> None:
-        from . import histogram as hist
+        from ..bench import histogram as hist
 
         self.requests += interval.requests
         self.errors += interval.errors
@@ -197,14 +200,14 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     """Run ``aiotcp bench`` for parsed ``args``; returns the exit code. Raises AiotcpError (e.g. ``dns``)."""
     import json
 
-    from . import report
-    from .workers import run_bench
+    from ..bench import report
+    from ..bench.workers import run_bench
 
     out = out or sys.stdout
     err = err or sys.stderr
     try:
         config = config_from_args(args)
-    except InvalidTarget:
+    except InvalidInput:
         raise
     except ValueError as exc:
         print(f"error: usage: {exc}", file=err)
@@ -241,22 +244,15 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     return EXIT_OK
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"error: usage: {message}\n")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``aiotcp bench`` on its own, before (or without) the ``aiotcp`` command wiring."""
-    parser = _Parser(prog="aiotcp bench")
+    parser = ArgumentParser(prog="aiotcp bench")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run_command(args)
     except AiotcpError as exc:
-        print(f"error: {exc.kind}: {escape_control(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, InvalidTarget) else EXIT_FAILED
+        return report_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

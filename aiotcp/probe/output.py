@@ -11,7 +11,7 @@ import csv
 import json
 from typing import Any, Protocol, TextIO
 
-from .text import escape_control
+from ..text import escape_control
 
 __all__ = ["CSVWriter", "JSONLWriter", "RecordWriter", "TextWriter", "make_writer"]
 

@@ -9,58 +9,42 @@ and never with the number of targets:
    :class:`Job` s. A line that cannot be parsed becomes a job that already holds its ``invalid_target`` record.
 2. ``concurrency`` *workers* take jobs, wait their turn under the global rate limit and the per-host cap, and
    probe: connect, one request with ``Connection: close``, the head and up to ``max_body`` bytes of the body.
-   Transient failures are retried with jittered exponential back-off while the per-target deadline allows.
+   Transient failures are retried with jittered exponential back-off while the per-target deadline allows,
+   and a guessed scheme is switched when the answer shows the other was meant (:mod:`.retry` decides).
    A failure never escapes a worker: it becomes the record's ``error`` kind.
 3. The caller iterates the results, in completion order or, with ``order="input"``, re-ordered through a
    window of at most ``reorder_window`` records (the feeder blocks when the window is full).
 
-Job numbers (``seq``) depend only on the input, so they identify a target across runs: ``--resume`` and
-sharding rely on that.
+Job numbers (``seq``, :mod:`.jobs`) depend only on the input, so they identify a target across runs:
+``--resume`` and sharding rely on that.
 """
 
 from __future__ import annotations
 
-import html
-import ipaddress
 import math
 import random
-import re
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import ExitStack, aclosing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from .client import Client
-from .config import Budget, Limits, Timeouts
-from .errors import AiotcpError, InternalError, InvalidTarget, NoResponse
-from .http11 import available_backends
-from .models import Response
-from .targets import Target, TargetSpec, expand_cidr, parse_spec
+from ..budget import Budget
+from ..client import Client
+from ..config import Limits, Timeouts
+from ..errors import AiotcpError, InternalError
+from ..http11 import available_backends
+from ..targets import Target
+from .jobs import Inputs, Job, as_async_iterator, iter_jobs
+from .limits import HostLimiter, RateLimiter
+from .records import ProbeResult, fill_from_response, is_ip, now_iso
+from .retry import Attempts, Stop, Switch, decide
 
-__all__ = [
-    "TRANSIENT_KINDS",
-    "as_async_iterator",
-    "Job",
-    "ProbeOptions",
-    "ProbeResult",
-    "iter_jobs",
-    "probe_jobs",
-    "probe_many",
-]
+__all__ = ["ProbeOptions", "Prober", "probe_jobs", "probe_many"]
 
-#: Kinds worth another try: the network, not the target's answer, may be at fault.
-TRANSIENT_KINDS = frozenset({"reset", "disconnected", "connect_timeout", "local"})
-# Our own limits (EMFILE, no ephemeral port) are never the target's fault: retried, with back-off, even when
-# retries=0, as long as the target's deadline allows.
-_LOCAL_EXTRA_ATTEMPTS = 8
-_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
-_TITLE_LIMIT = 512
-_SPACES = re.compile(r"\s+")
 _TLS_PORTS = frozenset({443, 8443, 9443, 4443})
 
 Scheme = Literal["http", "https", "auto"]
@@ -121,237 +105,7 @@ class ProbeOptions:
         return available_backends()[0] if self.http == "auto" else self.http
 
 
-@dataclass(slots=True)
-class ProbeResult:
-    """One record: what one input target gave. Field order is the JSONL/CSV schema (see the README)."""
-
-    input: str
-    line: int | None
-    url: str | None = None
-    scheme: str | None = None
-    host: str | None = None
-    ip: str | None = None
-    port: int | None = None
-    ok: bool = False
-    status_code: int | None = None
-    reason: str | None = None
-    http_version: str | None = None
-    content_length: int | None = None
-    content_type: str | None = None
-    server: str | None = None
-    title: str | None = None
-    location: str | None = None
-    connect_ms: float | None = None
-    tls_ms: float | None = None
-    ttfb_ms: float | None = None
-    time_ms: float | None = None
-    attempts: int = 0
-    error: str | None = None
-    error_message: str | None = None
-    timestamp: str | None = None
-    redirects: list[dict[str, Any]] | None = None
-    seq: int = field(default=-1, repr=False)  # position in the expanded input; not part of the schema
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record as a dict in schema order (``redirects`` only when redirects were followed)."""
-        record = {name: getattr(self, name) for name in FIELD_NAMES}
-        if self.redirects is not None:
-            record["redirects"] = self.redirects
-        return record
-
-
-#: JSONL/CSV field names, in order.
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProbeResult) if f.name not in ("redirects", "seq"))
-
-
-@dataclass(slots=True)
-class Job:
-    """One target to probe, numbered in input order. ``result`` is preset for lines that failed to parse."""
-
-    seq: int
-    line: int | None
-    text: str
-    spec: TargetSpec | None = None
-    port: int | None = None
-    result: ProbeResult | None = None
-
-
-InputItem = str | Target
-Inputs = Iterable[InputItem] | AsyncIterable[InputItem]
-
-
-async def as_async_iterator(items: Iterable[_Item] | AsyncIterable[_Item]) -> AsyncGenerator[_Item, None]:
-    """Iterate a sync or an async iterable the same way (inputs may be either)."""
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
-def _invalid(seq: int, line: int | None, text: str, exc: InvalidTarget) -> Job:
-    result = ProbeResult(input=text, line=line, error=exc.kind, error_message=exc.message, seq=seq)
-    return Job(seq, line, text, result=result)
-
-
-def _jobs_for_line(seq: int, line: int | None, text: str, ports: tuple[int, ...]) -> Iterable[Job]:
-    """The jobs of one (non-blank) line: one per address of a range and per port of ``ports``."""
-    try:
-        expanded = expand_cidr(text)
-        texts: Iterable[str] = (text,) if expanded is None else expanded
-        for host_text in texts:
-            spec = parse_spec(host_text)
-            if spec.port is None and spec.scheme is None and ports:
-                for port in ports:
-                    yield Job(seq, line, text, spec, port)
-                    seq += 1
-            else:
-                yield Job(seq, line, text, spec, spec.port)
-                seq += 1
-    except InvalidTarget as exc:
-        yield _invalid(seq, line, text, exc)
-
-
-async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncGenerator[Job, None]:
-    """Number the targets of ``items`` lazily. Strings are lines: blank ones and ``#`` comments are skipped
-    but counted, so ``line`` is the 1-based line number in the input."""
-    seq = 0
-    line = 0
-    async with aclosing(as_async_iterator(items)) as lines:
-        async for item in lines:
-            line += 1
-            if isinstance(item, Target):
-                yield Job(seq, line, item.url, TargetSpec(item.scheme, item.host, item.port, item.path), item.port)
-                seq += 1
-                continue
-            text = item.strip()
-            if not text or text.startswith("#"):
-                continue
-            for job in _jobs_for_line(seq, line, text, ports):
-                seq = job.seq + 1
-                yield job
-
-
-# -- limits ------------------------------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Starts at most ``rate`` probes per second on an absolute schedule (no burst after a stall)."""
-
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate
-        self._next = 0.0
-
-    async def wait(self) -> None:
-        now = anyio.current_time()
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        if slot > now:
-            await anyio.sleep(slot - now)
-
-
-class HostLimiter:
-    """At most ``limit`` probes in flight per host. Holds state only for hosts with a probe in flight.
-
-    A released slot is handed straight to the oldest waiter for that host, so a waiter cannot be overtaken
-    and a wake-up cannot be lost (a waiter cancelled after the hand-off passes the slot on).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._busy: dict[str, int] = {}
-        self._waiters: dict[str, deque[anyio.Event]] = {}
-
-    def __repr__(self) -> str:
-        return f"<HostLimiter limit={self.limit} busy_hosts={len(self._busy)} waiting_hosts={len(self._waiters)}>"
-
-    async def acquire(self, host: str) -> None:
-        busy = self._busy.get(host, 0)
-        if busy < self.limit:
-            self._busy[host] = busy + 1
-            return
-        event = anyio.Event()
-        queue = self._waiters.setdefault(host, deque())
-        queue.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():
-                self.release(host)
-            else:
-                queue.remove(event)
-                if not queue and self._waiters.get(host) is queue:
-                    del self._waiters[host]
-            raise
-
-    def release(self, host: str) -> None:
-        queue = self._waiters.get(host)
-        if queue:
-            event = queue.popleft()
-            if not queue:
-                del self._waiters[host]
-            event.set()  # the slot changes hands; the busy count stays
-            return
-        busy = self._busy[host] - 1
-        if busy:
-            self._busy[host] = busy
-        else:
-            del self._busy[host]
-
-
 # -- one probe ---------------------------------------------------------------------------------------------
-
-
-_second_stamp: tuple[int, str] = (0, "")
-
-
-def _now_iso() -> str:
-    """RFC 3339 UTC with milliseconds. The date-and-time part is formatted once per second, not per record."""
-    global _second_stamp
-    now = time.time()
-    second = int(now)
-    if _second_stamp[0] != second:
-        _second_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_stamp[1]}.{int((now - second) * 1000):03d}Z"
-
-
-def _title(body: bytes, charset: str | None) -> str | None:
-    match = _TITLE.search(body)
-    if match is None:
-        return None
-    raw = match.group(1)[: _TITLE_LIMIT * 4]
-    text = _decode(raw, charset)
-    text = _SPACES.sub(" ", html.unescape(text)).strip()
-    return text[:_TITLE_LIMIT] or None
-
-
-def _decode(raw: bytes, charset: str | None) -> str:
-    """``raw`` in the server's charset, else UTF-8; undecodable bytes become U+FFFD.
-
-    The charset comes from the server: Python knows names that are not text codecs (``rot13``, ``hex``) or
-    that fail with ``errors="replace"`` (``idna``, ``punycode``), and none of them may cost us the record.
-    """
-    if charset is not None:
-        try:
-            return raw.decode(charset, errors="replace")
-        except (LookupError, UnicodeError):
-            pass
-    return raw.decode("utf-8", errors="replace")
-
-
-def _int_or_none(value: str | None) -> int | None:
-    if value is None or not value.isascii() or not value.isdigit():
-        return None
-    return int(value)
-
-
-def _looks_like_tls_mismatch(exc: AiotcpError) -> bool:
-    """An http request answered in TLS (an alert record), or an https handshake answered in plaintext."""
-    text = exc.message
-    return (exc.kind == "protocol" and "\\x15\\x03" in text) or (
-        exc.kind == "tls" and ("WRONG_VERSION_NUMBER" in text or "wrong version number" in text)
-    )
 
 
 class Prober:
@@ -359,14 +113,7 @@ class Prober:
 
     def __init__(self, options: ProbeOptions) -> None:
         self.options = options
-        connect = options.connect_timeout or options.timeout
-        self.timeouts = Timeouts(
-            connect=min(connect, options.timeout),
-            read=options.timeout,
-            write=options.timeout,
-            pool=options.timeout,
-            total=options.timeout,
-        )
+        self.timeouts = Timeouts.one_deadline(options.timeout, options.connect_timeout)
         self.client = Client(
             timeout=self.timeouts,
             # Every probe has its own connection (Connection: close), so the pool only counts sockets.
@@ -391,15 +138,14 @@ class Prober:
 
     async def probe(self, job: Job) -> ProbeResult:
         if job.result is not None:
-            job.result.timestamp = _now_iso()
+            job.result.timestamp = now_iso()
             return job.result
         assert job.spec is not None
         options = self.options
         host = job.spec.host
         result = ProbeResult(input=job.text, line=job.line, host=host, port=job.port, seq=job.seq)
         schemes = self.schemes_for(job)
-        scheme = schemes[0]
-        retries = local_tries = 0
+        attempts = Attempts(schemes, schemes[0])
         if self.hosts is not None:
             await self.hosts.acquire(host)
         try:
@@ -409,14 +155,12 @@ class Prober:
                 await self.rate.wait()
             started = time.perf_counter()
             # One budget for the target: every attempt and every wait draws on the same deadline.
-            budget = self.timeouts.budget()
-            # scheme=auto, http guessed and no answer at all: a TLS server closes so on a plaintext request.
-            # https is tried once; if it fails too, the guess and its error stand (and may be retried).
-            unanswered: tuple[AiotcpError, Target] | None = None
-            tried_https_for_silence = False
+            budget = Budget.start(self.timeouts)
+            # The http guess that got no byte back, while https is tried for it (see retry.decide).
+            silent_guess: tuple[AiotcpError, Target] | None = None
             while True:
                 result.attempts += 1
-                target = job.spec.resolve(default_scheme=scheme, default_port=job.port)
+                target = job.spec.resolve(default_scheme=attempts.scheme, default_port=job.port)
                 result.url, result.scheme, result.port = target.url, target.scheme, target.port
                 try:
                     await self._exchange(target, result, budget)
@@ -429,34 +173,28 @@ class Prober:
                         internal = InternalError.wrap(exc, target.url)
                         result.error, result.error_message = internal.kind, internal.message
                         break
-                    if unanswered is not None:  # https did not answer either: back to the guess, its error
-                        exc, target = unanswered
-                        unanswered, scheme = None, schemes[0]
+                    error: AiotcpError = exc
+                    if silent_guess is not None:  # https did not answer either: back to the guess, its error
+                        (error, target), silent_guess = silent_guess, None
+                        attempts = replace(attempts, scheme=schemes[0])
                         result.url, result.scheme, result.port = target.url, target.scheme, target.port
-                    result.error, result.error_message = exc.kind, exc.message
-                    if len(schemes) > 1 and scheme == schemes[0] and _looks_like_tls_mismatch(exc):
-                        scheme = schemes[1]  # the answer says which scheme was meant: switch, not a retry
-                    elif (
-                        schemes == ("http", "https")
-                        and scheme == "http"
-                        and isinstance(exc, NoResponse)
-                        and not tried_https_for_silence
-                    ):
-                        unanswered, tried_https_for_silence, scheme = (exc, target), True, "https"
+                    result.error, result.error_message = error.kind, error.message
+                    decision = decide(
+                        error,
+                        attempts,
+                        retries=options.retries,
+                        backoff=options.backoff,
+                        remaining=budget.remaining(),
+                        jitter=random.uniform(0.5, 1.5),
+                    )
+                    if isinstance(decision, Stop):
+                        break
+                    attempts = decision.attempts
+                    if isinstance(decision, Switch):
+                        if decision.silence:
+                            silent_guess = (error, target)
                     else:
-                        if exc.kind == "local":
-                            local_tries += 1
-                            if local_tries > _LOCAL_EXTRA_ATTEMPTS:
-                                break
-                        elif exc.kind not in TRANSIENT_KINDS or retries >= options.retries:
-                            break
-                        else:
-                            retries += 1
-                        exponent = min(retries + local_tries - 1, 6)
-                        pause = options.backoff * (2**exponent) * random.uniform(0.5, 1.5)
-                        if pause >= budget.remaining():
-                            break
-                        await anyio.sleep(pause)
+                        await anyio.sleep(decision.pause)
                 if self.rate is not None:
                     await self.rate.wait()
         finally:
@@ -464,13 +202,13 @@ class Prober:
                 self.hosts.release(host)
         result.ok = result.error is None
         result.time_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        result.timestamp = _now_iso()
-        if result.ip is None and _is_ip(host):
+        result.timestamp = now_iso()
+        if result.ip is None and is_ip(host):
             result.ip = host
         return result
 
     async def _exchange(self, target: Target, result: ProbeResult, budget: Budget) -> None:
-        response = await self.client._send(self.options.method, target, None, b"", budget, None)
+        response = await self.client.send(self.options.method, target, budget=budget)
         try:
             body = bytearray()
             if self.options.max_body:
@@ -478,43 +216,9 @@ class Prober:
                     body += chunk
                     if len(body) >= self.options.max_body:
                         break  # enough for a title; closing the response closes the connection
-            _fill(result, response, bytes(body[: self.options.max_body]))
+            fill_from_response(result, response, bytes(body[: self.options.max_body]))
         finally:
             await response.aclose()
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False  # a name, even one that starts with a digit (1password.com)
-    return True
-
-
-def _fill(result: ProbeResult, response: Response, body: bytes) -> None:
-    headers = response.headers
-    result.url = response.url
-    result.ip = response.peer[0] if response.peer else None
-    result.status_code = response.status_code
-    result.reason = response.reason
-    result.http_version = response.http_version
-    result.content_length = _int_or_none(headers.get("content-length"))
-    result.content_type = headers.get("content-type")
-    result.server = headers.get("server")
-    result.location = headers.get("location")
-    timings = response.timings
-    first = response.history[0].timings if response.history else timings
-    result.connect_ms = first.connect_ms
-    result.tls_ms = first.tls_ms
-    result.ttfb_ms = first.ttfb_ms
-    if "html" in (result.content_type or "text/html"):
-        result.title = _title(body, response.charset)
-    if response.history:
-        result.redirects = [
-            {"url": hop.url, "status_code": hop.status_code, "location": hop.headers.get("location")}
-            for hop in response.history
-        ]
-        result.scheme = response.url.partition(":")[0]
 
 
 # -- the pipeline ------------------------------------------------------------------------------------------

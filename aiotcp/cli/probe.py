@@ -20,18 +20,18 @@ from typing import Any, TextIO
 
 import anyio
 
-from . import distributed, sharding
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, have_uvloop, parse_header, positive_float, positive_int
-from .errors import InvalidTarget
-from .journal import Journal, JournalMismatch
-from .output import RecordWriter, make_writer
-from .probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs
-from .targets import parse_ports
+from ..accelerators import have_uvloop
+from ..errors import InvalidTarget
+from ..fdlimit import raise_fd_limit
+from ..probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
+from ..probe import dask as distributed
+from ..probe.journal import Journal, JournalMismatch
+from ..probe.output import RecordWriter, make_writer
+from ..targets import parse_ports
+from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_header_option, positive_float, positive_int
 
-__all__ = ["main_probe", "raise_fd_limit", "register"]
+__all__ = ["main_probe", "register"]
 
-# Descriptors kept free for everything that is not a probe socket (stdio, output, journal, the loop's own).
-FD_RESERVE = 64
 _FLUSH_EVERY = 0.25
 
 
@@ -51,9 +51,7 @@ def register(commands: Any) -> None:
     probe.add_argument("--rate", type=positive_float, help="probes started per second (per worker with --dask)")
     probe.add_argument("--per-host", type=positive_int, help="probes in flight per host (per worker with --dask)")
     probe.add_argument("--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout")
-    probe.add_argument(
-        "-H", "--header", dest="headers", action="append", type=parse_header, default=[], metavar="'NAME: VALUE'"
-    )
+    add_header_option(probe)
     probe.add_argument("-L", "--follow-redirects", action="store_true", help="follow redirects, record the chain")
     probe.add_argument("--max-body", type=int, default=64 * 1024, help="body bytes read per target (65536)")
     probe.add_argument("-p", "--ports", type=_ports, default=(), help="ports for lines without one: 80,443,8000-8010")
@@ -66,9 +64,52 @@ def register(commands: Any) -> None:
     probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
     probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
-    sharding.add_arguments(probe)
-    distributed.add_arguments(probe)
+    _add_scale_out_arguments(probe)
     probe.set_defaults(handler=main_probe)
+
+
+def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shard I/N`` (:mod:`aiotcp.probe.sharding`), ``--dask`` and ``--chunk-size`` (:mod:`aiotcp.probe.dask`)."""
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="probe only part I of N (0 <= I < N) of the list, split by a stable hash of each target; "
+        "N runs with 0/N .. N-1/N probe disjoint parts whose union is the list",
+    )
+    parser.add_argument(
+        "--dask",
+        type=_dask_target,
+        metavar="ADDRESS|local:W",
+        help="probe on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:W worker processes on "
+        "this machine; -c, --rate and --per-host then apply per worker (needs aiotcp[dask])",
+    )
+    parser.add_argument(
+        "--chunk-size",
+        type=_chunk_size,
+        metavar="N",
+        help="with --dask: targets per task (default 10 x --concurrency, at least 100)",
+    )
+
+
+def _shard(text: str) -> sharding.Shard:
+    try:
+        return sharding.parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _dask_target(text: str) -> distributed.DaskTarget:
+    try:
+        return distributed.parse_dask_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _chunk_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--chunk-size must be a whole number >= 1, got {text!r}")
+    return int(text)
 
 
 def _ports(text: str) -> tuple[int, ...]:
@@ -76,27 +117,6 @@ def _ports(text: str) -> tuple[int, ...]:
         return tuple(parse_ports(text))
     except InvalidTarget as exc:
         raise argparse.ArgumentTypeError(exc.message) from None
-
-
-def raise_fd_limit(wanted: int) -> tuple[int, str | None]:
-    """Raise the soft RLIMIT_NOFILE toward the hard limit; return the concurrency that fits and a warning
-    when ``wanted`` had to be clamped."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return wanted, None
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted + FD_RESERVE)
-    if soft < target:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    fits = max(1, soft - FD_RESERVE)
-    if wanted > fits:
-        return fits, f"concurrency {wanted} does not fit the open-file limit {soft}; using {fits}"
-    return wanted, None
 
 
 def _lines(path: str) -> Iterator[str]:

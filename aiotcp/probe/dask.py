@@ -34,7 +34,6 @@ Dask is imported only inside the functions that need it: ``import aiotcp`` never
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
@@ -51,8 +50,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._version import __version__
-from .probe import Inputs, Job, ProbeOptions, ProbeResult, as_async_iterator, iter_jobs, probe_jobs
+from .._version import __version__
+from ..accelerators import have_uvloop
+from ..fdlimit import raise_fd_limit
+from .engine import ProbeOptions, probe_jobs
+from .jobs import Inputs, Job, as_async_iterator, iter_jobs
+from .records import ProbeResult
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -64,7 +67,6 @@ __all__ = [
     "DaskProbeError",
     "DaskTarget",
     "DaskUnavailable",
-    "add_arguments",
     "check_workers",
     "chunk_time_limit",
     "connect",
@@ -148,21 +150,11 @@ def _worker_lock() -> threading.Lock:
 
 
 def _fit_fd_limit(options: ProbeOptions) -> ProbeOptions:
-    from .probe_cli import raise_fd_limit
-
     concurrency, warning = raise_fd_limit(options.concurrency)
     if warning is None:
         return options
     logger.warning("aiotcp worker: %s", warning)
     return replace(options, concurrency=concurrency)
-
-
-def _have_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def probe_chunk(jobs: list[Job], options: ProbeOptions) -> list[ProbeResult]:
@@ -174,7 +166,7 @@ def probe_chunk(jobs: list[Job], options: ProbeOptions) -> list[ProbeResult]:
     """
     options = _fit_fd_limit(options)
     with _worker_lock():
-        return anyio.run(_collect, jobs, options, backend_options={"use_uvloop": _have_uvloop()})
+        return anyio.run(_collect, jobs, options, backend_options={"use_uvloop": have_uvloop()})
 
 
 async def _collect(jobs: list[Job], options: ProbeOptions) -> list[ProbeResult]:
@@ -507,36 +499,6 @@ def parse_dask_target(text: str) -> DaskTarget:
         return DaskTarget(address=text)
     except ValueError as exc:
         raise ValueError(f"--dask {text!r}: {exc}") from None
-
-
-def _dask_argument(text: str) -> DaskTarget:
-    try:
-        return parse_dask_target(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _chunk_argument(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"--chunk-size must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--dask`` and ``--chunk-size`` to the ``aiotcp probe`` parser."""
-    parser.add_argument(
-        "--dask",
-        type=_dask_argument,
-        metavar="ADDRESS|local:W",
-        help="probe on a Dask cluster: a scheduler address (tcp://HOST:8786) or local:W worker processes on "
-        "this machine; -c, --rate and --per-host then apply per worker (needs aiotcp[dask])",
-    )
-    parser.add_argument(
-        "--chunk-size",
-        type=_chunk_argument,
-        metavar="N",
-        help="with --dask: targets per task (default 10 x --concurrency, at least 100)",
-    )
 
 
 @contextlib.contextmanager

@@ -21,16 +21,15 @@ is randomized per process.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import re
 from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 
-from .probe import Job
-from .targets import DEFAULT_PORTS
+from ..targets import DEFAULT_PORTS
+from .jobs import Job
 
-__all__ = ["Shard", "add_arguments", "in_shard", "parse_shard", "select", "shard_key", "shard_of"]
+__all__ = ["Shard", "in_shard", "parse_shard", "select", "shard_key", "shard_of"]
 
 _SHARD = re.compile(r"(0|[1-9][0-9]*)/([1-9][0-9]*)")
 
@@ -96,21 +95,3 @@ async def select(jobs: AsyncIterable[Job], shard: Shard | None) -> AsyncGenerato
     async for job in jobs:
         if shard is None or shard.includes(job):
             yield job
-
-
-def _shard_argument(text: str) -> Shard:
-    try:
-        return parse_shard(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--shard I/N`` to the ``aiotcp probe`` parser (``args.shard``: a :class:`Shard` or None)."""
-    parser.add_argument(
-        "--shard",
-        type=_shard_argument,
-        metavar="I/N",
-        help="probe only part I of N (0 <= I < N) of the list, split by a stable hash of each target; "
-        "N runs with 0/N .. N-1/N probe disjoint parts whose union is the list",
-    )

@@ -1,0 +1,140 @@
+"""Probe records: :class:`ProbeResult` (one per target; its field order is the JSONL/CSV schema) and how a
+response fills one in.
+"""
+
+from __future__ import annotations
+
+import html
+import ipaddress
+import re
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from ..response import Response
+
+__all__ = ["FIELD_NAMES", "ProbeResult", "fill_from_response", "is_ip", "now_iso"]
+
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TITLE_LIMIT = 512
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """One record: what one input target gave. Field order is the JSONL/CSV schema (see the README)."""
+
+    input: str
+    line: int | None
+    url: str | None = None
+    scheme: str | None = None
+    host: str | None = None
+    ip: str | None = None
+    port: int | None = None
+    ok: bool = False
+    status_code: int | None = None
+    reason: str | None = None
+    http_version: str | None = None
+    content_length: int | None = None
+    content_type: str | None = None
+    server: str | None = None
+    title: str | None = None
+    location: str | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+    ttfb_ms: float | None = None
+    time_ms: float | None = None
+    attempts: int = 0
+    error: str | None = None
+    error_message: str | None = None
+    timestamp: str | None = None
+    redirects: list[dict[str, Any]] | None = None
+    seq: int = field(default=-1, repr=False)  # position in the expanded input; not part of the schema
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as a dict in schema order (``redirects`` only when redirects were followed)."""
+        record = {name: getattr(self, name) for name in FIELD_NAMES}
+        if self.redirects is not None:
+            record["redirects"] = self.redirects
+        return record
+
+
+#: JSONL/CSV field names, in order.
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProbeResult) if f.name not in ("redirects", "seq"))
+
+
+_second_stamp: tuple[int, str] = (0, "")
+
+
+def now_iso() -> str:
+    """RFC 3339 UTC with milliseconds. The date-and-time part is formatted once per second, not per record."""
+    global _second_stamp
+    now = time.time()
+    second = int(now)
+    if _second_stamp[0] != second:
+        _second_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_stamp[1]}.{int((now - second) * 1000):03d}Z"
+
+
+def _title(body: bytes, charset: str | None) -> str | None:
+    match = _TITLE.search(body)
+    if match is None:
+        return None
+    raw = match.group(1)[: _TITLE_LIMIT * 4]
+    text = _decode(raw, charset)
+    text = _SPACES.sub(" ", html.unescape(text)).strip()
+    return text[:_TITLE_LIMIT] or None
+
+
+def _decode(raw: bytes, charset: str | None) -> str:
+    """``raw`` in the server's charset, else UTF-8; undecodable bytes become U+FFFD.
+
+    The charset comes from the server: Python knows names that are not text codecs (``rot13``, ``hex``) or
+    that fail with ``errors="replace"`` (``idna``, ``punycode``), and none of them may cost us the record.
+    """
+    if charset is not None:
+        try:
+            return raw.decode(charset, errors="replace")
+        except (LookupError, UnicodeError):
+            pass
+    return raw.decode("utf-8", errors="replace")
+
+
+def _int_or_none(value: str | None) -> int | None:
+    if value is None or not value.isascii() or not value.isdigit():
+        return None
+    return int(value)
+
+
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a name, even one that starts with a digit (1password.com)
+    return True
+
+
+def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> None:
+    headers = response.headers
+    result.url = response.url
+    result.ip = response.peer[0] if response.peer else None
+    result.status_code = response.status_code
+    result.reason = response.reason
+    result.http_version = response.http_version
+    result.content_length = _int_or_none(headers.get("content-length"))
+    result.content_type = headers.get("content-type")
+    result.server = headers.get("server")
+    result.location = headers.get("location")
+    timings = response.timings
+    first = response.history[0].timings if response.history else timings
+    result.connect_ms = first.connect_ms
+    result.tls_ms = first.tls_ms
+    result.ttfb_ms = first.ttfb_ms
+    if "html" in (result.content_type or "text/html"):
+        result.title = _title(body, response.charset)
+    if response.history:
+        result.redirects = [
+            {"url": hop.url, "status_code": hop.status_code, "location": hop.headers.get("location")}
+            for hop in response.history
+        ]
+        result.scheme = response.url.partition(":")[0]

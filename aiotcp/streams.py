@@ -1,0 +1,119 @@
+"""The stream interface every transport implements: an established connection whose ``send`` and ``receive``
+are bounded by a request's :class:`~aiotcp.budget.Budget` and raise only :class:`~aiotcp.errors.AiotcpError`.
+
+Implementations: :class:`~aiotcp.anyio_transport.AnyioStream` (every backend anyio runs on) and
+:class:`~aiotcp.asyncio_transport.AsyncioStream` (the asyncio fast path); :func:`aiotcp.transport.connect`
+picks one. Tests implement it in memory to drive the connection and the pool without sockets.
+"""
+
+from __future__ import annotations
+
+import abc
+import select
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
+
+    from .budget import Budget
+
+__all__ = ["READ_SIZE", "ConnectInfo", "InputWatch", "NetworkStream"]
+
+#: Bytes asked for per read.
+READ_SIZE = 65536
+
+
+@dataclass(slots=True)
+class ConnectInfo:
+    """What connecting took and where it landed."""
+
+    peer: tuple[str, int]
+    dns_ms: float
+    connect_ms: float
+    tls_ms: float | None = None
+    tls_version: str | None = None
+
+
+class NetworkStream(abc.ABC):
+    """An established connection. ``send``/``receive`` are bounded by a budget and raise only aiotcp errors.
+
+    Two implementations: :class:`~aiotcp.anyio_transport.AnyioStream` (any backend anyio runs on) and, on asyncio,
+    :class:`~aiotcp.asyncio_transport.AsyncioStream` (the fast path). :func:`connect` picks one.
+    """
+
+    target: str
+    info: ConnectInfo
+
+    def __repr__(self) -> str:
+        state = "closed" if self.is_closed else "open"
+        peer = f"{self.info.peer[0]}:{self.info.peer[1]}" if self.info.peer else "?"
+        return f"<{type(self).__name__} {self.target} peer={peer} {state}>"
+
+    @property
+    @abc.abstractmethod
+    def is_closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+
+    @abc.abstractmethod
+    async def send(self, data: bytes, budget: Budget) -> None:
+        """Write all of ``data``. Raises ``write_timeout``/``timeout``, ``reset`` or ``local``."""
+
+    @abc.abstractmethod
+    async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
+        """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
+
+    @abc.abstractmethod
+    def has_pending_input(self) -> bool:
+        """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
+
+        A pooled connection in that state is not safe to reuse: the peer closed it, or the bytes would be
+        taken for the next response.
+        """
+
+    @abc.abstractmethod
+    async def aclose(self) -> None:
+        """Close, never raising and never waiting long. Safe to call twice."""
+
+    # -- used by connect() ----------------------------------------------------------------------------------
+
+    @classmethod
+    @abc.abstractmethod
+    async def open(cls, address: str, port: int) -> NetworkStream:
+        """Connect to an IP address. Raises ``OSError`` as the OS reports it; :func:`connect` maps it."""
+
+    @abc.abstractmethod
+    def peer(self) -> tuple[str, int]: ...
+
+    @abc.abstractmethod
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        """Handshake on this connection; return the TLS version. Raises ``ssl.SSLError``/``OSError``."""
+
+
+class InputWatch:
+    """Answers "has the kernel something for us to read on this socket?" without blocking.
+
+    That sees what arrived while the event loop was busy and has not read yet (bytes, FIN, RST). It uses
+    poll(), not select(): select() cannot watch descriptors above FD_SETSIZE (1024), which a busy prober
+    passes quickly; the poll object is made once per connection, so a check is one system call.
+    """
+
+    __slots__ = ("_poller",)
+
+    def __init__(self, sock: Any) -> None:
+        self._poller: select.poll | None = None
+        try:
+            fd = sock.fileno()
+        except OSError:
+            return
+        if fd >= 0:
+            self._poller = select.poll()
+            self._poller.register(fd, select.POLLIN | select.POLLPRI)
+
+    def has_input(self) -> bool:
+        if self._poller is None:
+            return True  # no descriptor: closed
+        try:
+            return bool(self._poller.poll(0))  # POLLHUP and POLLERR are always reported too
+        except OSError:
+            return True
