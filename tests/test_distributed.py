@@ -31,6 +31,7 @@ from aiotcp.probe.dask import (
     DaskTarget,
     chunk_time_limit,
     connect,
+    local_cluster_options,
     parse_dask_target,
     probe_jobs_on_dask,
     probe_on_dask,
@@ -82,16 +83,7 @@ def run_dask(client: Any, lines: Any, *, backend: str = "asyncio", **kwargs: Any
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
-    with distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-        worker_dashboard_address=None,
-        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    ) as local_cluster:
+    with distributed.LocalCluster(**local_cluster_options(2)) as local_cluster:
         yield local_cluster
 
 

@@ -71,6 +71,7 @@ __all__ = [
     "chunk_time_limit",
     "connect",
     "default_chunk_size",
+    "local_cluster_options",
     "parse_dask_target",
     "probe_chunk",
     "probe_jobs_on_dask",
@@ -501,6 +502,23 @@ def parse_dask_target(text: str) -> DaskTarget:
         raise ValueError(f"--dask {text!r}: {exc}") from None
 
 
+def local_cluster_options(workers: int) -> dict[str, Any]:
+    """The ``LocalCluster`` keywords of ``--dask local:W``: W worker processes of one thread each, everything
+    on 127.0.0.1 and free ports."""
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "host": "127.0.0.1",
+        "scheduler_port": 0,
+        "dashboard_address": None,
+        "worker_dashboard_address": None,
+        # No dashboard; the scheduler's remaining HTTP routes (health, metrics) on loopback and a free port,
+        # not its default 8787, which another cluster on this machine may hold.
+        "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+    }
+
+
 @contextlib.contextmanager
 def connect(target: DaskTarget, *, timeout: float = _CONNECT_TIMEOUT_S) -> Iterator[Client]:
     """A synchronous Client for ``target`` with at least one worker that runs this aiotcp; on exit the client
@@ -519,18 +537,7 @@ def connect(target: DaskTarget, *, timeout: float = _CONNECT_TIMEOUT_S) -> Itera
         where: Any = target.address
         if target.workers is not None:
             try:
-                cluster = distributed.LocalCluster(
-                    n_workers=target.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    scheduler_port=0,
-                    dashboard_address=None,
-                    worker_dashboard_address=None,
-                    # No dashboard; the scheduler's remaining HTTP routes (health, metrics) on loopback and a
-                    # free port, not its default 8787, which another cluster on this machine may hold.
-                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                )
+                cluster = distributed.LocalCluster(**local_cluster_options(target.workers))
             except Exception as exc:  # whatever stopped a process or a port: the user needs the sentence
                 raise DaskError(f"cannot start a local Dask cluster of {target.workers} workers: {exc}") from exc
             where = stack.enter_context(cluster)

@@ -1,0 +1,105 @@
+"""The probe's retry / scheme-switch decision (aiotcp.probe.retry.decide), without sockets: every branch."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiotcp.errors import (
+    AiotcpError,
+    ConnectionRefused,
+    ConnectionReset,
+    ConnectTimeout,
+    Disconnected,
+    LocalError,
+    NoResponse,
+    ProtocolError,
+    TLSError,
+)
+from aiotcp.probe.retry import LOCAL_EXTRA_ATTEMPTS, Attempts, Retry, Stop, Switch, decide
+
+HTTP_FIRST = ("http", "https")
+HTTPS_FIRST = ("https", "http")
+TLS_ALERT = ProtocolError("not an HTTP/1.x response: starts with b'\\x15\\x03\\x01\\x00\\x02\\x02P'")
+PLAINTEXT_TO_TLS = TLSError("TLS handshake failed: [SSL: WRONG_VERSION_NUMBER] wrong version number")
+
+
+def step(error: AiotcpError, attempts: Attempts, *, retries: int = 0, remaining: float = 10.0) -> object:
+    return decide(error, attempts, retries=retries, backoff=0.25, remaining=remaining, jitter=1.0)
+
+
+def test_a_tls_alert_to_plain_http_switches_the_guess_to_https() -> None:
+    decision = step(TLS_ALERT, Attempts(HTTP_FIRST, "http"))
+    assert decision == Switch(Attempts(HTTP_FIRST, "https"))
+
+
+def test_plaintext_answer_to_https_switches_the_guess_to_http() -> None:
+    decision = step(PLAINTEXT_TO_TLS, Attempts(HTTPS_FIRST, "https"))
+    assert decision == Switch(Attempts(HTTPS_FIRST, "http"))
+
+
+def test_a_switch_happens_once_the_alternative_failing_the_same_way_stops() -> None:
+    assert isinstance(step(PLAINTEXT_TO_TLS, Attempts(HTTP_FIRST, "https")), Stop)
+
+
+def test_a_named_scheme_never_switches() -> None:
+    assert isinstance(step(TLS_ALERT, Attempts(("http",), "http")), Stop)
+
+
+def test_no_byte_back_from_a_guessed_http_tries_https_once() -> None:
+    silent = NoResponse("server closed the connection without sending a byte")
+    decision = step(silent, Attempts(HTTP_FIRST, "http"))
+    assert decision == Switch(Attempts(HTTP_FIRST, "https", tried_https_for_silence=True), silence=True)
+    # https failed too: the guess's error is judged again, with https marked as tried: no second switch; it is
+    # a disconnect, so retried only if retries are allowed.
+    after = Attempts(HTTP_FIRST, "http", tried_https_for_silence=True)
+    assert isinstance(step(silent, after), Stop)
+    assert isinstance(step(silent, after, retries=1), Retry)
+
+
+def test_no_byte_back_on_https_first_is_not_a_switch() -> None:
+    silent = NoResponse("closed")
+    assert isinstance(step(silent, Attempts(HTTPS_FIRST, "https")), Stop)
+    # ... and a plain disconnect (bytes had arrived) is not silence.
+    assert isinstance(step(Disconnected("closed mid-body"), Attempts(HTTP_FIRST, "http")), Stop)
+
+
+@pytest.mark.parametrize(
+    "error", [ConnectionReset("reset"), Disconnected("closed"), ConnectTimeout("no SYN-ACK")], ids=lambda e: e.kind
+)
+def test_transient_kinds_retry_while_retries_last(error: AiotcpError) -> None:
+    attempts = Attempts(("http",), "http")
+    first = step(error, attempts, retries=2)
+    assert first == Retry(0.25, Attempts(("http",), "http", retries=1))
+    assert isinstance(first, Retry)
+    second = step(error, first.attempts, retries=2)
+    assert second == Retry(0.5, Attempts(("http",), "http", retries=2))  # the pause doubles
+    assert isinstance(second, Retry)
+    assert isinstance(step(error, second.attempts, retries=2), Stop)
+
+
+@pytest.mark.parametrize("error", [ConnectionRefused("RST"), ProtocolError("banner"), TLSError("bad cert")])
+def test_final_kinds_never_retry(error: AiotcpError) -> None:
+    assert isinstance(step(error, Attempts(("http",), "http"), retries=5), Stop)
+
+
+def test_local_errors_retry_without_retries_up_to_the_extra_attempts() -> None:
+    attempts = Attempts(("http",), "http")
+    for n in range(1, LOCAL_EXTRA_ATTEMPTS + 1):
+        decision = step(LocalError("EMFILE"), attempts, retries=0, remaining=1e9)
+        assert isinstance(decision, Retry), n
+        assert decision.attempts.local_tries == n
+        attempts = decision.attempts
+    assert isinstance(step(LocalError("EMFILE"), attempts, remaining=1e9), Stop)
+
+
+def test_the_backoff_is_capped_and_jittered() -> None:
+    attempts = Attempts(("http",), "http", retries=20)
+    decision = decide(ConnectionReset("r"), attempts, retries=30, backoff=0.25, remaining=1e9, jitter=1.5)
+    assert isinstance(decision, Retry)
+    assert decision.pause == pytest.approx(0.25 * 2**6 * 1.5)
+
+
+def test_a_pause_that_does_not_fit_the_deadline_stops() -> None:
+    attempts = Attempts(("http",), "http")
+    assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.2), Stop)
+    assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.3), Retry)
