@@ -1,6 +1,6 @@
 """The client: ``Client.request/get/head/stream`` over the keep-alive pool, and one-shot ``get``/``head``.
 
-A request runs on one :class:`~aiotcp.config.Budget` from start to end (pool wait, connect, send, head, body
+A request runs on one :class:`~aiotcp.budget.Budget` from start to end (pool wait, connect, send, head, body
 and every redirect hop), so ``timeout=Timeouts(total=5)`` means five seconds whatever the server does.
 """
 

@@ -1,4 +1,4 @@
-"""Tests for aiotcp.journal, the ``--resume`` journal: what a rerun finds after a crash at any byte."""
+"""Tests for aiotcp.probe.journal, the ``--resume`` journal: what a rerun finds after a crash at any byte."""
 
 from __future__ import annotations
 

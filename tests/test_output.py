@@ -1,4 +1,4 @@
-"""Tests for aiotcp.output: the JSONL, CSV and text record writers."""
+"""Tests for aiotcp.probe.output: the JSONL, CSV and text record writers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for aiotcp.models: Headers, Response decoding and state, Timings."""
+"""Tests for aiotcp.response: Headers, Response decoding and state, Timings."""
 
 from __future__ import annotations
 
