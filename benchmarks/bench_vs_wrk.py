@@ -56,7 +56,7 @@ _startup_cpu: dict[str, float] = {}
 
 def aiotcp_bench(engine: str) -> Callable[[str, float, int], tuple[float, int, float]]:
     def run(url: str, seconds: float, connections: int) -> tuple[float, int, float]:
-        base = [sys.executable, "-m", "aiotcp.cli.bench", url, "--engine", engine, "--json", "--no-progress"]
+        base = [sys.executable, "-m", "aiotcp", "bench", url, "--engine", engine, "--json", "--no-progress"]
         if engine not in _startup_cpu:
             # Python's start and imports are not load generation: measure them once (one request) and
             # subtract them, so CPU per request compares with wrk's.

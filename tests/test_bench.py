@@ -21,12 +21,17 @@ from aiotcp.bench import histogram as hist
 from aiotcp.bench.config import available_engines, resolve_workers
 from aiotcp.bench.engines import run_worker
 from aiotcp.bench.report import to_json, write_hdr_log, write_html, write_text
-from aiotcp.cli.bench import main as bench_main
+from aiotcp.cli import main as aiotcp_main
 from aiotcp.serve import TargetServer, running_in_thread
 
 pytest.importorskip("hdrh")
 
 ENGINES = available_engines()
+
+
+def bench_main(argv: list[str]) -> int:
+    """``aiotcp bench ARGS``, in this process."""
+    return aiotcp_main(["bench", *argv])
 
 
 def bench(server_url: str, path: str = "/", **options: Any) -> BenchResult:

@@ -1,7 +1,7 @@
 """``aiotcp bench URL``: the command line of the load generator.
 
-:func:`register` adds the ``bench`` subcommand to the ``aiotcp`` parser; :func:`main` runs it on its own
-(``python -m aiotcp.cli.bench URL ...``). Exit codes follow ``aiotcp``: 0 the run produced responses,
+:func:`register` adds the ``bench`` subcommand to the ``aiotcp`` parser. Exit codes follow ``aiotcp``: 0 the
+run produced responses,
 1 no request succeeded (the commonest error is printed as ``error: KIND: message``), 2 usage error,
 130 interrupted (the partial run is still reported).
 """
@@ -13,27 +13,24 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any, TextIO
 
 from ..bench.config import BenchConfig, resolve_engine, resolve_workers
 from ..bench.results import Interval
-from ..errors import AiotcpError, InvalidInput
+from ..errors import InvalidInput
 from ..text import escape_control
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    ArgumentParser,
     add_header_option,
     positive_float,
     positive_int,
-    report_error,
 )
 
-__all__ = ["add_arguments", "config_from_args", "main", "register", "run_command"]
+__all__ = ["add_arguments", "config_from_args", "register", "run_command"]
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -242,21 +239,3 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
             print("error: no response within the run", file=err)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``aiotcp bench`` on its own, before (or without) the ``aiotcp`` command wiring."""
-    parser = ArgumentParser(prog="aiotcp bench")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except AiotcpError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
