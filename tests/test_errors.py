@@ -19,6 +19,7 @@ from aiotcp.error_mapping import map_connect_error, map_stream_error
 from aiotcp.errors import (
     KINDS,
     AiotcpError,
+    CertificateError,
     ConnectError,
     ConnectionRefused,
     ConnectionReset,
@@ -246,12 +247,14 @@ def test_any_error_in_the_dns_phase_is_dns() -> None:
     assert map_connect_error(OSError("resolver exploded"), TARGET, phase="dns").kind == "dns"
 
 
-def test_certificate_verification_is_tls() -> None:
+def test_certificate_verification_is_tls_of_its_own_class() -> None:
     exc = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     exc.verify_message = "self-signed certificate"
     exc.verify_code = 18
     mapped = map_connect_error(raised_from(anyio.BrokenResourceError(), exc), TARGET, phase="tls")
-    assert type(mapped) is TLSError
+    assert type(mapped) is CertificateError
+    assert isinstance(mapped, TLSError)
+    assert mapped.kind == "tls"
     assert mapped.message == "certificate verify failed: self-signed certificate"
 
 

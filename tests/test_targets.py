@@ -243,7 +243,7 @@ REJECTED = [
     ("example.com#f", "needs a scheme"),
     ("//example.com", "needs a scheme"),
     ("://example.com", "needs a scheme"),
-    ("127.0.0.0/30", "expand_cidr"),
+    ("127.0.0.0/30", "an address range is not one target"),
     ("http:/example.com", "needs a scheme"),
     # userinfo
     ("user:pw@example.com", "userinfo"),
