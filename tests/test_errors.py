@@ -345,3 +345,16 @@ def test_real_h11_parse_error_maps_to_protocol() -> None:
     with pytest.raises(h11.RemoteProtocolError) as info:
         conn.next_event()
     assert map_h11_error(info.value).kind == "protocol"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("illegal status line: bytearray(b'SSH-2.0\\r\\n')", "illegal status line: 'SSH-2.0\\r\\n'"),
+        ('Illegal header value b"a\\x00"', 'Illegal header value "a\\x00"'),
+        ("illegal chunk header: b'zz\\\\'x'", "illegal chunk header: 'zz\\\\'x'"),
+    ],
+)
+def test_h11_messages_quote_bytes_without_python_syntax(message: str, shown: str) -> None:
+    mapped = map_h11_error(h11.RemoteProtocolError(message, error_status_hint=400))
+    assert mapped.message == f"malformed response: {shown}"
