@@ -399,7 +399,7 @@ def test_a_bad_ca_file_is_a_usage_error(tmp_path: Path) -> None:
     bogus.write_text("not a certificate")
     done = run_cli("get", "--cacert", str(bogus), "https://127.0.0.1:1/")
     assert done.returncode == 2
-    assert text(done.stderr).startswith(f"error: usage: --cacert: {bogus} holds no usable certificate")
+    assert text(done.stderr).startswith(f"error: usage: --cacert: {bogus} holds no usable PEM certificate")
 
 
 def test_exit_code_for_dns(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

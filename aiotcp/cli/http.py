@@ -228,8 +228,8 @@ def _verify(args: argparse.Namespace) -> bool | ssl.SSLContext:
     read_input(args.cacert, "--cacert")  # missing, a directory, no permission: said as for every input file
     try:
         return make_ssl_context(args.cacert)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"--cacert: {escape_control(args.cacert)} holds no usable certificate ({exc})") from None
+    except (OSError, ssl.SSLError):
+        raise UsageError(f"--cacert: {escape_control(args.cacert)} holds no usable PEM certificate") from None
 
 
 def _url(text: str) -> str:
@@ -390,10 +390,12 @@ class Sink:
         if self._file is None and create:
             self.write(b"")
         file, self._file = self._file, None
+        if file is None:
+            return
         try:
-            if file is sys.stdout.buffer:
+            if self.to_stdout:
                 file.flush()
-            elif file is not None:
+            else:
                 file.close()
         except OSError as exc:
             raise self._cannot(exc) from None
