@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
-from typing import IO, Any, NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ..errors import (
     AiotcpError,
@@ -164,14 +164,14 @@ def describe_os_error(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def read_input(spec: str, what: str, *, stdin: IO[bytes] | None = None) -> bytes:
+def read_input(spec: str, what: str) -> bytes:
     """The bytes of an input file named on the command line (``-`` is stdin).
 
     Raises:
         UsageError: naming ``what`` (the flag) and the file, for a missing file, a directory, no permission.
     """
     if spec == "-":
-        return (stdin or sys.stdin.buffer).read()
+        return sys.stdin.buffer.read()
     try:
         with open(spec, "rb") as file:
             return file.read()

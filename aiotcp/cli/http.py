@@ -193,7 +193,7 @@ class Plan:
     url: str
     headers: list[tuple[str, str | None]]
     content: bytes = b""
-    print_heads: bool = False  # -i or -I: every hop's head goes to stdout
+    print_heads: bool = False  # -i or -I: every hop's head goes where the body goes
     body_wanted: bool = True  # False with -I (and for HEAD): no body to write
 
 
@@ -237,7 +237,7 @@ def _url(text: str) -> str:
     return text if "://" in text else f"http://{text}"
 
 
-def plan_request(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> Plan:
+def plan_request(args: argparse.Namespace) -> Plan:
     """The method, URL, headers and body the flags ask for.
 
     Raises:
@@ -253,12 +253,12 @@ def plan_request(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> Pl
     content = b""
     method = "HEAD" if head_only else "GET"
     if args.upload_file:
-        content = read_input(args.upload_file, "-T/--upload-file", stdin=stdin)
+        content = read_input(args.upload_file, "-T/--upload-file")
         method = "PUT"
         if url.endswith("/") and args.upload_file != "-":  # curl names the upload after the file
             url += quote(os.path.basename(args.upload_file))
     elif args.data:
-        content, content_type = _body(args.data, stdin)
+        content, content_type = _body(args.data)
         method = "POST"
         headers.append(("Content-Type", content_type))
         if content_type == "application/json":
@@ -285,7 +285,7 @@ def plan_request(args: argparse.Namespace, stdin: IO[bytes] | None = None) -> Pl
     )
 
 
-def _body(parts: list[tuple[str, str]], stdin: IO[bytes] | None) -> tuple[bytes, str]:
+def _body(parts: list[tuple[str, str]]) -> tuple[bytes, str]:
     """The body of ``-d``/``--data-binary``/``--json`` in the order given, and its Content-Type."""
     kinds = {kind for kind, _ in parts}
     if "json" in kinds and len(kinds) > 1:
@@ -294,7 +294,7 @@ def _body(parts: list[tuple[str, str]], stdin: IO[bytes] | None) -> tuple[bytes,
     for kind, value in parts:
         flag = {"data": "-d/--data", "binary": "--data-binary", "json": "--json"}[kind]
         if value.startswith("@"):
-            data = read_input(value[1:], flag, stdin=stdin)
+            data = read_input(value[1:], flag)
             if kind == "data":  # curl drops CR and LF from -d @FILE
                 data = data.replace(b"\r", b"").replace(b"\n", b"")
         else:
