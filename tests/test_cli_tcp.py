@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from cli_runner import run_cli, text
@@ -135,3 +136,13 @@ def test_a_deadline_ends_the_exchange_without_failing() -> None:
         done = run_cli("tcp", silent.address, "--send", "x", "-t", "0.5")
     assert done.returncode == 0  # a raw exchange that ran into its deadline ended; it did not fail
     assert text(done.stderr).startswith("* timeout after 0 bytes")
+
+
+def test_tls_first_with_insecure_or_a_trusted_name(server_ssl_context: Any) -> None:
+    with ScriptedServer([ReadRequest(), Send(b"over TLS"), Sleep(0.2)], tls=server_ssl_context) as server:
+        untrusted = run_cli("tcp", server.address, "--tls", "--send", r"X / HTTP/1.0\r\n\r\n", "-t", "2")
+        done = run_cli("tcp", server.address, "--tls", "-k", "--send", r"X / HTTP/1.0\r\n\r\n", "-t", "2")
+    assert untrusted.returncode == 60  # the test CA is not in the system store: curl's certificate error
+    assert text(untrusted.stderr).startswith(f"error: tls: {server.address}: certificate verify failed")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"over TLS"
