@@ -8,6 +8,7 @@ take minutes); the commands a new user tries first also run for real, in a subpr
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 import re
@@ -18,7 +19,7 @@ import pytest
 from cli_runner import run_cli, text
 
 from aiotcp.cli import main
-from aiotcp.cli.common import EXIT_CODES, exit_codes_help
+from aiotcp.cli.common import EXIT_CODES, exit_codes_help, run_handler
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -230,3 +231,17 @@ def test_every_error_class_has_one_code() -> None:
     assert codes == sorted(set(codes))
     classes = [cls for row in EXIT_CODES for cls in row.errors]
     assert len(classes) == len(set(classes))
+
+
+def test_a_bug_is_one_line_too(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(args: argparse.Namespace) -> int:
+        return {}["no such key"]  # type: ignore[no-any-return]
+
+    monkeypatch.delenv("AIOTCP_TRACEBACK", raising=False)
+    assert run_handler(broken, argparse.Namespace()) == 1
+    assert capsys.readouterr().err == (
+        "error: internal: KeyError: 'no such key' (a bug in aiotcp; AIOTCP_TRACEBACK=1 shows where)\n"
+    )
+    monkeypatch.setenv("AIOTCP_TRACEBACK", "1")
+    with pytest.raises(KeyError):
+        run_handler(broken, argparse.Namespace())

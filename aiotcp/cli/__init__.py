@@ -12,19 +12,14 @@ usage error -- a bad flag or value, a malformed target, an input file that canno
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import AiotcpError
-from ..text import escape_control
 from . import bench, demo, http, probe, serve, tcp
-from .common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ArgumentParser, UsageError, report_error
+from .common import EXIT_USAGE, ArgumentParser, run_handler
 
 __all__ = ["build_parser", "main"]
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,29 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: usage: name a command: {_commands(parser)} (see: aiotcp --help)", file=sys.stderr)
         return EXIT_USAGE
     args.argv = arguments  # for a command that tells how to run itself again (probe's --resume hint)
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except UsageError as exc:
-        print(f"error: usage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except AiotcpError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # `aiotcp get URL | head -1`: the reader left; that is not our failure. Point stdout at /dev/null so
-        # the interpreter's own flush at exit does not fail on the closed pipe again.
-        _silence_stdout()
-        return EXIT_OK
-    except Exception as exc:
-        # A bug, not the user's mistake: one line, and the traceback only when asked for.
-        if os.environ.get("AIOTCP_TRACEBACK"):
-            raise
-        message = escape_control(f"{type(exc).__name__}: {exc}")
-        print(f"error: internal: {message} (a bug in aiotcp; AIOTCP_TRACEBACK=1 shows where)", file=sys.stderr)
-        return EXIT_FAILED
+    return run_handler(args.handler, args)
 
 
 def _commands(parser: argparse.ArgumentParser) -> str:
@@ -77,15 +50,6 @@ def _commands(parser: argparse.ArgumentParser) -> str:
         if isinstance(action, argparse._SubParsersAction):
             return ", ".join(action.choices)
     return ""  # pragma: no cover
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

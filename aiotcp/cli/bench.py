@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from ..bench.config import BenchConfig, resolve_engine, resolve_workers
 from ..bench.results import Interval
-from ..errors import AiotcpError, InvalidInput
+from ..errors import InvalidInput
 from ..text import escape_control
 from .common import (
     EXIT_FAILED,
@@ -37,7 +37,7 @@ from .common import (
     describe_os_error,
     positive_float,
     positive_int,
-    report_error,
+    run_handler,
 )
 
 __all__ = ["add_arguments", "config_from_args", "main", "register", "run_command"]
@@ -259,17 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``aiotcp bench`` on its own, before (or without) the ``aiotcp`` command wiring."""
     parser = ArgumentParser(prog="aiotcp bench")
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except UsageError as exc:
-        print(f"error: usage: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except AiotcpError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    return run_handler(run_command, parser.parse_args(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ import argparse
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TextIO
 
@@ -63,6 +64,7 @@ __all__ = [
     "positive_int",
     "read_input",
     "report_error",
+    "run_handler",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -151,6 +153,41 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"error: usage: {message} (see: {self.prog} --help)\n")
+
+
+def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a subcommand; what it does not handle itself becomes one line on stderr and an exit code, never a
+    traceback (``AIOTCP_TRACEBACK=1`` shows one for an unexpected exception, a bug)."""
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AiotcpError as exc:
+        return report_error(exc)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `aiotcp get URL | head -1`: the reader left; that is not our failure. Point stdout at /dev/null so
+        # the interpreter's own flush at exit does not fail on the closed pipe again.
+        _silence_stdout()
+        return EXIT_OK
+    except Exception as exc:
+        if os.environ.get("AIOTCP_TRACEBACK"):
+            raise
+        message = escape_control(f"{type(exc).__name__}: {exc}")
+        print(f"error: internal: {message} (a bug in aiotcp; AIOTCP_TRACEBACK=1 shows where)", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def report_error(exc: AiotcpError, stream: TextIO | None = None) -> int:
