@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .errors import (
         KINDS,
         AiotcpError,
+        CertificateError,
         ConnectError,
         ConnectionRefused,
         ConnectionReset,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from .probe import ProbeOptions, ProbeResult, probe_many
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
-    from .transport import ExchangeResult, tcp_exchange
+    from .transport import ExchangeResult, tcp_exchange, tcp_session
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -65,6 +66,7 @@ _EXPORTS = {
         (
             "KINDS",
             "AiotcpError",
+            "CertificateError",
             "ConnectError",
             "ConnectionRefused",
             "ConnectionReset",
@@ -101,11 +103,13 @@ _EXPORTS = {
     "parse_target": "targets",
     "ExchangeResult": "transport",
     "tcp_exchange": "transport",
+    "tcp_session": "transport",
 }
 
 __all__ = [
     "AiotcpError",
     "Budget",
+    "CertificateError",
     "Client",
     "ConnectError",
     "ConnectTimeout",
@@ -147,6 +151,7 @@ __all__ = [
     "probe_many",
     "request",
     "tcp_exchange",
+    "tcp_session",
 ]
 
 

@@ -76,6 +76,16 @@ class AnyioStream(NetworkStream):
         assert scope.cancelled_caught
         raise budget.expired("read", self.target)
 
+    async def send_eof(self) -> bool:
+        """Half-close (FIN); False on TLS, which cannot."""
+        if isinstance(self._stream, TLSStream):
+            return False
+        try:
+            await self._stream.send_eof()
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise map_stream_error(exc, self.target, phase="write") from exc
+        return True
+
     def has_pending_input(self) -> bool:
         if self._closed:
             return True

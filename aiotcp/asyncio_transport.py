@@ -214,6 +214,17 @@ class AsyncioStream(NetworkStream):
             raise map_stream_error(protocol.error, self.target, phase="read") from protocol.error
         return b""  # EOF, or the connection was closed cleanly
 
+    async def send_eof(self) -> bool:
+        """Half-close (FIN after the write buffer drains); False on TLS, which cannot."""
+        if not self.transport.can_write_eof():
+            return False
+        if self.protocol.error is not None:
+            raise map_stream_error(self.protocol.error, self.target, phase="write") from self.protocol.error
+        if self.protocol.lost or self.transport.is_closing():
+            raise ConnectionReset("connection closed before our end of input", target=self.target)
+        self.transport.write_eof()
+        return True
+
     def has_pending_input(self) -> bool:
         """Whether anything arrived (bytes, EOF, an error) that nobody read. Never blocks."""
         protocol = self.protocol

@@ -30,12 +30,15 @@ from .errors import (
 from .http11 import Request, make_protocol
 from .pool import ConnectionPool
 from .response import Headers, Response, Timings
-from .targets import Target, parse_target
+from .targets import Target, parse_target, resolve_overrides
 from .transport import connect, make_ssl_context
 
 __all__ = ["Client", "TooManyRedirects", "get", "head", "request"]
 
-HeaderInput = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
+#: Headers as a mapping or as ``(name, value)`` pairs; a value of ``None`` removes a default header of that
+#: name (curl's ``-H 'Name:'``).
+HeaderInput = Mapping[str, str | None] | Iterable[tuple[str | bytes, str | bytes | None]]
+_HeaderPairs = list[tuple[bytes, bytes | None]]
 
 USER_AGENT = f"aiotcp/{__version__}"
 # Methods that are safe to send twice: only these are retried after a stale keep-alive.
@@ -56,11 +59,13 @@ def _header_bytes(value: str | bytes, what: str) -> bytes:
         raise InvalidHeader(f"header {what} {value!r} is not Latin-1 text; pass bytes to send raw") from None
 
 
-def _normalize_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
+def _normalize_headers(headers: HeaderInput | None) -> _HeaderPairs:
     if headers is None:
         return []
     items = headers.items() if isinstance(headers, Mapping) else headers
-    return [(_header_bytes(name, "name"), _header_bytes(value, "value")) for name, value in items]
+    return [
+        (_header_bytes(name, "name"), None if value is None else _header_bytes(value, "value")) for name, value in items
+    ]
 
 
 def _with_host(authority: bytes, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -71,12 +76,12 @@ def _with_host(authority: bytes, headers: list[tuple[bytes, bytes]]) -> list[tup
     return [(b"Host", authority), *headers]
 
 
-def _merge_headers(
-    defaults: list[tuple[bytes, bytes]], overrides: list[tuple[bytes, bytes]]
-) -> list[tuple[bytes, bytes]]:
-    """Defaults first, in order; a header given in ``overrides`` replaces every default of that name."""
+def _merge_headers(defaults: list[tuple[bytes, bytes]], overrides: _HeaderPairs) -> list[tuple[bytes, bytes]]:
+    """Defaults first, in order; a header given in ``overrides`` replaces every default of that name, and one
+    given as ``None`` removes them (Host excepted: :func:`_with_host` puts it back, HTTP/1.1 requires it)."""
     replaced = {name.lower() for name, _ in overrides}
-    return [pair for pair in defaults if pair[0].lower() not in replaced] + overrides
+    kept = [pair for pair in defaults if pair[0].lower() not in replaced]
+    return kept + [(name, value) for name, value in overrides if value is not None]
 
 
 class Client:
@@ -89,6 +94,9 @@ class Client:
     :param headers: sent with every request (a request's own headers replace these by name).
     :param follow_redirects: follow 3xx up to ``max_redirects`` hops (off by default, as in curl).
     :param http: response parser, ``"h11"`` (strict reference, the default) or ``"httptools"`` (faster).
+    :param resolve: ``{(host, port): address}`` (or a list of addresses): connect there instead of asking DNS,
+        as curl's ``--resolve`` does; the Host header, SNI and certificate check still use the URL's host.
+        Validated now: raises :class:`~aiotcp.errors.InvalidTarget` for a bad host, port or address.
     """
 
     def __init__(
@@ -102,6 +110,7 @@ class Client:
         max_redirects: int = 10,
         http: str = "h11",
         user_agent: str = USER_AGENT,
+        resolve: Mapping[tuple[str, int], str | Iterable[str]] | None = None,
     ) -> None:
         make_protocol(http, limits)  # fail now, not at the first request, on a bad or missing backend
         if max_redirects < 0:
@@ -111,6 +120,7 @@ class Client:
         self.http = http
         self.follow_redirects = follow_redirects
         self.max_redirects = max_redirects
+        self._resolve = resolve_overrides(resolve) if resolve else None
         self._ssl_context = None if verify is None else make_ssl_context(verify)
         self._tls_key = ("verify", id(self._ssl_context))
         self._default_headers = _merge_headers(
@@ -314,7 +324,7 @@ class Client:
         ssl_context = self._ssl_context if target.scheme == "https" else None
 
         async def open_connection() -> HTTPConnection:
-            stream = await connect(target, budget, ssl_context=ssl_context)
+            stream = await connect(target, budget, ssl_context=ssl_context, resolve=self._resolve)
             return HTTPConnection(stream, make_protocol(self.http, self.limits), key)
 
         return open_connection
@@ -383,6 +393,7 @@ class Client:
             peer=info.peer,
             timings=timings,
             body=BodyReader(connection, budget, release),
+            request=request,
         )
 
 

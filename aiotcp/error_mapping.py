@@ -18,6 +18,7 @@ import anyio
 
 from .errors import (
     AiotcpError,
+    CertificateError,
     ConnectError,
     ConnectionRefused,
     ConnectionReset,
@@ -119,7 +120,9 @@ def map_connect_error(exc: BaseException, target: str, *, phase: Literal["dns", 
     if phase == "tls":
         for item in _chain(exc):
             if isinstance(item, ssl.SSLCertVerificationError):
-                return TLSError(f"certificate verify failed: {_ssl_reason(item, 'verify_message')}", target=target)
+                return CertificateError(
+                    f"certificate verify failed: {_ssl_reason(item, 'verify_message')}", target=target
+                )
             if isinstance(item, ssl.SSLError):
                 return TLSError(f"TLS handshake failed: {_ssl_reason(item)}", target=target)
         if isinstance(exc, (anyio.EndOfStream, anyio.BrokenResourceError)) or code in _STREAM_ERRNOS:

@@ -42,6 +42,7 @@ from typing import ClassVar
 __all__ = [
     "KINDS",
     "AiotcpError",
+    "CertificateError",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionRefused",
@@ -141,6 +142,12 @@ class Unreachable(ConnectError):
 
 class TLSError(ConnectError):
     kind = "tls"
+
+
+class CertificateError(TLSError):
+    """The peer's certificate failed verification (untrusted issuer, expired, another name). Kind ``tls``, as
+    every TLS failure; a class of its own so callers can tell it apart (the command line exits 60 for it, as
+    curl does, and 35 for other handshake failures)."""
 
 
 class NetworkError(AiotcpError):

@@ -71,6 +71,7 @@ from .errors import (
     ProtocolError,
     TooLarge,
 )
+from .text import quote_bytes
 
 __all__ = [
     "Event",
@@ -101,9 +102,9 @@ _VALID_HEADERS_MAX = 4096
 
 def _check_header(name: bytes, value: bytes) -> None:
     if not _TOKEN.fullmatch(name):
-        raise InvalidHeader(f"invalid header name {name!r}")
+        raise InvalidHeader(f"invalid header name {quote_bytes(name)}")
     if not _FIELD_VALUE.fullmatch(value) or value[:1] in (b" ", b"\t") or value[-1:] in (b" ", b"\t"):
-        raise InvalidHeader(f"invalid value for header {name.decode('ascii')}: {value!r}")
+        raise InvalidHeader(f"invalid value for header {name.decode('ascii')}: {quote_bytes(value)}")
     if name.lower() in (b"content-length", b"transfer-encoding"):
         # We frame the body ourselves; a user-supplied framing header would contradict it.
         raise InvalidHeader(f"header {name.decode('ascii')} is set by aiotcp from the body")
@@ -133,12 +134,12 @@ class Request:
 
     def __post_init__(self) -> None:
         if not _TOKEN.fullmatch(self.method):
-            raise InvalidTarget(f"invalid method {self.method!r}")
+            raise InvalidTarget(f"invalid method {quote_bytes(self.method)}")
         if self.method == b"CONNECT":
             # A tunnel is not a request/response exchange: h11 would hand the connection over, llhttp not.
             raise InvalidTarget("CONNECT is not supported")
         if not _REQUEST_TARGET.fullmatch(self.target):
-            raise InvalidTarget(f"invalid request path {self.target!r}: control characters or spaces")
+            raise InvalidTarget(f"invalid request path {quote_bytes(self.target)}: control characters or spaces")
         hosts = 0
         for pair in self.headers:
             if pair not in _VALID_HEADERS:
@@ -167,6 +168,11 @@ class Request:
         wire = b"".join(lines)
         object.__setattr__(self, "_wire", wire)
         return wire
+
+    def head(self) -> bytes:
+        """The request line and headers as written on the wire, through the blank line that ends them."""
+        wire = self.encode()
+        return wire[: len(wire) - len(self.body)] if self.body else wire
 
     def as_h11(self) -> h11.Request:
         """The head as an h11 event (h11 validates it again when it is made: once per Request)."""
@@ -224,7 +230,16 @@ def map_h11_error(exc: h11.ProtocolError, target: str | None = None) -> AiotcpEr
     """Map h11's parse errors (here, where h11 parses). h11 hints 431 when its receive buffer outgrew our cap."""
     if exc.error_status_hint == 431:
         return TooLarge("response head, chunk header or trailers exceed max_header_bytes", target=target)
-    return ProtocolError(f"malformed response: {exc}", target=target)
+    # h11 quotes what it refused as Python shows bytes (b'...', bytearray(b'...')): keep only the quoted part.
+    return ProtocolError(f"malformed response: {_BYTES_REPR.sub(_quoted_part, str(exc))}", target=target)
+
+
+_QUOTED = r"""('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")"""  # a Python string literal, escapes included
+_BYTES_REPR = re.compile(rf"bytearray\(b{_QUOTED}\)|\bb{_QUOTED}")
+
+
+def _quoted_part(match: re.Match[str]) -> str:
+    return match.group(1) or match.group(2)
 
 
 def _comma_values(headers: HeaderList, name: bytes) -> list[bytes]:
@@ -476,7 +491,7 @@ class HTTP11Protocol(abc.ABC):
         # as the first bytes cannot start "HTTP/".
         self._prefix += data[: len(_HTTP_PREFIX) - len(self._prefix)]
         if not _HTTP_PREFIX.startswith(self._prefix):
-            raise ProtocolError(f"not an HTTP/1.x response: starts with {data[:24]!r}")
+            raise ProtocolError(f"not an HTTP/1.x response: starts with {quote_bytes(data[:24])}")
 
     def _feed_guarded(self, data: bytes) -> None:
         cap = self.limits.max_header_bytes
@@ -532,7 +547,7 @@ class HTTP11Protocol(abc.ABC):
         aside while parsing (else every header is looked at).
         """
         if _BAD_REASON_BYTE.search(reason):
-            raise ProtocolError(f"invalid character in the reason phrase {reason!r}")
+            raise ProtocolError(f"invalid character in the reason phrase {quote_bytes(reason)}")
         if version not in _VERSIONS:
             raise ProtocolError(f"unsupported HTTP version {version.decode('ascii', 'replace')!r}")
         if status < 100:
@@ -543,7 +558,9 @@ class HTTP11Protocol(abc.ABC):
         if not self._parser_checks_values and _BAD_VALUE_BYTE.search(b"\t".join([value for _, value in headers])):
             for name, value in headers:
                 if _BAD_VALUE_BYTE.search(value):
-                    raise ProtocolError(f"invalid character in the value of header {name!r}: {value!r}")
+                    raise ProtocolError(
+                        f"invalid character in the value of header {quote_bytes(name)}: {quote_bytes(value)}"
+                    )
         framing = _Framing()
         for name, value in headers if fields is None else fields:
             if len(name) not in _FRAMING_NAME_LENGTHS:
@@ -551,11 +568,11 @@ class HTTP11Protocol(abc.ABC):
             lowered = name.lower()
             if lowered == b"transfer-encoding":
                 if framing.chunked or value.lower() != b"chunked":
-                    raise ProtocolError(f"unsupported Transfer-Encoding {value!r} (only one 'chunked')")
+                    raise ProtocolError(f"unsupported Transfer-Encoding {quote_bytes(value)} (only one 'chunked')")
                 framing.chunked = True
             elif lowered == b"content-length":
                 if not _CONTENT_LENGTH.fullmatch(value):
-                    raise ProtocolError(f"bad Content-Length {value!r}")
+                    raise ProtocolError(f"bad Content-Length {quote_bytes(value)}")
                 framing.length = True
             elif (
                 lowered == b"connection"
@@ -818,7 +835,8 @@ class HttptoolsProtocol(HTTP11Protocol):
                 # h11 takes none of them.
                 self._next_prefix += data[start:end][: len(_HTTP_PREFIX) - len(self._next_prefix)]
                 if not _HTTP_PREFIX.startswith(self._next_prefix):
-                    self._fail(ProtocolError(f"not an HTTP/1.x response: starts with {data[start:end][:24]!r}"))
+                    shown = quote_bytes(data[start:end][:24])
+                    self._fail(ProtocolError(f"not an HTTP/1.x response: starts with {shown}"))
                     break
             self._parse(view[start:end])
             self._keep_tail(data[max(start, end - 2) : end])

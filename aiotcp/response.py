@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .connection import BodyReader
+    from .http11 import Request
 
 __all__ = ["Headers", "Response", "Timings"]
 
@@ -110,6 +111,8 @@ class Timings:
 class Response:
     """A response. ``content``/``text`` need the body read: always so for ``Client.request``;
     after ``await response.aread()`` or a full ``async for chunk in response.stream()`` for ``Client.stream``.
+    ``request`` is the request it answers, as sent; ``history`` the redirect responses before it, each with
+    its own ``request``.
     """
 
     def __init__(
@@ -125,6 +128,7 @@ class Response:
         timings: Timings,
         body: BodyReader | None = None,
         content: bytes | None = None,
+        request: Request | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -135,6 +139,9 @@ class Response:
         self.peer = peer
         self.timings = timings
         self.history: list[Response] = []
+        #: The request as it was written on the wire (method, path, headers in order, body), or None for a
+        #: response not made by a client; ``request.head()`` is its head in bytes.
+        self.request = request
         self._body = body
         self._content = content
 

@@ -59,6 +59,7 @@ from .accelerators import uvloop as _uvloop
 __all__ = [
     "MAX_BYTES",
     "MAX_DELAY_MS",
+    "NotLoopback",
     "ParserName",
     "SilentServer",
     "TargetServer",
@@ -707,8 +708,21 @@ class _H11Connection(_HTTPConnection):
 # --------------------------------------------------------------------------------------------------------
 
 
+class NotLoopback(ValueError):
+    """The server was asked to bind an address that is not loopback without ``allow_public=True``.
+
+    ``host`` is the address asked for; the message does not say how to allow it, because that depends on
+    who asked (``allow_public=True`` in Python, ``--public`` on the command line).
+    """
+
+    def __init__(self, host: str, resolved: str | None = None) -> None:
+        self.host = host
+        what = "not a loopback address" if resolved is None else f"it resolves to {resolved}, not a loopback address"
+        super().__init__(f"refusing to bind {host}: {what} (127.0.0.0/8, ::1 or localhost)")
+
+
 def _check_host(host: str, *, allow_public: bool) -> None:
-    """Raise ValueError unless host is a loopback address (or allow_public)."""
+    """Raise NotLoopback unless host is a loopback address (or allow_public)."""
     if allow_public:
         return
     try:
@@ -716,10 +730,7 @@ def _check_host(host: str, *, allow_public: bool) -> None:
     except ValueError:
         loopback = host.lower() == "localhost"
     if not loopback:
-        raise ValueError(
-            f"refusing to bind {host!r}: not a loopback address (127.0.0.0/8, ::1 or localhost); "
-            "pass allow_public=True to serve on other interfaces"
-        )
+        raise NotLoopback(host)
 
 
 def _check_port(port: int) -> None:
@@ -735,7 +746,7 @@ def _bind_socket(
         raise OSError(f"{host!r} did not resolve to any address")
     family, type_, proto, _, sockaddr = infos[0]
     if not allow_public and not ipaddress.ip_address(sockaddr[0].partition("%")[0]).is_loopback:
-        raise ValueError(f"refusing to bind {host!r}: it resolves to {sockaddr[0]}, not a loopback address")
+        raise NotLoopback(host, sockaddr[0])
     sock = socket.socket(family, type_, proto)
     try:
         if reuse_address and sys.platform != "win32":  # SO_REUSEADDR on Windows allows port stealing

@@ -64,6 +64,14 @@ class NetworkStream(abc.ABC):
         """The next chunk, or ``b""`` once the peer has closed (FIN). Raises like :meth:`send`."""
 
     @abc.abstractmethod
+    async def send_eof(self) -> bool:
+        """Half-close: send FIN once what was written has gone, keep reading (``nc -N``, ``shutdown(SHUT_WR)``).
+
+        Returns False, and does nothing, where the stream cannot half-close (TLS has no half-close: its
+        close_notify ends both directions). Raises like :meth:`send`.
+        """
+
+    @abc.abstractmethod
     def has_pending_input(self) -> bool:
         """Whether an idle connection has something to read: EOF, RST or stray bytes. Never blocks.
 

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
@@ -56,8 +56,10 @@ __all__ = [
     "expand_cidr",
     "parse_port",
     "parse_ports",
+    "parse_resolve",
     "parse_spec",
     "parse_target",
+    "resolve_overrides",
 ]
 
 #: The supported schemes and their default ports. Read-only, because scheme validation is a lookup here.
@@ -513,7 +515,7 @@ def _parse(text: str) -> TargetSpec:
     end = _AUTHORITY_END.search(text)
     if end is not None:
         what = "a path" if end.group() == "/" else "a query or fragment"
-        raise _Reject(f"{what} needs a scheme, e.g. 'http://example.com/path' (expand address ranges with expand_cidr)")
+        raise _Reject(f"{what} needs a scheme, e.g. 'http://example.com/path' (an address range is not one target)")
     host, port = _authority(text)
     return _new_spec(None, host, port, None)
 
@@ -525,6 +527,71 @@ def parse_target(text: str, *, default_scheme: str = "http", default_port: int |
         InvalidTarget: as :func:`parse_spec` and :meth:`TargetSpec.resolve`.
     """
     return parse_spec(text).resolve(default_scheme=default_scheme, default_port=default_port)
+
+
+def _address(text: str) -> str:
+    """An IP literal to connect to (IPv6 with or without brackets), normalized."""
+    inner = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        address = ipaddress.ip_address(inner)
+    except ValueError:
+        raise _Reject(f"{_show(text)} is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        raise _Reject("IPv6 zone ids are not supported")
+    return address.compressed
+
+
+def resolve_overrides(entries: Mapping[tuple[str, int], str | Iterable[str]]) -> dict[tuple[str, int], tuple[str, ...]]:
+    """Validate a ``{(host, port): address or addresses}`` mapping (``Client(resolve=...)``), normalized as
+    :class:`Target` normalizes them: ``("Example.COM", 443)`` matches ``https://example.com/``.
+
+    Raises:
+        InvalidTarget: for a bad host, port or address, quoting it.
+    """
+    overrides: dict[tuple[str, int], tuple[str, ...]] = {}
+    for key, value in entries.items():
+        try:
+            host_text, port = key
+            host = _ipv6(host_text.strip("[]")) if ":" in host_text else _host(host_text)
+            if type(port) is not int or not 1 <= port <= 65535:
+                raise _Reject(f"port must be an int 1-65535, got {port!r}")
+            addresses = (value,) if isinstance(value, str) else tuple(value)
+            if not addresses:
+                raise _Reject("no address given")
+            overrides[(host, port)] = tuple(_address(address) for address in addresses)
+        except (_Reject, TypeError, ValueError) as exc:
+            raise InvalidTarget(f"invalid resolve entry {key!r}: {value!r}: {exc}") from None
+    return overrides
+
+
+def parse_resolve(text: str) -> tuple[tuple[str, int], tuple[str, ...]]:
+    """Parse curl's ``--resolve HOST:PORT:ADDR[,ADDR...]`` into ``((host, port), (address, ...))``.
+
+    ``HOST`` is a name or a bracketed IPv6 address; each ``ADDR`` an IPv4 or IPv6 address (brackets optional).
+
+    Raises:
+        InvalidTarget: quoting ``text``, saying which part is wrong.
+    """
+    try:
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0:
+                raise _Reject("'[' without a closing ']'")
+            host, rest = _ipv6(text[1:end]), text[end + 1 :]
+            if not rest.startswith(":"):
+                raise _Reject("expected HOST:PORT:ADDR")
+            rest = rest[1:]
+        else:
+            host_text, colon, rest = text.partition(":")
+            if not colon:
+                raise _Reject("expected HOST:PORT:ADDR")
+            host = _host(host_text)
+        port_text, colon, addresses = rest.partition(":")
+        if not colon or not addresses:
+            raise _Reject("expected HOST:PORT:ADDR")
+        return (host, _port(port_text)), tuple(_address(item) for item in addresses.split(","))
+    except _Reject as exc:
+        raise InvalidTarget(f"invalid --resolve {_show(text)}: {exc}") from None
 
 
 def expand_cidr(text: str) -> Iterator[str] | None:

@@ -10,7 +10,7 @@ Printable text, non-ASCII letters included, is left as it is.
 
 from __future__ import annotations
 
-__all__ = ["escape_control"]
+__all__ = ["escape_control", "quote_bytes"]
 
 
 def _escape_table() -> dict[int, str]:
@@ -35,3 +35,12 @@ def escape_control(text: str) -> str:
     """``text`` with control characters (C0, DEL, C1), backslashes, bidi controls, line and paragraph
     separators and lone surrogates escaped (see the module docstring)."""
     return text.translate(_ESCAPES)
+
+
+def quote_bytes(data: bytes) -> str:
+    r"""Bytes from the wire, quoted for a message: ``'SSH-2.0\r\n'``, not Python's ``b'SSH-2.0\r\n'``.
+
+    Printable ASCII stays as it is; everything else is an escape (``\r``, ``\xNN``), so the result is safe
+    to print.
+    """
+    return repr(bytes(data))[1:]

@@ -13,7 +13,7 @@ import asyncio
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,14 +30,18 @@ from .targets import Target, parse_target
 
 __all__ = [
     "ExchangeResult",
+    "ResolveOverrides",
     "connect",
     "make_ssl_context",
     "tcp_exchange",
+    "tcp_session",
 ]
 
 #: RFC 8305 "Connection Attempt Delay": how long one address gets before the next one races it.
 HAPPY_EYEBALLS_DELAY = 0.25
 Opener = Callable[[str, int], Awaitable[NetworkStream]]
+#: ``{(host, port): (address, ...)}``: where to connect instead of asking DNS (``Client(resolve=...)``).
+ResolveOverrides = Mapping[tuple[str, int], Sequence[str]]
 
 
 def _ms(since: float) -> float:
@@ -141,19 +145,27 @@ async def connect(
     budget: Budget,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    resolve: ResolveOverrides | None = None,
+    name: str | None = None,
 ) -> NetworkStream:
     """Resolve, connect (happy eyeballs) and, for https, handshake -- all within the connect timeout.
+
+    ``resolve`` maps ``(host, port)`` to the addresses to connect to instead of asking DNS (curl's
+    ``--resolve``; build it with :func:`aiotcp.targets.resolve_overrides`): the Host header, SNI and the
+    certificate check still use the target's host. ``name`` is what errors and the stream call the target
+    (its URL by default).
 
     Raises ``dns``, ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if the total deadline
     came first), ``tls`` or ``local``.
     """
-    name = target.url
+    name = name or target.url
+    pinned = resolve.get((target.host, target.port)) if resolve else None
     phase: Literal["dns", "tcp", "tls"] = "dns"
     started = time.perf_counter()
     stream: NetworkStream | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
-            addresses = await _resolve(target)
+            addresses = list(pinned) if pinned else await _resolve(target)
             dns_ms = _ms(started)
             phase = "tcp"
             tcp_started = time.perf_counter()
@@ -184,12 +196,18 @@ async def connect(
 
 # --- raw exchange -----------------------------------------------------------------------------------------
 
-Ending = Literal["eof", "reset", "limit", "timeout"]
+#: How a raw exchange ended: ``eof`` the peer closed (FIN), ``reset`` (RST), ``limit`` ``max_bytes`` arrived,
+#: ``timeout`` the deadline passed, ``linger`` the linger time after the end of our input passed.
+Ending = Literal["eof", "reset", "limit", "timeout", "linger"]
 
 
 @dataclass(slots=True)
 class ExchangeResult:
-    """What came back from a raw exchange and how the connection ended."""
+    """What came back from a raw exchange and how the connection ended.
+
+    ``data`` holds what was received for :func:`tcp_exchange`; :func:`tcp_session` hands it to its sink
+    instead and leaves ``data`` empty. ``received`` counts the bytes either way.
+    """
 
     target: str
     peer: tuple[str, int]
@@ -200,6 +218,8 @@ class ExchangeResult:
     tls_ms: float | None
     first_byte_ms: float | None
     total_ms: float
+    received: int = 0
+    half_closed: bool = False
 
 
 async def tcp_exchange(
@@ -215,50 +235,167 @@ async def tcp_exchange(
     """Connect, send ``payload``, then read until the peer closes, ``max_bytes`` arrive or ``timeout`` passes.
 
     ``target`` is ``host:port`` or a URL (``https://`` implies TLS unless ``tls`` says otherwise). Failing to
-    connect raises (``refused``, ``connect_timeout``, ``dns``, ``tls``, ``local``...); once connected, the
-    exchange never raises for what the peer does -- ``ended`` says how it stopped: ``eof`` (FIN),
-    ``reset`` (RST), ``limit`` (``max_bytes`` reached) or ``timeout`` (the deadline passed).
+    connect raises (``refused``, ``connect_timeout``, ``dns``, ``tls``, ``local``...), naming the target as
+    ``host:port``; once connected, the exchange never raises for what the peer does -- ``ended`` says how it
+    stopped: ``eof`` (FIN), ``reset`` (RST), ``limit`` (``max_bytes`` reached) or ``timeout`` (the deadline
+    passed). The connection is not half-closed after the payload (some servers take a FIN for a hang-up).
+    """
+    received = bytearray()
+    result = await tcp_session(
+        target,
+        (payload,) if payload else (),
+        received.extend,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        tls=tls,
+        verify=verify,
+        half_close=False,
+    )
+    result.data = bytes(received)
+    return result
+
+
+def _exchange_name(target: Target) -> str:
+    """A raw target is ``host:port`` (IPv6 in brackets), never a URL: nothing HTTP is involved."""
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}"
+
+
+async def tcp_session(
+    target: str | Target,
+    source: AsyncIterable[bytes] | Iterable[bytes],
+    sink: Callable[[bytes], object],
+    *,
+    max_bytes: int | None = None,
+    timeout: float | None = 10.0,
+    connect_timeout: float | None = None,
+    linger: float | None = None,
+    half_close: bool = True,
+    tls: bool | None = None,
+    verify: bool | str | ssl.SSLContext = True,
+) -> ExchangeResult:
+    """A two-way raw exchange, as ``nc`` does it: send what ``source`` yields while handing what arrives to
+    ``sink`` (called with each chunk as it comes), both at once.
+
+    When ``source`` ends, the connection is half-closed (FIN, ``nc -N``; not on TLS, which cannot) unless
+    ``half_close`` is False, and reading goes on until the peer closes, ``max_bytes`` arrive, ``timeout``
+    (the deadline for the whole session; ``None``: none) passes or, with ``linger``, that many seconds after
+    the end of ``source`` (``nc -q``). A peer that closes ends the session even while ``source`` has more.
+
+    Raises like :func:`tcp_exchange` for connect failures; an exception from ``source`` or ``sink`` (a
+    closed pipe) is raised as it is, after the connection is closed. ``ended`` says how the session stopped.
     """
     if not isinstance(target, Target):
         target = parse_target(target)
-    if max_bytes < 1:
+    if max_bytes is not None and max_bytes < 1:
         raise ValueError(f"max_bytes must be at least 1, got {max_bytes!r}")
+    if linger is not None and linger < 0:
+        raise ValueError(f"linger must be >= 0 seconds, got {linger!r}")
     use_tls = target.scheme == "https" if tls is None else tls
     budget = Budget.start(Timeouts(connect=connect_timeout or timeout, read=None, write=None, total=timeout))
     started = time.perf_counter()
-    stream = await connect(target, budget, ssl_context=make_ssl_context(verify) if use_tls else None)
-    received = bytearray()
-    first_byte_ms: float | None = None
-    ended: Ending = "eof"
+    stream = await connect(
+        target, budget, ssl_context=make_ssl_context(verify) if use_tls else None, name=_exchange_name(target)
+    )
+    state = _Session(started)
     try:
-        try:
-            if payload:
-                await stream.send(payload, budget)
-            while len(received) < max_bytes:
-                chunk = await stream.receive(budget, min(READ_SIZE, max_bytes - len(received)))
-                if not chunk:
-                    break
-                if first_byte_ms is None:
-                    first_byte_ms = _ms(started)
-                received += chunk
-            else:
-                ended = "limit"
-        except ConnectionReset:
-            ended = "reset"
-        except AiotcpError as exc:
-            if exc.kind not in ("timeout", "read_timeout", "write_timeout"):
-                raise
-            ended = "timeout"
+        async with anyio.create_task_group() as group:
+            group.start_soon(state.send_all, stream, budget, source, half_close, linger, group.cancel_scope)
+            group.start_soon(state.receive_all, stream, budget, sink, max_bytes, group.cancel_scope)
     finally:
-        await stream.aclose()
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+    if state.failure is not None:
+        raise state.failure
     return ExchangeResult(
         target=stream.target,
         peer=stream.info.peer,
-        sent=len(payload),
-        data=bytes(received),
-        ended=ended,
+        sent=state.sent,
+        data=b"",
+        ended=state.ended,
         connect_ms=stream.info.connect_ms,
         tls_ms=stream.info.tls_ms,
-        first_byte_ms=first_byte_ms,
+        first_byte_ms=state.first_byte_ms,
         total_ms=_ms(started),
+        received=state.received,
+        half_closed=state.half_closed,
     )
+
+
+class _Session:
+    """The two halves of :func:`tcp_session` and what they share. Each half catches its own errors and ends
+    the session through the cancel scope, so the caller sees one outcome instead of an exception group."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.sent = 0
+        self.received = 0
+        self.first_byte_ms: float | None = None
+        self.ended: Ending = "eof"
+        self.half_closed = False
+        self.failure: BaseException | None = None
+
+    def stop(self, ended: Ending, scope: anyio.CancelScope, failure: BaseException | None = None) -> None:
+        if not scope.cancel_called:  # the first outcome is the one reported
+            self.ended = ended
+            self.failure = failure
+            scope.cancel()
+
+    def stop_on_error(self, exc: Exception, scope: anyio.CancelScope) -> None:
+        if isinstance(exc, ConnectionReset):
+            self.stop("reset", scope)
+        elif isinstance(exc, AiotcpError) and exc.kind in ("timeout", "read_timeout", "write_timeout"):
+            self.stop("timeout", scope)
+        else:
+            self.stop("eof", scope, exc)
+
+    async def send_all(
+        self,
+        stream: NetworkStream,
+        budget: Budget,
+        source: AsyncIterable[bytes] | Iterable[bytes],
+        half_close: bool,
+        linger: float | None,
+        scope: anyio.CancelScope,
+    ) -> None:
+        try:
+            if isinstance(source, AsyncIterable):
+                async for chunk in source:
+                    await stream.send(chunk, budget)
+                    self.sent += len(chunk)
+            else:
+                for chunk in source:
+                    await stream.send(chunk, budget)
+                    self.sent += len(chunk)
+            if half_close:
+                self.half_closed = await stream.send_eof()
+        except Exception as exc:
+            self.stop_on_error(exc, scope)
+            return
+        if linger is not None:
+            await anyio.sleep(linger)
+            self.stop("linger", scope)
+
+    async def receive_all(
+        self,
+        stream: NetworkStream,
+        budget: Budget,
+        sink: Callable[[bytes], object],
+        max_bytes: int | None,
+        scope: anyio.CancelScope,
+    ) -> None:
+        try:
+            while max_bytes is None or self.received < max_bytes:
+                size = READ_SIZE if max_bytes is None else min(READ_SIZE, max_bytes - self.received)
+                chunk = await stream.receive(budget, size)
+                if not chunk:
+                    self.stop("eof", scope)
+                    return
+                if self.first_byte_ms is None:
+                    self.first_byte_ms = _ms(self.started)
+                self.received += len(chunk)
+                sink(chunk)
+            self.stop("limit", scope)
+        except Exception as exc:
+            self.stop_on_error(exc, scope)

@@ -21,6 +21,7 @@ The vocabulary::
     Trickle(data, bytes_per_second) write bytes slowly, in small pieces at an even pace
     Sleep(seconds)                  do nothing for a while (what arrives meanwhile is buffered, not consumed)
     Read(n)                         read at least n bytes, whatever they are (a ClientHello...)
+    ReadToEnd()                     read until the peer's FIN (its half-close), keeping our side open
     ReadRequest()                   read one request: the head up to the blank line, then Content-Length
                                     bytes of body; it is recorded in requests(i)
     HalfClose()                     shutdown(SHUT_WR): send FIN, keep the read side open (plain TCP only)
@@ -365,6 +366,22 @@ class Read(Step):
             got += len(await conn.read(self.n - got))
             if got >= self.n:
                 return
+
+
+@dataclass(frozen=True)
+class ReadToEnd(Step):
+    """Read (and record) everything until the peer's FIN, keeping the write side open: a server that answers
+    only once the client has said it will send no more (``nc -N``'s peer)."""
+
+    async def run(self, conn: _Conn) -> None:
+        while True:
+            try:
+                data = await conn.reader.read(READ_SIZE)
+            except (ConnectionError, ssl.SSLError) as exc:
+                raise ScriptEnded(f"read failed: {exc!r}") from exc
+            if not data:
+                return
+            conn.record.received += data
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,23 @@
 """The ``aiotcp`` command, run for real: ``python -m aiotcp`` in a subprocess against loopback servers that
 this process runs (the built-in server via conftest, scripted servers for misbehaviour).
 
-Exit codes: 0 success, 1 the exchange failed (``error: KIND: ...`` on stderr), 2 usage error.
+Exit codes of ``get``, ``head`` and ``tcp``: curl's (``error: KIND: ...`` on stderr); 2 usage error.
+``test_cli_http.py`` has the rest of the get/head flags, ``test_cli_tcp.py`` tcp's, ``test_cli_usage.py`` bad
+input for every command, ``test_cli_terminal.py`` what a terminal shows.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_runner import run_cli, text
 from scripted_server import ReadRequest, ScriptedServer, Send, response
 
 from aiotcp._version import __version__
 from aiotcp.serve import SilentServer, TargetServer
-
-PROCESS_TIMEOUT = 30.0
-
-
-def run_cli(*args: str, timeout: float = PROCESS_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
-    """``python -W error -m aiotcp ARGS``; warnings (ResourceWarning included) fail the command."""
-    return subprocess.run(
-        [sys.executable, "-W", "error", "-m", "aiotcp", *args],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def text(data: bytes) -> str:
-    return data.decode("utf-8")
-
 
 # -- head ---------------------------------------------------------------------------------------------------
 
@@ -53,6 +37,7 @@ def test_head_verbose_adds_timings_on_stderr(shared_server: TargetServer) -> Non
     done = run_cli("head", "-v", f"{shared_server.url}/")
     assert done.returncode == 0, done.stderr
     assert text(done.stdout).startswith("HTTP/1.1 200 OK\n")
+    assert text(done.stdout).endswith("\n\n")  # a head ends with its blank line, as curl -I prints it
     timings = text(done.stderr)
     assert f"* peer 127.0.0.1:{shared_server.port}" in timings
     for field in ("dns_ms", "connect_ms", "ttfb_ms", "total_ms"):
@@ -60,15 +45,20 @@ def test_head_verbose_adds_timings_on_stderr(shared_server: TargetServer) -> Non
     assert "tls_ms -" in timings  # plain http: no handshake
 
 
-def test_head_with_header_and_redirect(shared_server: TargetServer) -> None:
+def test_head_with_header_and_redirect_prints_every_hop(shared_server: TargetServer) -> None:
     done = run_cli("head", "-L", "-H", "X-Test: yes", f"{shared_server.url}/redirect/1")
     assert done.returncode == 0, done.stderr
-    assert text(done.stdout).startswith("HTTP/1.1 200 OK\n")
+    first, second, last, end = text(done.stdout).split("\n\n")  # /redirect/1 -> /redirect/0 -> /
+    assert first.startswith("HTTP/1.1 302 Found\n")
+    assert "Location: /redirect/0" in first.splitlines()
+    assert second.startswith("HTTP/1.1 302 Found\n")
+    assert last.startswith("HTTP/1.1 200 OK\n")
+    assert end == ""
 
 
 def test_refused(refused: int) -> None:
     done = run_cli("head", f"http://127.0.0.1:{refused}/")
-    assert done.returncode == 1
+    assert done.returncode == 7  # curl's "could not connect"
     assert done.stdout == b""
     assert text(done.stderr).startswith(f"error: refused: http://127.0.0.1:{refused}/: ")
 
@@ -80,7 +70,7 @@ def test_timeout_against_a_silent_server(silent_server: SilentServer) -> None:
     started = time.perf_counter()
     done = run_cli("head", "--timeout", "1", f"{silent_server.url}/")
     wall = time.perf_counter() - started
-    assert done.returncode == 1
+    assert done.returncode == 28  # curl's timeout
     kind = text(done.stderr).split(":", 2)[1].strip()
     assert kind in ("timeout", "read_timeout"), done.stderr
     assert text(done.stderr).startswith(f"error: {kind}: {silent_server.url}/: ")
@@ -95,7 +85,7 @@ def test_timeout_measured_from_the_connection() -> None:
         assert silent.connections_accepted == 1
         assert silent.accepted_at(0) <= ended
         assert ended - silent.accepted_at(0) < 1.5
-    assert done.returncode == 1
+    assert done.returncode == 28
 
 
 @pytest.mark.parametrize("target", ["http://127.0.0.1:99999/", "ftp://127.0.0.1/"])
@@ -111,7 +101,8 @@ def test_usage_errors(args: list[str]) -> None:
     done = run_cli(*args)
     assert done.returncode == 2
     assert done.stdout == b""
-    assert b"usage" in done.stderr
+    assert text(done.stderr).startswith("error: usage: ")
+    assert text(done.stderr).count("\n") == 1
 
 
 def test_version() -> None:
@@ -151,8 +142,8 @@ def test_get_output_file(shared_server: TargetServer, tmp_path: Path) -> None:
 def test_get_output_file_not_writable(shared_server: TargetServer, tmp_path: Path) -> None:
     out = tmp_path / "missing-dir" / "body.bin"
     done = run_cli("get", "-o", str(out), f"{shared_server.url}/bytes/10")
-    assert done.returncode == 2
-    assert text(done.stderr) == f"error: output: cannot write {out}: No such file or directory\n"
+    assert done.returncode == 23  # curl's write error
+    assert text(done.stderr) == f"error: output: -o/--output: cannot write {out}: No such file or directory\n"
     assert done.stdout == b""
 
 
@@ -176,8 +167,8 @@ def test_tcp_raw_exchange(shared_server: TargetServer) -> None:
 
 def test_tcp_refused(refused: int) -> None:
     done = run_cli("tcp", f"127.0.0.1:{refused}")
-    assert done.returncode == 1
-    assert text(done.stderr).startswith("error: refused: ")
+    assert done.returncode == 7
+    assert text(done.stderr) == f"error: refused: 127.0.0.1:{refused}: connection refused (RST in answer to SYN)\n"
 
 
 # -- untrusted text from the server ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -175,6 +176,51 @@ async def test_user_headers_override_defaults(anyio_backend: str, shared_server:
         assert sent["x-request"] == ["r"]
         sent = (await client.get(f"{shared_server.url}/headers", headers=[("User-Agent", "per-request")])).json()
         assert sent["user-agent"] == ["per-request"]
+
+
+async def test_none_removes_a_default_header(anyio_backend: str, shared_server: TargetServer) -> None:
+    async with Client(headers={"Accept": None}) as client:
+        sent = (await client.get(f"{shared_server.url}/headers", headers=[("User-Agent", None)])).json()
+        assert "accept" not in sent
+        assert "user-agent" not in sent
+        assert sent["accept-encoding"] == ["identity"]
+        again = (await client.get(f"{shared_server.url}/headers", headers={"Host": None})).json()
+        assert again["host"] == [f"127.0.0.1:{shared_server.port}"]  # HTTP/1.1 requires it: put back
+
+
+async def test_response_request_is_what_went_on_the_wire(anyio_backend: str, http: str) -> None:
+    script = [ReadRequest(), Send(response(307, headers=[("Location", "/next")])), ReadRequest()]
+    script += [Send(response(200, b"ok", close=True)), CloseAfterSending()]
+    with ScriptedServer(script) as server:
+        async with Client(http=http, follow_redirects=True) as client:
+            reply = await client.request("PUT", f"{server.url}/first", content=b"body", headers={"X-A": "1"})
+        wire = server.requests(0)
+    assert reply.request is not None
+    assert [hop.request.head() + hop.request.body for hop in [*reply.history, reply] if hop.request] == wire
+    assert reply.request.method == b"PUT"
+    assert reply.request.target == b"/next"
+    assert reply.history[0].request is not None
+    assert reply.history[0].request.target == b"/first"
+    assert reply.request.head().endswith(b"\r\n\r\n")
+    assert (b"X-A", b"1") in reply.request.headers
+
+
+async def test_resolve_pins_a_host_and_port(anyio_backend: str, shared_server: TargetServer) -> None:
+    # "aiotcp.test" is a reserved name that resolves nowhere: only the pin can reach the server.
+    url = f"http://aiotcp.test:{shared_server.port}/headers"
+    async with Client(resolve={("aiotcp.test", shared_server.port): "127.0.0.1"}) as client:
+        reply = await client.get(url)
+    assert reply.peer == ("127.0.0.1", shared_server.port)
+    assert reply.json()["host"] == [f"aiotcp.test:{shared_server.port}"]
+
+
+@pytest.mark.parametrize(
+    "resolve",
+    [{("aiotcp.test", 80): "not-an-ip"}, {("aiotcp.test", 0): "127.0.0.1"}, {("bad host", 80): "127.0.0.1"}],
+)
+async def test_resolve_is_validated_when_the_client_is_built(anyio_backend: str, resolve: dict[Any, Any]) -> None:
+    with pytest.raises(aiotcp.InvalidTarget, match="invalid resolve entry"):
+        Client(resolve=resolve)
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from aiotcp.error_mapping import map_connect_error, map_stream_error
 from aiotcp.errors import (
     KINDS,
     AiotcpError,
+    CertificateError,
     ConnectError,
     ConnectionRefused,
     ConnectionReset,
@@ -246,12 +247,14 @@ def test_any_error_in_the_dns_phase_is_dns() -> None:
     assert map_connect_error(OSError("resolver exploded"), TARGET, phase="dns").kind == "dns"
 
 
-def test_certificate_verification_is_tls() -> None:
+def test_certificate_verification_is_tls_of_its_own_class() -> None:
     exc = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")
     exc.verify_message = "self-signed certificate"
     exc.verify_code = 18
     mapped = map_connect_error(raised_from(anyio.BrokenResourceError(), exc), TARGET, phase="tls")
-    assert type(mapped) is TLSError
+    assert type(mapped) is CertificateError
+    assert isinstance(mapped, TLSError)
+    assert mapped.kind == "tls"
     assert mapped.message == "certificate verify failed: self-signed certificate"
 
 
@@ -342,3 +345,16 @@ def test_real_h11_parse_error_maps_to_protocol() -> None:
     with pytest.raises(h11.RemoteProtocolError) as info:
         conn.next_event()
     assert map_h11_error(info.value).kind == "protocol"
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("illegal status line: bytearray(b'SSH-2.0\\r\\n')", "illegal status line: 'SSH-2.0\\r\\n'"),
+        ('Illegal header value b"a\\x00"', 'Illegal header value "a\\x00"'),
+        ("illegal chunk header: b'zz\\\\'x'", "illegal chunk header: 'zz\\\\'x'"),
+    ],
+)
+def test_h11_messages_quote_bytes_without_python_syntax(message: str, shown: str) -> None:
+    mapped = map_h11_error(h11.RemoteProtocolError(message, error_status_hint=400))
+    assert mapped.message == f"malformed response: {shown}"

@@ -113,8 +113,11 @@ def test_a_torn_header_starts_over(path: pathlib.Path, cut: int) -> None:
 def test_a_journal_of_another_run_is_refused_and_left_alone(path: pathlib.Path) -> None:
     written = write_journal(path, [0])
     for key in ({**KEY, "ports": []}, {**KEY, "input": "/lists/other.txt"}, {}):
-        with pytest.raises(JournalMismatch, match="written for another run"):
+        with pytest.raises(JournalMismatch, match="written for another run") as caught:
             Journal(str(path), key)
+        # The journal's own run, said for people (not a Python dict).
+        assert f"(input {KEY['input']}" in str(caught.value)
+        assert "{" not in str(caught.value)
     assert path.read_bytes() == written
 
 

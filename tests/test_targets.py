@@ -28,8 +28,10 @@ from aiotcp.targets import (
     expand_cidr,
     parse_port,
     parse_ports,
+    parse_resolve,
     parse_spec,
     parse_target,
+    resolve_overrides,
 )
 
 T = TypeVar("T")
@@ -243,7 +245,7 @@ REJECTED = [
     ("example.com#f", "needs a scheme"),
     ("//example.com", "needs a scheme"),
     ("://example.com", "needs a scheme"),
-    ("127.0.0.0/30", "expand_cidr"),
+    ("127.0.0.0/30", "an address range is not one target"),
     ("http:/example.com", "needs a scheme"),
     # userinfo
     ("user:pw@example.com", "userinfo"),
@@ -897,3 +899,49 @@ def test_expand_cidr_contains_the_address(
     network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
     assert hosts == [str(host) for host in network.hosts()]
     assert len(hosts) == len(set(hosts))
+
+
+# --- --resolve entries --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("example.com:443:127.0.0.1", (("example.com", 443), ("127.0.0.1",))),
+        ("Example.COM:80:127.0.0.1,127.0.0.2", (("example.com", 80), ("127.0.0.1", "127.0.0.2"))),
+        ("example.com:8443:[::1]", (("example.com", 8443), ("::1",))),
+        ("example.com:8443:0:0::1", (("example.com", 8443), ("::1",))),
+        ("[::1]:80:127.0.0.1", (("::1", 80), ("127.0.0.1",))),
+        ("bücher.example:80:127.0.0.1", (("xn--bcher-kva.example", 80), ("127.0.0.1",))),
+    ],
+)
+def test_parse_resolve(text: str, expected: object) -> None:
+    assert parse_resolve(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("example.com:443", "expected HOST:PORT:ADDR"),
+        ("example.com", "expected HOST:PORT:ADDR"),
+        ("example.com:443:", "expected HOST:PORT:ADDR"),
+        ("example.com:0:127.0.0.1", "port must be 1-65535"),
+        ("example.com:443:example.org", "is not an IP address"),
+        ("exa mple.com:443:127.0.0.1", "is not allowed in a host name"),
+        ("[::1:443:127.0.0.1", "without a closing"),
+        ("example.com:443:fe80::1%eth0", "zone ids are not supported"),
+    ],
+)
+def test_parse_resolve_refuses(text: str, reason: str) -> None:
+    with pytest.raises(InvalidTarget, match=re.escape(reason)) as caught:
+        parse_resolve(text)
+    assert caught.value.message.startswith(f"invalid --resolve {text!r}")
+
+
+def test_resolve_overrides_normalize_like_targets() -> None:
+    overrides = resolve_overrides({("Example.COM", 443): "127.0.0.1", ("[::1]", 80): ["::1", "127.0.0.1"]})
+    target = parse_target("https://example.com/")
+    assert overrides[(target.host, target.port)] == ("127.0.0.1",)
+    assert overrides[("::1", 80)] == ("::1", "127.0.0.1")
+    with pytest.raises(InvalidTarget, match="no address given"):
+        resolve_overrides({("example.com", 80): []})

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aiotcp.text import escape_control
+from aiotcp.text import escape_control, quote_bytes
 
 _ESCAPE = re.compile(r"\\(\\|t|n|r|x[0-9a-f]{2}|u[0-9a-f]{4})")
 _SIMPLE = {"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}
@@ -87,3 +87,9 @@ def test_any_bytes_decoded_either_way_print(data: bytes) -> None:
         shown = escape_control(text)
         shown.encode("utf-8")  # printable on a UTF-8 terminal: no lone surrogates left
         assert "\x1b" not in shown
+
+
+def test_quote_bytes_shows_wire_bytes_without_python_syntax() -> None:
+    assert quote_bytes(b"SSH-2.0\r\n\x1b[2J\xff") == "'SSH-2.0\\r\\n\\x1b[2J\\xff'"
+    assert quote_bytes(bytearray(b"it's")) == '"it\'s"'
+    assert "b'" not in quote_bytes(b"x")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import anyio
 import pytest
@@ -16,6 +18,7 @@ from scripted_server import (
     HalfClose,
     NeverAcceptServer,
     ReadRequest,
+    ReadToEnd,
     Reset,
     ScriptedServer,
     Send,
@@ -25,10 +28,11 @@ from scripted_server import (
 from aiotcp.anyio_transport import AnyioStream
 from aiotcp.budget import Budget
 from aiotcp.config import Timeouts
+from aiotcp.errors import ConnectionRefused
 from aiotcp.serve import TargetServer
 from aiotcp.streams import NetworkStream
-from aiotcp.targets import parse_target
-from aiotcp.transport import _connect_any, _interleave, _opener, connect, tcp_exchange
+from aiotcp.targets import parse_target, resolve_overrides
+from aiotcp.transport import _connect_any, _interleave, _opener, connect, tcp_exchange, tcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -126,7 +130,92 @@ async def test_exchange_bad_max_bytes(anyio_backend: str) -> None:
         await tcp_exchange("127.0.0.1:9", max_bytes=0)
 
 
+async def test_exchange_names_the_target_host_and_port(anyio_backend: str, refused: int) -> None:
+    with pytest.raises(ConnectionRefused) as caught:
+        await tcp_exchange(f"http://127.0.0.1:{refused}/", timeout=5)
+    assert caught.value.target == f"127.0.0.1:{refused}"  # a raw exchange has no URL
+
+
+# -- tcp_session: both ways at once, half-close, linger ----------------------------------------------------
+
+
+async def _chunks(*parts: bytes, pause: float = 0.0) -> AsyncIterator[bytes]:
+    for part in parts:
+        await anyio.sleep(pause)
+        yield part
+
+
+async def test_session_half_closes_when_the_source_ends(anyio_backend: str) -> None:
+    # The server answers only after our FIN: without the half-close the session would run into its deadline.
+    with ScriptedServer([ReadToEnd(), Send(b"done"), CloseAfterSending()]) as server:
+        received: list[bytes] = []
+        result = await tcp_session(server.address, _chunks(b"one ", b"two", pause=0.01), received.append, timeout=5)
+        assert server.received(0) == b"one two"
+    assert (result.ended, b"".join(received), result.sent, result.received) == ("eof", b"done", 7, 4)
+    assert result.half_closed
+    assert result.data == b""  # the sink had it
+
+
+async def test_session_without_half_close_waits(anyio_backend: str) -> None:
+    with ScriptedServer([ReadToEnd(), Send(b"done"), CloseAfterSending()]) as server:
+        result = await tcp_session(server.address, [b"x"], lambda chunk: None, half_close=False, timeout=0.5)
+    assert (result.ended, result.received, result.half_closed) == ("timeout", 0, False)
+
+
+async def test_session_linger_ends_it_after_the_source(anyio_backend: str) -> None:
+    with ScriptedServer([Send(b"hi"), Sleep(10)]) as server:  # then silent and open, whatever we send
+        result = await tcp_session(server.address, [b"x"], lambda chunk: None, linger=0.2, timeout=10)
+    assert (result.ended, result.received, result.half_closed) == ("linger", 2, True)
+
+
+async def test_session_the_peer_closing_ends_it_while_the_source_has_more(anyio_backend: str) -> None:
+    with ScriptedServer([Send(b"bye"), CloseAfterSending()]) as server:
+        result = await tcp_session(server.address, _chunks(*[b"."] * 1000, pause=0.01), lambda c: None, timeout=10)
+    assert result.ended == "eof"
+    assert result.sent < 1000
+
+
+async def test_session_errors_from_the_sink_are_raised(anyio_backend: str) -> None:
+    def broken(chunk: bytes) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    with ScriptedServer([Send(b"data"), Sleep(1)]) as server, pytest.raises(BrokenPipeError):
+        await tcp_session(server.address, [], broken, timeout=5)
+
+
 # -- connecting -------------------------------------------------------------------------------------------
+
+
+async def test_connect_resolve_overrides_skip_dns(anyio_backend: str, shared_server: TargetServer) -> None:
+    # "aiotcp.test" is reserved and resolves nowhere: the override is the only way it can connect.
+    target = parse_target(f"http://aiotcp.test:{shared_server.port}/")
+    overrides = resolve_overrides({("AIOTCP.test", shared_server.port): ["127.0.0.1"]})
+    budget = Budget.start(Timeouts(connect=5, total=5))
+    stream = await connect(target, budget, resolve=overrides)
+    try:
+        assert stream.info.peer == ("127.0.0.1", shared_server.port)
+        assert stream.target == target.url
+    finally:
+        await stream.aclose()
+    other = parse_target(f"http://aiotcp.test:{shared_server.port + 1 if shared_server.port < 65535 else 1}/")
+    assert (other.host, other.port) not in overrides  # another port of the same host is not pinned
+
+
+async def test_send_eof_on_tls_is_refused_quietly(anyio_backend: str, server_ssl_context: Any, ca: Any) -> None:
+    import ssl
+
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    with ScriptedServer([ReadToEnd()], tls=server_ssl_context) as server:
+        target = parse_target(f"https://localhost:{server.port}/")
+        budget = Budget.start(Timeouts(connect=5, total=5))
+        stream = await connect(
+            target, budget, ssl_context=client_context, resolve={("localhost", server.port): ["127.0.0.1"]}
+        )
+        try:
+            assert await stream.send_eof() is False  # TLS has no half-close
+        finally:
+            await stream.aclose()
 
 
 def test_interleave_alternates_families_starting_with_the_first() -> None:

@@ -1,27 +1,25 @@
 """The ``aiotcp`` command: ``head``, ``get``, ``tcp``, ``serve``, ``demo``, ``probe`` and ``bench``.
 
 One module per subcommand, each with a ``register(commands)``; :mod:`.common` holds what they share (exit
-codes, the parser, flag types). This package is the top layer: nothing below it imports it.
+codes, the parser, flag types, terminal output). This package is the top layer: nothing below it imports it.
 
-Exit codes, as curl users expect them to mean something: 0 success, 1 the exchange failed (the error's
-``kind`` is printed as ``error: KIND: message`` on stderr), 2 usage error (bad flags or a malformed target),
-130 interrupted.
+Exit codes: ``get``, ``head`` and ``tcp`` use curl's numbers (:data:`.common.EXIT_CODES`); ``probe`` and
+``bench`` 0 done, 1 failed, 2 usage, 3 a bench threshold breached, 130 interrupted. For every subcommand a
+usage error -- a bad flag or value, a malformed target, an input file that cannot be read -- is one line,
+``error: usage: ...`` (or ``error: invalid_target: ...``), and exit status 2; never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .._version import __version__
-from ..errors import AiotcpError
 from . import bench, demo, http, probe, serve, tcp
-from .common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ArgumentParser, report_error
+from .common import EXIT_USAGE, ArgumentParser, run_handler
 
 __all__ = ["build_parser", "main"]
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,23 +35,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(arguments)
     if args.command is None:
-        parser.print_help(sys.stderr)
+        print(f"error: usage: name a command: {_commands(parser)} (see: aiotcp --help)", file=sys.stderr)
         return EXIT_USAGE
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except AiotcpError as exc:
-        return report_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # `aiotcp get URL | head -1`: the reader left; that is not our failure.
-        sys.stderr.close()
-        return EXIT_OK
+    args.argv = arguments  # for a command that tells how to run itself again (probe's --resume hint)
+    return run_handler(args.handler, args)
+
+
+def _commands(parser: argparse.ArgumentParser) -> str:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return ", ".join(action.choices)
+    return ""  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,12 @@
 """``aiotcp bench URL``: the command line of the load generator.
 
 :func:`register` adds the ``bench`` subcommand to the ``aiotcp`` parser. Exit codes follow ``aiotcp``: 0 the
-run produced responses,
-1 no request succeeded (the commonest error is printed as ``error: KIND: message``), 2 usage error,
-130 interrupted (the partial run is still reported).
+run produced responses, 1 no request succeeded (the commonest error is printed as ``error: KIND: message``),
+2 usage error (a bad flag, or a ``--report``/``--hdr-log`` file that cannot be written: checked before the
+run), 130 interrupted (the partial run is still reported).
+
+Live progress is a :class:`~aiotcp.cli.common.StatusLine` on stderr (a terminal only), cut to its width and
+erased before the report is printed.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 import signal
 import sys
 import threading
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from typing import Any, TextIO
 
 from ..bench.config import BenchConfig, resolve_engine, resolve_workers
@@ -25,7 +28,10 @@ from .common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    StatusLine,
+    UsageError,
     add_header_option,
+    describe_os_error,
     positive_float,
     positive_int,
 )
@@ -132,26 +138,15 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 
 
 class _Progress:
-    """Live progress on stderr: requests so far, the last interval's requests/s and p99."""
+    """Live progress on a status line: requests so far, the last interval's requests/s and p99."""
 
-    def __init__(self, config: BenchConfig) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
+    def __init__(self, config: BenchConfig, status: StatusLine) -> None:
         self.config = config
-        self.console = Console(stderr=True, highlight=False)
-        self.live = Live(console=self.console, auto_refresh=False, transient=True)
+        self.status = status
         self.requests = 0
         self.errors = 0
         self.elapsed = 0.0
-
-    def __enter__(self) -> _Progress:
-        self.live.__enter__()
-        self.live.update(f"bench {self.config.url}: connecting ...", refresh=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
+        status.show(f"bench {escape_control(config.url)}: connecting ...")
 
     def __call__(self, interval: Interval) -> None:
         from ..bench import histogram as hist
@@ -162,10 +157,9 @@ class _Progress:
         rps = interval.requests / interval.length_s if interval.length_s > 0 else 0.0
         p99 = hist.summary_ms(interval.histogram())["p99"]
         p99_text = "-" if p99 is None else f"{p99:.3f} ms"
-        self.live.update(
+        self.status.show(
             f"bench {self.elapsed:6.1f} s  {self.requests:>12,} requests  {rps:>12,.0f} requests/s"
-            f"  p99 {p99_text}  errors {self.errors:,}",
-            refresh=True,
+            f"  p99 {p99_text}  errors {self.errors:,}"
         )
 
 
@@ -188,13 +182,23 @@ def _stop_on_sigint(stop: threading.Event) -> Any:
         signal.signal(signal.SIGINT, previous)
 
 
-def _write_file(path: str, writer: Any, result: Any) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        writer(result, file)
+def _open_output(stack: ExitStack, path: str | None, flag: str) -> TextIO | None:
+    """Open an output file before the run, so that one that cannot be written costs no run.
+
+    Raises:
+        UsageError: naming the flag, the file and what the system said.
+    """
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(open(path, "w", encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write {escape_control(path)}: {describe_os_error(exc)}") from None
 
 
 def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Run ``aiotcp bench`` for parsed ``args``; returns the exit code. Raises AiotcpError (e.g. ``dns``)."""
+    """Run ``aiotcp bench`` for parsed ``args``; returns the exit code. Raises AiotcpError (e.g. ``dns``),
+    and UsageError for an output file that cannot be written."""
     import json
 
     from ..bench import report
@@ -209,15 +213,21 @@ def run_command(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     except ValueError as exc:
         print(f"error: usage: {exc}", file=err)
         return EXIT_USAGE
-    stop = threading.Event()
-    show_progress = args.progress and err is sys.stderr and sys.stderr.isatty()
-    progress = _Progress(config) if show_progress else None
-    with _stop_on_sigint(stop), progress if progress is not None else nullcontext():
-        result = run_bench(config, on_interval=progress, stop=stop)
-    if args.hdr_log:
-        _write_file(args.hdr_log, report.write_hdr_log, result)
-    if args.report:
-        _write_file(args.report, report.write_html, result)
+    with ExitStack() as files:
+        hdr_log = _open_output(files, args.hdr_log, "--hdr-log")
+        html = _open_output(files, args.report, "--report")
+        stop = threading.Event()
+        status = StatusLine(err) if args.progress and err is sys.stderr and sys.stderr.isatty() else None
+        try:
+            with _stop_on_sigint(stop):
+                result = run_bench(config, on_interval=_Progress(config, status) if status else None, stop=stop)
+        finally:
+            if status is not None:
+                status.clear()
+        if hdr_log is not None:
+            report.write_hdr_log(result, hdr_log)
+        if html is not None:
+            report.write_html(result, html)
     if args.json:
         json.dump(report.to_json(result), out, indent=2)
         out.write("\n")

@@ -9,6 +9,7 @@ with their kinds.
 from __future__ import annotations
 
 import io
+import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -27,6 +28,7 @@ from ..probe.output import TextWriter
 from ..serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
 from ..text import escape_control
 from ..transport import tcp_exchange
+from .common import make_console
 
 __all__ = ["demo_bench", "register", "run_demo"]
 
@@ -56,9 +58,8 @@ async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
             console.print(f"{escape_control(name)}: {escape_control(value)}", markup=False)
         timings = Table("dns_ms", "connect_ms", "ttfb_ms", "total_ms", "peer", title="timings")
         t = response.timings
-        timings.add_row(
-            f"{t.dns_ms:.3f}", f"{t.connect_ms:.3f}", f"{t.ttfb_ms:.3f}", f"{t.total_ms:.3f}", str(response.peer)
-        )
+        peer = f"{response.peer[0]}:{response.peer[1]}" if response.peer else "?"
+        timings.add_row(f"{t.dns_ms:.3f}", f"{t.connect_ms:.3f}", f"{t.ttfb_ms:.3f}", f"{t.total_ms:.3f}", peer)
         console.print(timings)
         again = await client.get(f"http://{live}/")
         console.print(
@@ -86,7 +87,7 @@ async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
 
 def run_demo(*, quick: bool = False) -> int:
     """Run the tour; returns the process exit code."""
-    console = Console(highlight=False)
+    console = make_console(sys.stdout)
     console.print(f"[bold]aiotcp demo[/] -- loopback only, no network needed (quick={quick})")
     with ExitStack() as stack:
         server: TargetServer = stack.enter_context(running_in_thread())

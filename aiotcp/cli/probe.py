@@ -2,16 +2,23 @@
 
 Reads targets line by line (never the whole list), writes one record per target as it completes (JSONL,
 CSV or text), journals finished records for ``--resume``, shows live progress on a terminal and a summary
-at the end.
+at the end -- or at Ctrl-C, with the command that finishes the list.
+
+Terminal discipline: the progress is a :class:`~aiotcp.cli.common.StatusLine` on stderr, drawn between
+batches of records and erased before any record or warning is written, so a record never shares a line
+with it, whether stdout is the same terminal or not. Exit codes: 0 done, 1 failed (a Dask chunk), 2 usage
+(bad flags, an input file or journal that cannot be used), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import hashlib
 import io
 import os
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -25,10 +32,23 @@ from ..errors import InvalidTarget
 from ..fdlimit import raise_fd_limit
 from ..probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
 from ..probe import dask as distributed
+from ..probe.engine import WINDOW_STALL_S
 from ..probe.journal import Journal, JournalMismatch
 from ..probe.output import RecordWriter, make_writer
 from ..targets import parse_ports
-from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_header_option, positive_float, positive_int
+from .common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    StatusLine,
+    UsageError,
+    add_header_option,
+    describe_os_error,
+    make_console,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["main_probe", "register"]
 
@@ -60,7 +80,18 @@ def register(commands: Any) -> None:
     probe.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="response parser")
     probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
     probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
-    probe.add_argument("--order", choices=["completion", "input"], default="completion")
+    probe.add_argument(
+        "--order",
+        choices=["completion", "input"],
+        default="completion",
+        help="input: records in input order, through a window (a slow target holds back those after it)",
+    )
+    probe.add_argument(
+        "--window",
+        type=positive_int,
+        metavar="N",
+        help="with --order input: records that may wait for an earlier one (default max(4 x -c, 256))",
+    )
     probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
     probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
@@ -119,13 +150,39 @@ def _ports(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def _lines(path: str) -> Iterator[str]:
+def _open_input(path: str) -> io.BufferedReader | None:
+    """The input list, opened now so that a missing file, a directory or no permission is a usage error
+    before anything starts (``None`` for stdin).
+
+    Raises:
+        UsageError: naming the file and what the system said.
+    """
     if path == "-":
-        stream: TextIO = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape")
+        return None
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed by the caller's ExitStack
+    except OSError as exc:
+        raise UsageError(f"cannot read the target list {path}: {describe_os_error(exc)}") from None
+    try:
+        file.peek(1)  # a directory opens on some systems and fails here
+    except OSError as exc:
+        file.close()
+        raise UsageError(f"cannot read the target list {path}: {describe_os_error(exc)}") from None
+    return file
+
+
+def _lines(file: io.BufferedReader | None) -> Iterator[str]:
+    """Lines as text; bytes that are not UTF-8 are kept (surrogateescape) and become invalid_target records."""
+    stream = io.TextIOWrapper(
+        file if file is not None else sys.stdin.buffer, encoding="utf-8", errors="surrogateescape"
+    )
+    try:
         yield from stream
-        return
-    with open(path, encoding="utf-8", errors="surrogateescape") as file:
-        yield from file
+    finally:
+        # The caller closes the file (and stdin is not ours to close); it may be closed already when an
+        # interrupted run lets this generator go late.
+        with contextlib.suppress(ValueError):
+            stream.detach()
 
 
 def _checked(lines: Iterator[str], journal: Journal, mismatch: list[JournalMismatch]) -> Iterator[str]:
@@ -176,6 +233,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.started = time.perf_counter()
+        self.replayed = 0  # records written from the --resume journal, not probed
         self.records = 0
         self.ok = 0
         self.statuses: collections.Counter[int] = collections.Counter()
@@ -202,10 +260,10 @@ class Stats:
         return self.records / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _summary(stats: Stats, replayed: int) -> Any:
+def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
     from rich.table import Table
 
-    table = Table(title="aiotcp probe", show_header=True, title_justify="left")
+    table = Table(title=title, show_header=True, title_justify="left")
     table.add_column("outcome")
     table.add_column("records", justify="right")
     for status, count in sorted(stats.statuses.items()):
@@ -214,14 +272,16 @@ def _summary(stats: Stats, replayed: int) -> Any:
         table.add_row(f"error: {kind}", str(count))
     table.add_section()
     table.add_row("total probed", str(stats.records))
-    if replayed:
-        table.add_row("from the journal", str(replayed))
+    if stats.replayed:
+        table.add_row("from the journal", str(stats.replayed))
     table.add_row("wall time", f"{stats.elapsed:.2f} s")
     table.add_row("probes/s", f"{stats.rate:,.0f}")
     return table
 
 
 def main_probe(args: argparse.Namespace) -> int:
+    if args.window is not None and args.order != "input":
+        raise UsageError("--window sets the window of --order input; add --order input, or drop --window")
     # With --dask the probes run on the workers, which fit -c to their own open-file limit.
     concurrency, warning = (args.concurrency, None) if args.dask else raise_fd_limit(args.concurrency)
     if warning:
@@ -239,6 +299,7 @@ def main_probe(args: argparse.Namespace) -> int:
             headers=tuple(args.headers),
             max_body=args.max_body,
             order=args.order,
+            reorder_window=args.window,
             scheme=args.scheme,
             ports=args.ports,
             verify=args.verify,
@@ -248,33 +309,42 @@ def main_probe(args: argparse.Namespace) -> int:
         print(f"error: usage: {exc}", file=sys.stderr)
         return EXIT_USAGE
     fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "jsonl")
+    stats = Stats()
     with ExitStack() as stack:
+        source = _open_input(args.file)
+        if source is not None:
+            stack.callback(source.close)
         journal = None
         if args.resume:
             try:
                 journal = Journal(args.resume, _journal_key(args.file, args.ports, args.shard))
-            except (JournalMismatch, OSError) as exc:
-                print(f"error: usage: --resume: {exc}", file=sys.stderr)
-                return EXIT_USAGE
+            except JournalMismatch as exc:
+                raise UsageError(f"--resume: {exc}") from None
+            except OSError as exc:
+                raise UsageError(f"--resume: cannot use {args.resume}: {describe_os_error(exc)}") from None
             stack.callback(journal.close)
         try:
             out: TextIO = (
                 stack.enter_context(open(args.output, "w", encoding="utf-8", newline="")) if args.output else sys.stdout
             )
         except OSError as exc:
-            print(f"error: usage: cannot write {args.output}: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        writer = make_writer(fmt, out, FIELD_NAMES)
+            raise UsageError(f"cannot write {args.output}: {describe_os_error(exc)}") from None
         show = not args.quiet
+        status = StatusLine(sys.stderr) if show and sys.stderr.isatty() else None
+        writer = make_writer(fmt, out, FIELD_NAMES)
+        if status is not None and out.isatty():
+            writer = _AroundStatus(writer, status)
         try:
             client = stack.enter_context(distributed.connect(args.dask)) if args.dask else None
             return anyio.run(
                 _run,
                 args,
                 options,
+                source,
                 writer,
                 journal,
-                show,
+                stats,
+                status,
                 client,
                 backend_options={"use_uvloop": have_uvloop()},
             )
@@ -284,35 +354,69 @@ def main_probe(args: argparse.Namespace) -> int:
         except distributed.DaskError as exc:
             print(f"error: dask: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except KeyboardInterrupt:
+            return _interrupted(args, stats, show)
+
+
+def _interrupted(args: argparse.Namespace, stats: Stats, show: bool) -> int:
+    """Ctrl-C: the summary so far, and how to finish the list (the records written so far are kept)."""
+    if show:
+        make_console(sys.stderr).print(_summary(stats, title="aiotcp probe (interrupted)"))
+    if args.resume:
+        command = shlex.join(["aiotcp", *getattr(args, "argv", ["probe", args.file, "--resume", args.resume])])
+        stdin = " < (the same input)" if args.file == "-" else ""
+        print(f"interrupted: to finish the list, run the same command again: {command}{stdin}", file=sys.stderr)
+    else:
+        print(
+            f"interrupted after {stats.records:,} records: with --resume JOURNAL, a run that is stopped can be"
+            " finished by running it again",
+            file=sys.stderr,
+        )
+    return EXIT_INTERRUPTED
+
+
+class _AroundStatus:
+    """A record writer whose records go to the terminal that shows the status line: the line is erased before
+    each record, and drawn again below the records at the next progress update."""
+
+    def __init__(self, writer: RecordWriter, status: StatusLine) -> None:
+        self._writer = writer
+        self._status = status
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._status.clear()
+        self._writer.write(record)
+
+    def flush(self) -> None:
+        self._writer.flush()
 
 
 async def _run(
     args: argparse.Namespace,
     options: ProbeOptions,
+    source: io.BufferedReader | None,
     writer: RecordWriter,
     journal: Journal | None,
-    show: bool,
+    stats: Stats,
+    status: StatusLine | None,
     client: Any = None,
 ) -> int:
-    stats = Stats()
-    replayed = 0
     if journal is not None:
         for record in journal.replay():
             if not args.only_ok or record.get("ok"):
                 writer.write(record)
-            replayed += 1
-    total_lines = _count_lines(args.file) if show and sys.stderr.isatty() else None
-    progress = _Progress(stats, total_lines) if show and sys.stderr.isatty() else None
+            stats.replayed += 1
+    progress = _Progress(stats, _count_lines(args.file), status) if status is not None else None
     last_flush = time.monotonic()
     skip = journal.is_done if journal is not None else None
-    lines = _lines(args.file)
+    lines = _lines(source)
     mismatch: list[JournalMismatch] = []
     if journal is not None and args.file == "-":
         lines = _checked(lines, journal, mismatch)
     numbered = iter_jobs(lines, ports=options.ports)
     jobs = sharding.select(numbered, args.shard)
     results = (
-        probe_jobs(jobs, options, skip=skip)
+        probe_jobs(jobs, options, skip=skip, on_window_stall=_StallWarning(options, status))
         if client is None
         else distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
     )
@@ -335,35 +439,48 @@ async def _run(
                         progress.update()
     finally:
         writer.flush()
-        if progress is not None:
-            progress.stop()
+        if status is not None:
+            status.clear()
     if mismatch:
         print(f"error: usage: --resume: {mismatch[0]}", file=sys.stderr)
         return EXIT_USAGE
-    if show:
-        from rich.console import Console
-
-        Console(stderr=True).print(_summary(stats, replayed))
+    if not args.quiet:
+        make_console(sys.stderr).print(_summary(stats))
     return EXIT_OK
 
 
+class _StallWarning:
+    """``--order input``: says once that the window is full and waiting on a slow target (the run goes on)."""
+
+    def __init__(self, options: ProbeOptions, status: StatusLine | None) -> None:
+        self.window = options.window
+        self.status = status
+        self.warned = False
+
+    def __call__(self) -> None:
+        if self.warned:
+            return
+        self.warned = True
+        if self.status is not None:
+            self.status.clear()
+        print(
+            f"warning: --order input: all {self.window:,} places of the window hold records waiting for one slow"
+            f" target, so no new probe starts for {WINDOW_STALL_S:g} s and more; --order completion never waits,"
+            " --window N holds more",
+            file=sys.stderr,
+        )
+
+
 class _Progress:
-    """A one-line live status on stderr: records, lines read of the total, probes/s, ok and errors."""
+    """The status line's text: records, lines read of the total, probes/s, ok and errors."""
 
-    def __init__(self, stats: Stats, total_lines: int | None) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
+    def __init__(self, stats: Stats, total_lines: int | None, status: StatusLine) -> None:
         self.stats = stats
         self.total_lines = total_lines
-        self.live = Live("", console=Console(stderr=True), refresh_per_second=4, transient=True)
-        self.live.start()
+        self.status = status
 
     def update(self) -> None:
         s = self.stats
         lines = f"line {s.last_line:,}" + (f"/{self.total_lines:,}" if self.total_lines else "")
         errors = sum(s.errors.values())
-        self.live.update(f"{s.records:,} records  {lines}  {s.rate:,.0f} probes/s  ok {s.ok:,}  errors {errors:,}")
-
-    def stop(self) -> None:
-        self.live.stop()
+        self.status.show(f"{s.records:,} records  {lines}  {s.rate:,.0f} probes/s  ok {s.ok:,}  errors {errors:,}")

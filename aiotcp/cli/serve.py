@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 
 from ..accelerators import have_uvloop
-from ..serve import serve_forever
-from .common import EXIT_OK, EXIT_USAGE
+from ..serve import NotLoopback, serve_forever
+from .common import EXIT_OK, EXIT_USAGE, describe_os_error
 
 __all__ = ["register"]
 
@@ -19,9 +19,15 @@ def register(commands: Any) -> None:
     """Add ``serve`` to the ``aiotcp`` subcommands."""
     serve = commands.add_parser("serve", help="run the built-in target server")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8080, help="port (8080; 0 picks a free one)")
+    serve.add_argument("--port", type=_port, default=8080, help="port (8080; 0 picks a free one)")
     serve.add_argument("--public", action="store_true", help="allow binding a non-loopback address")
     serve.set_defaults(handler=cmd_serve)
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535, got {text!r}")
+    return int(text)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -33,7 +39,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             lambda: serve_forever(args.host, args.port, on_ready=ready, allow_public=args.public),
             backend_options={"use_uvloop": have_uvloop()},
         )
-    except (OSError, ValueError) as exc:
-        print(f"error: serve: {exc}", file=sys.stderr)
+    except NotLoopback as exc:
+        print(f"error: usage: --host: {exc}; add --public to serve on it (anyone who reaches it can use it)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    except OSError as exc:
+        where = f"{args.host} port {args.port}"
+        print(f"error: usage: cannot serve on {where}: {describe_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:
+        print(f"error: usage: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK

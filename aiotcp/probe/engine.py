@@ -43,9 +43,12 @@ from .limits import HostLimiter, RateLimiter
 from .records import ProbeResult, fill_from_response, is_ip, now_iso
 from .retry import Attempts, Stop, Switch, decide
 
-__all__ = ["ProbeOptions", "Prober", "probe_jobs", "probe_many"]
+__all__ = ["WINDOW_STALL_S", "ProbeOptions", "Prober", "probe_jobs", "probe_many"]
 
 _TLS_PORTS = frozenset({443, 8443, 9443, 4443})
+#: With ``order="input"``: how long the next target may wait for room in the re-ordering window before
+#: ``on_window_stall`` is told.
+WINDOW_STALL_S = 1.0
 
 Scheme = Literal["http", "https", "auto"]
 _Item = TypeVar("_Item")
@@ -268,9 +271,15 @@ async def probe_jobs(
     options: ProbeOptions,
     *,
     skip: Callable[[int], bool] | None = None,
+    on_window_stall: Callable[[], None] | None = None,
 ) -> AsyncGenerator[ProbeResult, None]:
     """Probe already numbered jobs (see :func:`iter_jobs`): the engine under :func:`probe_many`, for callers
-    that number the input themselves and probe parts of it elsewhere (sharding, Dask workers)."""
+    that number the input themselves and probe parts of it elsewhere (sharding, Dask workers).
+
+    ``on_window_stall()`` is called (from the feeding task) whenever, with ``order="input"``, the next target
+    has waited :data:`WINDOW_STALL_S` for room in the re-ordering window: one slow target is holding back the
+    records after it, and no new probe starts until it ends.
+    """
     opts = options
     prober = Prober(opts)
     # Jobs travel with their dispatch number: contiguous even when `skip` leaves holes in `seq`, so the
@@ -287,7 +296,10 @@ async def probe_jobs(
                     if skip is not None and skip(job.seq):
                         continue
                     if window is not None:
-                        await window.acquire()
+                        try:
+                            window.acquire_nowait()  # no trip through the event loop when there is room
+                        except anyio.WouldBlock:
+                            await _wait_for_room(window, on_window_stall)
                     await _put(send_jobs, (index, job))
                     index += 1
 
@@ -327,6 +339,15 @@ async def probe_jobs(
             # gets its sockets closed.
             with anyio.CancelScope(shield=True):
                 await prober.client.aclose()
+
+
+async def _wait_for_room(window: anyio.Semaphore, on_stall: Callable[[], None] | None) -> None:
+    if on_stall is not None:
+        with anyio.move_on_after(WINDOW_STALL_S):
+            await window.acquire()
+            return
+        on_stall()
+    await window.acquire()
 
 
 # anyio's send() and receive() yield to the event loop on every call, even when the item could pass at once;

@@ -90,7 +90,7 @@ class Journal:
                 raise JournalMismatch(f"{self.path} is not an aiotcp journal (version {VERSION})")
             if header.get("key") != self.key:
                 raise JournalMismatch(
-                    f"{self.path} was written for another run ({header.get('key')!r}); "
+                    f"{self.path} was written for another run ({_describe_key(header.get('key'))}); "
                     "use a new journal file or rerun the same command"
                 )
             good_end = file.tell()
@@ -191,3 +191,17 @@ def _record_of(line: bytes) -> dict[str, Any] | None:
 def _check_byte(text: str) -> int:
     """1-255 from the line's text: a changed line is caught with probability 254/255, two with 1 - 255**-2."""
     return zlib.crc32(text.encode("utf-8", "surrogatepass")) % 255 + 1
+
+
+def _describe_key(key: object) -> str:
+    """A journal's key as a person reads it: ``input targets.txt (sha256 1a2b3c4d...), ports 80,443``."""
+    if not isinstance(key, dict):
+        return "an unknown input"
+    parts = [f"input {key.get('input', '?')}"]
+    if key.get("sha256"):
+        parts[0] += f" (sha256 {str(key['sha256'])[:12]}...)"
+    if key.get("ports"):
+        parts.append("ports " + ",".join(str(port) for port in key["ports"]))
+    if key.get("shard"):
+        parts.append(f"shard {key['shard']}")
+    return ", ".join(parts)
