@@ -39,6 +39,7 @@ class _Protocol(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.tls = False  # TLS runs over this protocol (start_tls)
         self.buffer: deque[bytes] = deque()
         self.buffered = 0
         self.eof = False
@@ -72,7 +73,10 @@ class _Protocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        return True  # keep the transport: we close it ourselves, once the response is handled
+        # On plain TCP, keep the transport (a half-closed peer may still read the rest of a request): we close
+        # it ourselves, once the response is handled. A TLS transport cannot stay half-open after
+        # close_notify, and asyncio and uvloop log a warning for every True returned there.
+        return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -127,6 +131,8 @@ class AsyncioStream(NetworkStream):
         return (str(peer[0]), int(peer[1]))
 
     async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        # Before the handshake: a close_notify may reach the protocol before this coroutine resumes.
+        self.protocol.tls = True
         try:
             transport = await self._loop.start_tls(self.transport, self.protocol, context, server_hostname=hostname)
         except BaseException:

@@ -5,6 +5,7 @@ certificate verification fails or succeeds locally.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Iterator
@@ -177,3 +178,32 @@ async def test_tls_server_spoken_to_in_plain_http(anyio_backend: str, tls_server
     assert caught.value.target == url
     assert "without sending a response" in caught.value.message
     assert tls_server.wait_until(lambda s: s.handshake_failures == 1)  # counted once its close is done
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"],
+)
+async def test_a_tls_server_closing_a_kept_alive_connection_logs_nothing(
+    anyio_backend: Any,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server closing an idle keep-alive TLS connection (close_notify, then FIN) is routine: asyncio and
+    uvloop log "returning true from eof_received() has no effect when using ssl" for a protocol that asks to
+    keep a TLS transport half-open, so ours must not ask on TLS."""
+    if isinstance(anyio_backend, tuple):
+        pytest.importorskip("uvloop")
+    caplog.set_level(logging.DEBUG)
+    with ScriptedServer([ReadRequest(), Send(HELLO), CloseAfterSending()], tls=server_ssl_context) as server:
+        async with Client(verify=client_ssl_context, timeout=Timeouts(total=5)) as client:
+            assert (await client.get(f"{server.url}/")).content == b"hello"
+            assert client.pool.idle_connections == 1
+            assert server.wait_until(lambda s: s.script_done(0))
+            await anyio.sleep(0.2)  # the loop reads the close_notify and the FIN
+            again = await client.get(f"{server.url}/")  # the closed connection is seen and replaced
+            assert again.content == b"hello"
+            assert not again.timings.reused
+    noise = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not noise, [record.getMessage() for record in noise]
