@@ -638,6 +638,32 @@ BEHAVIOURS: list[Behaviour] = [
         wire=b"HTTP/1.1 100 Continue\r\n\r\n" * 100,
     ),
     _row(
+        "garbage-after-100-continue",
+        "status",
+        "protocol",
+        "curl's test 1480: a 100 Continue with a header, then 'Data' with no line end and the connection left "
+        "open: rejected from its first bytes, as a first response would be, not waited on until the deadline",
+        b"HTTP/1.1 100 Continue\r\nServer: interim\r\n\r\nData",
+        deadline=0.5,
+        trio=True,
+    ),
+    _row(
+        "garbage-line-after-100-continue",
+        "status",
+        "protocol",
+        "the same with a line end after 'Data': no head follows, so no blank line is waited for either",
+        b"HTTP/1.1 100 Continue\r\n\r\nData\r\n",
+        deadline=0.5,
+    ),
+    _row(
+        "blank-line-after-100-continue",
+        "status",
+        "protocol",
+        "a blank line where the next head must start: the first response may not start with one either",
+        b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        deadline=0.5,
+    ),
+    _row(
         "endless-trailers",
         "caps",
         "too_large",
