@@ -386,6 +386,7 @@ class HTTP11Protocol(abc.ABC):
         self._reusable = False
         self._error: AiotcpError | None = None
         self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
+        self._garbage_first = False  # the first bytes of the response cannot start a status line
         self._chunks: _ChunkScan | None = None  # the framing of a chunked body, measured (see _ChunkScan)
 
     def __repr__(self) -> str:
@@ -469,6 +470,12 @@ class HTTP11Protocol(abc.ABC):
         """Whether any byte of the current response has arrived (a stale keep-alive has none)."""
         return self._received > 0
 
+    @property
+    def started_with_garbage(self) -> bool:
+        """Whether the current response failed on its first bytes, which cannot start a status line: no byte of
+        a valid response arrived (bytes a server sent after an earlier response, or not HTTP at all)."""
+        return self._garbage_first
+
     # -- guards shared by both backends ---------------------------------------------------------------------
 
     def _check_looks_like_http(self, data: bytes) -> None:
@@ -476,6 +483,7 @@ class HTTP11Protocol(abc.ABC):
         # as the first bytes cannot start "HTTP/". The same holds for what follows an interim response.
         self._prefix += data[: len(_HTTP_PREFIX) - len(self._prefix)]
         if not _HTTP_PREFIX.startswith(self._prefix):
+            self._garbage_first = not self._interim
             raise self._not_http(data)
 
     def _not_http(self, data: bytes) -> ProtocolError:
