@@ -38,7 +38,7 @@ class _Protocol(asyncio.Protocol):
     """Buffers what arrives and wakes the one reader; records EOF and the error that ended the connection."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None  # TCP: TLS runs over it (start_tls), flow control on it
         self.tls = False  # TLS runs over this protocol (start_tls)
         self.buffer: deque[bytes] = deque()
         self.buffered = 0
@@ -69,6 +69,11 @@ class _Protocol(asyncio.Protocol):
             self.reading_paused = True
             self.transport.pause_reading()
         self._wake()
+
+    def resume_reading(self) -> None:
+        """Resume what :meth:`data_received` paused: the TCP transport, under TLS too (see ``start_tls``)."""
+        if self.transport is not None:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -143,6 +148,9 @@ class AsyncioStream(NetworkStream):
             raise
         if transport is None:  # pragma: no cover - only when the transport closed under us
             raise ConnectionResetError("connection closed during the TLS handshake")
+        # Reading stays paused and resumed on the TCP transport (protocol.transport), not on this TLS one: uvloop
+        # drops the decrypted data it holds for a paused TLS transport when the peer's FIN arrives (a response
+        # with "Connection: close" loses its tail), while a paused TCP transport leaves the FIN in the kernel.
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         return ssl_object.version() if ssl_object is not None else None
@@ -214,7 +222,7 @@ class AsyncioStream(NetworkStream):
             protocol.buffered -= len(chunk)
             if protocol.reading_paused and protocol.buffered < _LOW_WATER and not protocol.lost:
                 protocol.reading_paused = False
-                self.transport.resume_reading()
+                protocol.resume_reading()
             return chunk
         if protocol.error is not None:
             raise map_stream_error(protocol.error, self.target, phase="read") from protocol.error

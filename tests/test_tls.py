@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from scripted_server import CloseAfterSending, ReadRequest, Repeat, ScriptedServer, Send, Sleep
+from scripted_server import CloseAfterSending, HalfClose, ReadRequest, Repeat, ScriptedServer, Send, Sleep, response
 
 from aiotcp import AiotcpError, Client, Timeouts, tcp_exchange
 from aiotcp.serve import TargetServer
@@ -207,3 +207,37 @@ async def test_a_tls_server_closing_a_kept_alive_connection_logs_nothing(
             assert not again.timings.reused
     noise = [record for record in caplog.records if record.levelno >= logging.WARNING]
     assert not noise, [record.getMessage() for record in noise]
+
+
+BIG = bytes(range(256)) * 8192  # 2 MiB: several times the stream's 256 KiB read buffer
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"],
+)
+@pytest.mark.parametrize(
+    "ending", [CloseAfterSending(), HalfClose()], ids=["close-notify-when-we-close", "fin-right-after-the-body"]
+)
+async def test_a_large_tls_body_read_slowly_arrives_whole(
+    anyio_backend: Any,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    ending: Any,
+) -> None:
+    """A body larger than the stream's read buffer pauses reading until the reader catches up. Over TLS the
+    pause must be resumed where it was made (asyncio and uvloop stalled until the read timeout), and a FIN
+    right after the body (a server that closes, as nginx does after a "Connection: close" response) must
+    not cost its tail (uvloop drops the TLS records it holds for a paused TLS transport when the FIN
+    arrives)."""
+    if isinstance(anyio_backend, tuple):
+        pytest.importorskip("uvloop")
+    script = [ReadRequest(), Send(response(200, BIG, close=True)), ending]
+    with ScriptedServer(script, tls=server_ssl_context) as server:
+        async with Client(verify=client_ssl_context, timeout=Timeouts(read=3, total=10)) as client:
+            async with client.stream("GET", f"{server.url}/") as streamed:
+                received = bytearray()
+                async for chunk in streamed.stream():
+                    received += chunk
+                    await anyio.sleep(0.01)  # a slow reader: the server's bytes pile up, reading pauses
+            assert bytes(received) == BIG
