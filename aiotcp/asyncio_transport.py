@@ -149,8 +149,9 @@ class AsyncioStream(NetworkStream):
         if transport is None:  # pragma: no cover - only when the transport closed under us
             raise ConnectionResetError("connection closed during the TLS handshake")
         # Reading stays paused and resumed on the TCP transport (protocol.transport), not on this TLS one: uvloop
-        # drops the decrypted data it holds for a paused TLS transport when the peer's FIN arrives (a response
-        # with "Connection: close" loses its tail), while a paused TCP transport leaves the FIN in the kernel.
+        # drops the TLS records it has not handed on to a paused TLS transport when the peer's FIN arrives (a
+        # response with "Connection: close" loses its tail), while a paused TCP transport leaves the FIN in the
+        # kernel.
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         return ssl_object.version() if ssl_object is not None else None
