@@ -382,9 +382,8 @@ class HalfClose(Step):
             else:
                 # The TLS transport's buffer, then the TCP transport's under it (asyncio keeps no public
                 # handle on that one): a shutdown before they drain would cut the data short.
-                transports = [conn.writer.transport, getattr(conn.writer.transport, "_ssl_protocol", None)]
-                raw = getattr(transports[1], "_transport", None)
-                while conn.writer.transport.get_write_buffer_size() or (
+                raw = getattr(getattr(conn.writer.transport, "_ssl_protocol", None), "_transport", None)
+                while conn.writer.transport.get_write_buffer_size() or (  # noqa: ASYNC110 - no event says "flushed"
                     raw is not None and raw.get_write_buffer_size()
                 ):
                     await asyncio.sleep(0.001)  # bounded by the server's lifetime (stopping cancels the step)
