@@ -47,7 +47,7 @@ def no_logged_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     test that logged it: a kept-alive TLS close, a task left pending, an exception nobody retrieved..."""
     caplog.set_level(logging.WARNING)
     yield
-    records = [record for when in ("setup", "call") for record in caplog.get_records(when)]  # type: ignore[arg-type]
+    records = [record for when in ("setup", "call") for record in caplog.get_records(when)]
     logged = [f"{record.name}: {record.getMessage()}" for record in records if record.levelno >= logging.WARNING]
     if logged:
         pytest.fail(f"warnings were logged: {logged}")
