@@ -38,7 +38,8 @@ class _Protocol(asyncio.Protocol):
     """Buffers what arrives and wakes the one reader; records EOF and the error that ended the connection."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None  # TCP: TLS runs over it (start_tls), flow control on it
+        self.tls = False  # TLS runs over this protocol (start_tls)
         self.buffer: deque[bytes] = deque()
         self.buffered = 0
         self.eof = False
@@ -69,10 +70,18 @@ class _Protocol(asyncio.Protocol):
             self.transport.pause_reading()
         self._wake()
 
+    def resume_reading(self) -> None:
+        """Resume what :meth:`data_received` paused: the TCP transport, under TLS too (see ``start_tls``)."""
+        if self.transport is not None:
+            self.transport.resume_reading()
+
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
-        return True  # keep the transport: we close it ourselves, once the response is handled
+        # On plain TCP, keep the transport (a half-closed peer may still read the rest of a request): we close
+        # it ourselves, once the response is handled. A TLS transport cannot stay half-open after
+        # close_notify, and asyncio and uvloop log a warning for every True returned there.
+        return not self.tls
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -127,6 +136,8 @@ class AsyncioStream(NetworkStream):
         return (str(peer[0]), int(peer[1]))
 
     async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+        # Before the handshake: a close_notify may reach the protocol before this coroutine resumes.
+        self.protocol.tls = True
         try:
             transport = await self._loop.start_tls(self.transport, self.protocol, context, server_hostname=hostname)
         except BaseException:
@@ -137,6 +148,10 @@ class AsyncioStream(NetworkStream):
             raise
         if transport is None:  # pragma: no cover - only when the transport closed under us
             raise ConnectionResetError("connection closed during the TLS handshake")
+        # Reading stays paused and resumed on the TCP transport (protocol.transport), not on this TLS one: uvloop
+        # drops the TLS records it has not handed on to a paused TLS transport when the peer's FIN arrives (a
+        # response with "Connection: close" loses its tail), while a paused TCP transport leaves the FIN in the
+        # kernel.
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         return ssl_object.version() if ssl_object is not None else None
@@ -208,7 +223,7 @@ class AsyncioStream(NetworkStream):
             protocol.buffered -= len(chunk)
             if protocol.reading_paused and protocol.buffered < _LOW_WATER and not protocol.lost:
                 protocol.reading_paused = False
-                self.transport.resume_reading()
+                protocol.resume_reading()
             return chunk
         if protocol.error is not None:
             raise map_stream_error(protocol.error, self.target, phase="read") from protocol.error

@@ -25,6 +25,7 @@ from .errors import (
     InvalidHeader,
     InvalidInput,
     InvalidTarget,
+    ProtocolError,
     TooManyRedirects,
 )
 from .http11 import Request, make_protocol
@@ -43,6 +44,9 @@ _HeaderPairs = list[tuple[bytes, bytes | None]]
 USER_AGENT = f"aiotcp/{__version__}"
 # Methods that are safe to send twice: only these are retried after a stale keep-alive.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# A reused connection that answers with bytes that cannot start a status line (what a server sent after an
+# earlier response, such as a body after a HEAD reply) may have acted on the request: only these are retried.
+_SAFE = frozenset({"GET", "HEAD"})
 # Credentials are for the origin they were given to; a redirect to another origin does not get them.
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"proxy-authorization"})
 # How much of a redirect's body we read to keep its connection reusable before giving up on it.
@@ -357,14 +361,12 @@ class Client:
             try:
                 head = await connection.send_request(request, budget, target.url)
             except BaseException as exc:
-                stale = (
-                    connection.is_reused()
-                    and not connection.response_started()
-                    and isinstance(exc, (ConnectionReset, Disconnected))
-                )
+                retry = not fresh and connection.is_reused() and _worth_a_fresh_connection(exc, method, connection)
                 await self._pool.release(connection, False)
-                if stale and not fresh and method in _IDEMPOTENT:
-                    fresh = True  # the server closed a pooled connection under us: once more, on a new one
+                if retry:
+                    # The server closed a pooled connection under us, or bytes it sent after an earlier response
+                    # came first: once more, on a new connection.
+                    fresh = True
                     continue
                 raise
             break
@@ -395,6 +397,15 @@ class Client:
             body=BodyReader(connection, budget, release),
             request=request,
         )
+
+
+def _worth_a_fresh_connection(exc: BaseException, method: str, connection: HTTPConnection) -> bool:
+    """Whether a request that failed on a reused connection goes once more on a new one: when the server had
+    closed it (reset or FIN before any byte of response; idempotent methods), or when the first bytes that came
+    back cannot start a status line (GET and HEAD only)."""
+    if isinstance(exc, (ConnectionReset, Disconnected)):
+        return method in _IDEMPOTENT and not connection.response_started()
+    return isinstance(exc, ProtocolError) and method in _SAFE and connection.started_with_garbage()
 
 
 @functools.lru_cache(maxsize=1024)

@@ -73,6 +73,11 @@ class HTTPConnection:
         """Whether any byte of the current response arrived (a stale keep-alive fails before that)."""
         return self.protocol.response_started
 
+    def started_with_garbage(self) -> bool:
+        """Whether the current response failed on first bytes that cannot start a status line (what a server
+        sent after an earlier response on this connection, such as a body after a HEAD reply)."""
+        return self.protocol.started_with_garbage
+
     # -- one exchange ---------------------------------------------------------------------------------------
 
     async def send_request(self, request: Request, budget: Budget, url: str) -> ResponseHead:

@@ -29,7 +29,7 @@ The guards make the backends agree where their parsers would not:
   just enough to count those bytes exactly, for both backends, whatever the split (the parsers' own bounds
   -- h11's on its receive buffer, ours on llhttp's silence -- hold only to within one feed);
 - a peer that is plainly not speaking HTTP is rejected from its first bytes (instead of waiting for a line
-  end that may never come);
+  end that may never come), and so is what follows an interim (1xx) head when it cannot start another head;
 - every head, interim or final, meets the same rules (:meth:`HTTP11Protocol._check_head`): HTTP/1.0 or 1.1,
   status >= 100, no 101, h11's Transfer-Encoding and Content-Length rules, no control character but HTAB
   in a header value (llhttp's rule, stricter than h11's), none of NUL/CR/LF/VT/FF in the reason phrase;
@@ -401,6 +401,7 @@ class HTTP11Protocol(abc.ABC):
         self._reusable = False
         self._error: AiotcpError | None = None
         self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
+        self._garbage_first = False  # the first bytes of the response cannot start a status line
         self._chunks: _ChunkScan | None = None  # the framing of a chunked body, measured (see _ChunkScan)
 
     def __repr__(self) -> str:
@@ -484,14 +485,25 @@ class HTTP11Protocol(abc.ABC):
         """Whether any byte of the current response has arrived (a stale keep-alive has none)."""
         return self._received > 0
 
+    @property
+    def started_with_garbage(self) -> bool:
+        """Whether the current response failed on its first bytes, which cannot start a status line: no byte of
+        a valid response arrived (bytes a server sent after an earlier response, or not HTTP at all)."""
+        return self._garbage_first
+
     # -- guards shared by both backends ---------------------------------------------------------------------
 
     def _check_looks_like_http(self, data: bytes) -> None:
         # An SSH banner or an HTTP/0.9 body may never send the line end a parser waits for: reject as soon
-        # as the first bytes cannot start "HTTP/".
+        # as the first bytes cannot start "HTTP/". The same holds for what follows an interim response.
         self._prefix += data[: len(_HTTP_PREFIX) - len(self._prefix)]
         if not _HTTP_PREFIX.startswith(self._prefix):
-            raise ProtocolError(f"not an HTTP/1.x response: starts with {quote_bytes(data[:24])}")
+            self._garbage_first = not self._interim
+            raise self._not_http(data)
+
+    def _not_http(self, data: bytes) -> ProtocolError:
+        after = f" after {self._interim} interim (1xx) response(s)" if self._interim else ""
+        return ProtocolError(f"not an HTTP/1.x response{after}: starts with {quote_bytes(data[:24])}")
 
     def _feed_guarded(self, data: bytes) -> None:
         cap = self.limits.max_header_bytes
@@ -716,6 +728,13 @@ class H11Protocol(HTTP11Protocol):
                 self._on_interim(
                     event.status_code, bytes(event.reason), bytes(event.http_version), list(event.headers.raw_items())
                 )
+                # The next head's first bytes are judged like the first response's (h11 would wait for the line
+                # end, then the blank line, that garbage after a 1xx may never send): those h11 holds now,
+                # then those of the next feeds (receive_data), until there are enough to say "HTTP/".
+                self._prefix = b""
+                held = conn.trailing_data[0]
+                if held:
+                    self._check_looks_like_http(held)
             elif isinstance(event, h11.Response):
                 self._on_head(
                     ResponseHead(
@@ -835,8 +854,7 @@ class HttptoolsProtocol(HTTP11Protocol):
                 # h11 takes none of them.
                 self._next_prefix += data[start:end][: len(_HTTP_PREFIX) - len(self._next_prefix)]
                 if not _HTTP_PREFIX.startswith(self._next_prefix):
-                    shown = quote_bytes(data[start:end][:24])
-                    self._fail(ProtocolError(f"not an HTTP/1.x response: starts with {shown}"))
+                    self._fail(self._not_http(data[start:end]))
                     break
             self._parse(view[start:end])
             self._keep_tail(data[max(start, end - 2) : end])

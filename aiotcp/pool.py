@@ -8,10 +8,20 @@ closed afterwards, shielded.
 
 A slot is counted from the moment a connection is being opened until it is closed, so ``max_connections``
 bounds sockets, not just requests.
+
+Idle connections are closed when they expire (``Limits.keepalive_expiry``), not when next asked for: a server
+counts an idle connection against its own limit (waitress serves 100 connections at a time), so one left open
+past its expiry can keep another request waiting in the server's backlog. A *sweeper* does it: one task per
+pool, running only while there are idle connections, asleep until the oldest of them expires (the idle LRU
+order is also expiry order). Giving a connection back costs one flag test; the sweeper wakes about once per
+``keepalive_expiry`` on a busy pool. It is a task of the event loop, not of the caller: an asyncio task on
+asyncio (uvloop included), a trio system task on trio, so a pool needs no task group of its own and
+:meth:`ConnectionPool.aclose` cancels it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
@@ -26,6 +36,10 @@ __all__ = ["ConnectionPool"]
 
 Opener = Callable[[], Awaitable[HTTPConnection]]
 
+# The sweeper closes together the idle connections that expire within this many seconds of the oldest (at
+# most a tenth of keepalive_expiry): one wake-up for a burst of connections given back together.
+_SWEEP_BATCH = 0.05
+
 
 class ConnectionPool:
     """Hands out connections per key (scheme, host, port, TLS settings) and takes them back."""
@@ -38,13 +52,17 @@ class ConnectionPool:
         self._open_by_key: dict[Hashable, int] = {}
         self._waiters: list[anyio.Event] = []
         self._closed = False
+        self._sweeping = False  # a sweeper runs (or is about to): see the module docstring
+        self._sweep_scope: anyio.CancelScope | None = None
+        self._sweep_task: asyncio.Task[None] | None = None  # asyncio keeps only a weak reference to tasks
         self.opened = 0  # connections ever opened, for stats and tests
         self.reused = 0
 
     def __repr__(self) -> str:
         return (
             f"<ConnectionPool open={self._open_total} idle={len(self._idle_order)}"
-            f" waiting={len(self._waiters)} opened={self.opened} reused={self.reused}>"
+            f" waiting={len(self._waiters)} opened={self.opened} reused={self.reused}"
+            f" sweeping={self._sweeping}>"
         )
 
     @property
@@ -199,6 +217,8 @@ class ConnectionPool:
                 stack.append(connection)
             self._idle_order[connection] = None
             self._wake_waiters()
+            if not self._sweeping and self.limits.keepalive_expiry is not None:
+                self._start_sweeper()
             return False
         self._forget(connection)
         connection.state = ConnectionState.CLOSED  # counted out now; the socket closes in the caller
@@ -209,9 +229,56 @@ class ConnectionPool:
         if self.give_back(connection, reusable):
             await _close_all([connection], "not reusable")
 
+    # -- the sweeper ----------------------------------------------------------------------------------------
+
+    def _start_sweeper(self) -> None:
+        """Start :meth:`_sweep` on the running event loop, outside the caller's task."""
+        self._sweeping = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: anyio's other backend
+            import trio  # optional: present whenever the caller runs on it
+
+            trio.lowlevel.spawn_system_task(self._sweep, name=f"aiotcp pool sweeper {id(self):#x}")
+        else:
+            self._sweep_task = loop.create_task(self._sweep(), name=f"aiotcp pool sweeper {id(self):#x}")
+
+    async def _sweep(self) -> None:
+        """Close idle connections as they expire; return when none is idle (:meth:`give_back` starts another).
+
+        Never raises but for cancellation: a trio system task that raised would end the whole run.
+        """
+        expiry = self.limits.keepalive_expiry
+        assert expiry is not None
+        batch = min(_SWEEP_BATCH, expiry / 10)
+        idle = self._idle_order
+        try:
+            with anyio.CancelScope() as scope:
+                self._sweep_scope = scope
+                # `idle` is tested and `_sweeping` cleared (finally) with no await between: a connection given
+                # back after the test finds no sweeper running and starts one.
+                while idle and not self._closed:
+                    due = next(iter(idle)).idle_since + expiry
+                    now = time.monotonic()
+                    if due > now + batch:
+                        await anyio.sleep(due - now)
+                        continue
+                    discard: list[HTTPConnection] = []
+                    while idle:
+                        oldest = next(iter(idle))
+                        if oldest.idle_since + expiry > now + batch:
+                            break
+                        self._evict_idle(oldest, discard)
+                    await _close_all(discard, "expired while idle")
+        finally:
+            self._sweeping = False
+            self._sweep_scope = self._sweep_task = None
+
     async def aclose(self) -> None:
         """Close every idle connection and refuse new acquisitions. Busy ones close on release."""
         self._closed = True
+        if self._sweep_scope is not None:
+            self._sweep_scope.cancel()
         discard: list[HTTPConnection] = []
         while self._evict_oldest_idle(discard):
             pass

@@ -24,7 +24,8 @@ The vocabulary::
     ReadToEnd()                     read until the peer's FIN (its half-close), keeping our side open
     ReadRequest()                   read one request: the head up to the blank line, then Content-Length
                                     bytes of body; it is recorded in requests(i)
-    HalfClose()                     shutdown(SHUT_WR): send FIN, keep the read side open (plain TCP only)
+    HalfClose()                     shutdown(SHUT_WR): send FIN after what was sent, keep the read side open
+                                    (over TLS: on the raw socket, without a close_notify)
     CloseAfterSending()             a clean close: FIN after everything sent, read and drop input until the
                                     peer closes (at most LINGER_S), then close -- so no RST can destroy
                                     what was sent
@@ -386,8 +387,9 @@ class ReadToEnd(Step):
 
 @dataclass(frozen=True)
 class HalfClose(Step):
-    """FIN now; the read side stays open. Over TLS (which has no half-close) the FIN goes out on the raw
-    socket without a close_notify: the TCP event a server that drops TLS state produces."""
+    """FIN after what was sent; the read side stays open. Over TLS (which has no half-close) the FIN goes out on
+    the raw socket without a close_notify, once every byte sent has left asyncio's buffers (a peer that reads
+    slowly gets it all, then the FIN): the TCP event a server that drops TLS state produces."""
 
     async def run(self, conn: _Conn) -> None:
         try:
@@ -395,6 +397,13 @@ class HalfClose(Step):
             if conn.writer.can_write_eof():
                 conn.writer.write_eof()
             else:
+                # The TLS transport's buffer, then the TCP transport's under it (asyncio keeps no public
+                # handle on that one): a shutdown before they drain would cut the data short.
+                raw = getattr(getattr(conn.writer.transport, "_ssl_protocol", None), "_transport", None)
+                while conn.writer.transport.get_write_buffer_size() or (  # noqa: ASYNC110 - no event says "flushed"
+                    raw is not None and raw.get_write_buffer_size()
+                ):
+                    await asyncio.sleep(0.001)  # bounded by the server's lifetime (stopping cancels the step)
                 conn.sock.shutdown(socket.SHUT_WR)
         except (ConnectionError, RuntimeError, OSError) as exc:
             raise ScriptEnded(f"half-close failed: {exc!r}") from exc

@@ -335,12 +335,60 @@ async def test_cancelled_pool_waiter_is_removed(anyio_backend: str, shared_serve
 
 async def test_pool_repr_shows_counts(anyio_backend: str, shared_server: TargetServer) -> None:
     async with Client() as client:
-        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=0 reused=0>"
+        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=0 reused=0 sweeping=False>"
         await client.get(f"{shared_server.url}/")
         await client.get(f"{shared_server.url}/")
-        assert repr(client.pool) == "<ConnectionPool open=1 idle=1 waiting=0 opened=1 reused=1>"
+        assert repr(client.pool) == "<ConnectionPool open=1 idle=1 waiting=0 opened=1 reused=1 sweeping=True>"
         async with client.stream("GET", f"{shared_server.url}/bytes/10"):
-            assert re.fullmatch(r"<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=2>", repr(client.pool))
+            # The sweeper ran meanwhile, found nothing idle and ended (the next connection given back starts one).
+            assert re.fullmatch(
+                r"<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=2 sweeping=False>", repr(client.pool)
+            )
         # The body was not read: leaving the block closed the connection.
-        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=1 reused=2>"
+        assert repr(client.pool) == "<ConnectionPool open=0 idle=0 waiting=0 opened=1 reused=2 sweeping=False>"
         assert repr(client.pool) in repr(client)
+
+
+# -- idle connections expire on time -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"],
+)
+async def test_idle_connections_are_closed_when_they_expire_not_when_next_taken(anyio_backend: object) -> None:
+    """A server counts idle connections against its own limit: one kept past its expiry holds a slot another
+    client (or our next request) may be waiting for. The pool closes it on time, with no request to prompt it."""
+    if isinstance(anyio_backend, tuple):
+        pytest.importorskip("uvloop")
+    with ScriptedServer(keep_alive()) as server:
+        async with Client(limits=Limits(keepalive_expiry=0.2), timeout=Timeouts(total=5)) as client:
+            async with anyio.create_task_group() as group:
+                for _ in range(3):
+                    group.start_soon(client.get, f"{server.url}/")
+            assert client.pool.idle_connections == 3
+            assert server.open_connections == 3
+            await eventually(lambda: server.open_connections == 0, timeout=2.0)  # closed by us: the server saw EOF
+            assert (client.pool.open_connections, client.pool.idle_connections) == (0, 0)
+            assert "sweeping=False" in repr(client.pool)  # the sweeper ended with the last idle connection
+            # ... and starts again with the next connection given back.
+            again = await client.get(f"{server.url}/")
+            assert not again.timings.reused
+            await eventually(lambda: server.open_connections == 0, timeout=2.0)
+        assert server.connections_accepted == 4
+
+
+async def test_a_connection_in_use_is_never_swept(anyio_backend: str) -> None:
+    """The sweeper closes idle connections only: a request that outlives the expiry keeps its connection, and
+    a connection reused more often than it expires stays open."""
+    with ScriptedServer(keep_alive()) as quick, ScriptedServer(keep_alive(delay=0.6)) as slow:
+        async with Client(limits=Limits(keepalive_expiry=0.2), timeout=Timeouts(total=5)) as client:
+            await client.get(f"{quick.url}/")
+            assert (await client.get(f"{slow.url}/")).content == b"ok"  # busy across the expiry of the quick one
+            await eventually(lambda: quick.open_connections == 0)
+            assert slow.open_connections == 1
+            assert (client.pool.open_connections, client.pool.idle_connections) == (1, 1)
+            for _ in range(4):  # reused every 0.1 s: never idle for 0.2 s, never swept
+                await anyio.sleep(0.1)
+                assert (await client.get(f"{slow.url}/again")).timings.reused
+        assert (quick.connections_accepted, slow.connections_accepted) == (1, 1)

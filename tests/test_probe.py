@@ -495,6 +495,46 @@ async def test_auto_scheme_switches_once_on_a_tls_answer_and_gives_one_record(an
     assert record.error == "tls"
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        response(
+            400,
+            b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n</html>\r\n",
+            reason="Bad Request",
+            headers=[("Server", "nginx/1.22.1"), ("Content-Type", "text/html")],
+            close=True,
+        ),
+        response(
+            400,
+            b"<p>Reason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n</p>",
+            reason="Bad Request",
+            headers=[("Content-Type", "text/html; charset=iso-8859-1")],
+            close=True,
+        ),
+        b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n",
+    ],
+    ids=["nginx", "apache", "go"],
+)
+async def test_auto_scheme_switches_once_on_a_plain_http_to_https_port_answer(
+    anyio_backend: str, answer: bytes
+) -> None:
+    """nginx, Apache and Go answer a plaintext request on their TLS port with a 400 that says so: the http guess
+    is switched to https, once. (Here the https attempt meets a plain server that closes: its error is the
+    record's, never the 400.)"""
+    answering = [ReadRequest(), Send(answer), CloseAfterSending()]
+    with ScriptedServer(answering, [CloseAfterSending()], answering) as scripted:
+        records = await collect([scripted.address], scheme="auto", timeout=3)
+        (named,) = await collect([f"http://{scripted.address}/"], scheme="auto", timeout=3)
+        assert scripted.connections_accepted == 3
+    (record,) = records
+    assert (record.url, record.scheme, record.attempts) == (f"https://{scripted.address}/", "https", 2)
+    assert record.error == "tls"
+    assert (record.status_code, record.title, record.server) == (None, None, None)
+    # A URL names its scheme: the 400 is the answer.
+    assert (named.ok, named.status_code, named.attempts) == (True, 400, 1)
+
+
 async def test_auto_scheme_tries_https_once_when_a_plaintext_request_gets_no_answer(
     anyio_backend: str, server_ssl_context: ssl.SSLContext
 ) -> None:

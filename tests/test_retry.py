@@ -15,7 +15,7 @@ from aiotcp.errors import (
     ProtocolError,
     TLSError,
 )
-from aiotcp.probe.retry import LOCAL_EXTRA_ATTEMPTS, Attempts, Retry, Stop, Switch, decide
+from aiotcp.probe.retry import LOCAL_EXTRA_ATTEMPTS, Attempts, Retry, Stop, Switch, asks_for_tls, decide, decide_answer
 
 HTTP_FIRST = ("http", "https")
 HTTPS_FIRST = ("https", "http")
@@ -103,3 +103,52 @@ def test_a_pause_that_does_not_fit_the_deadline_stops() -> None:
     attempts = Attempts(("http",), "http")
     assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.2), Stop)
     assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.3), Retry)
+
+
+# -- an answer that says the guess was wrong -----------------------------------------------------------------
+
+# What each server answers a plaintext request on its TLS port with (the bodies as sent, but Date lines).
+NGINX_400 = (
+    b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n<body>\r\n"
+    b"<center><h1>400 Bad Request</h1></center>\r\n<center>The plain HTTP request was sent to HTTPS port</center>"
+    b"\r\n<hr><center>nginx/1.22.1</center>\r\n</body>\r\n</html>\r\n"
+)
+APACHE_400 = (
+    b'<!DOCTYPE HTML PUBLIC "-//W3C//DTD HTML 4.01//EN" "http://www.w3.org/TR/html4/strict.dtd">\n<html><head>\n'
+    b"<title>400 Bad Request</title>\n</head><body>\n<h1>Bad Request</h1>\n<p>Your browser sent a request that this "
+    b"server could not understand.<br />\nReason: You're speaking plain HTTP to an SSL-enabled server port.<br />\n"
+    b" Instead use the HTTPS scheme to access this URL, please.<br />\n</p>\n</body></html>\n"
+)
+GO_400 = b"Client sent an HTTP request to an HTTPS server.\n"
+TOMCAT_400 = b"Bad Request\nThis combination of host and port requires TLS.\n"
+PLAIN_TO_TLS_BODIES = pytest.mark.parametrize(
+    "body", [NGINX_400, APACHE_400, GO_400, TOMCAT_400], ids=["nginx", "apache", "go", "tomcat"]
+)
+
+
+@PLAIN_TO_TLS_BODIES
+def test_a_400_saying_plain_http_reached_a_tls_port_switches_the_http_guess(body: bytes) -> None:
+    assert asks_for_tls(400, body)
+    assert decide_answer(400, body, Attempts(HTTP_FIRST, "http")) == Switch(Attempts(HTTP_FIRST, "https"))
+
+
+@PLAIN_TO_TLS_BODIES
+def test_such_an_answer_switches_only_a_guess_and_only_once(body: bytes) -> None:
+    assert isinstance(decide_answer(400, body, Attempts(("http",), "http")), Stop)  # the scheme was named
+    assert isinstance(decide_answer(400, body, Attempts(HTTP_FIRST, "https")), Stop)  # switched already
+    assert isinstance(decide_answer(400, body, Attempts(HTTPS_FIRST, "http")), Stop)  # http was the switch
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, b"<html><head><title>400 Bad Request</title></head><body>bad request</body></html>"),
+        (400, b""),  # a HEAD reply, or no body read: nothing says TLS was meant
+        (200, NGINX_400),  # a page that quotes the text is not the error
+        (497, b"plain HTTP"),
+    ],
+    ids=["other-400", "no-body", "a-200-quoting-it", "other-status"],
+)
+def test_any_other_answer_stops(status: int, body: bytes) -> None:
+    assert not asks_for_tls(status, body)
+    assert isinstance(decide_answer(status, body, Attempts(HTTP_FIRST, "http")), Stop)

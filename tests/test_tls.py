@@ -5,6 +5,7 @@ certificate verification fails or succeeds locally.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
-from scripted_server import CloseAfterSending, ReadRequest, Repeat, ScriptedServer, Send, Sleep
+from scripted_server import CloseAfterSending, HalfClose, ReadRequest, Repeat, ScriptedServer, Send, Sleep, response
 
 from aiotcp import AiotcpError, Client, Timeouts, tcp_exchange
 from aiotcp.serve import TargetServer
@@ -177,3 +178,66 @@ async def test_tls_server_spoken_to_in_plain_http(anyio_backend: str, tls_server
     assert caught.value.target == url
     assert "without sending a response" in caught.value.message
     assert tls_server.wait_until(lambda s: s.handshake_failures == 1)  # counted once its close is done
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"],
+)
+async def test_a_tls_server_closing_a_kept_alive_connection_logs_nothing(
+    anyio_backend: Any,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server closing an idle keep-alive TLS connection (close_notify, then FIN) is routine: asyncio and
+    uvloop log "returning true from eof_received() has no effect when using ssl" for a protocol that asks to
+    keep a TLS transport half-open, so ours must not ask on TLS."""
+    if isinstance(anyio_backend, tuple):
+        pytest.importorskip("uvloop")
+    caplog.set_level(logging.DEBUG)
+    with ScriptedServer([ReadRequest(), Send(HELLO), CloseAfterSending()], tls=server_ssl_context) as server:
+        async with Client(verify=client_ssl_context, timeout=Timeouts(total=5)) as client:
+            assert (await client.get(f"{server.url}/")).content == b"hello"
+            assert client.pool.idle_connections == 1
+            assert server.wait_until(lambda s: s.script_done(0))
+            await anyio.sleep(0.2)  # the loop reads the close_notify and the FIN
+            again = await client.get(f"{server.url}/")  # the closed connection is seen and replaced
+            assert again.content == b"hello"
+            assert not again.timings.reused
+    noise = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert not noise, [record.getMessage() for record in noise]
+
+
+BIG = bytes(range(256)) * 8192  # 2 MiB: several times the stream's 256 KiB read buffer
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    ["asyncio", pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "trio"],
+)
+@pytest.mark.parametrize(
+    "ending", [CloseAfterSending(), HalfClose()], ids=["close-notify-when-we-close", "fin-right-after-the-body"]
+)
+async def test_a_large_tls_body_read_slowly_arrives_whole(
+    anyio_backend: Any,
+    server_ssl_context: ssl.SSLContext,
+    client_ssl_context: ssl.SSLContext,
+    ending: Any,
+) -> None:
+    """A body larger than the stream's read buffer pauses reading until the reader catches up. Over TLS the
+    pause must be resumed where it was made (asyncio and uvloop stalled until the read timeout), and a FIN
+    right after the body (a server that closes, as nginx does after a "Connection: close" response) must
+    not cost its tail (uvloop drops the TLS records it holds for a paused TLS transport when the FIN
+    arrives)."""
+    if isinstance(anyio_backend, tuple):
+        pytest.importorskip("uvloop")
+    script = [ReadRequest(), Send(response(200, BIG, close=True)), ending]
+    with ScriptedServer(script, tls=server_ssl_context) as server:
+        async with Client(verify=client_ssl_context, timeout=Timeouts(read=3, total=10)) as client:
+            async with client.stream("GET", f"{server.url}/") as streamed:
+                received = bytearray()
+                async for chunk in streamed.stream():
+                    received += chunk
+                    await anyio.sleep(0.01)  # a slow reader: the server's bytes pile up, reading pauses
+            assert bytes(received) == BIG

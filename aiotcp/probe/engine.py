@@ -41,7 +41,7 @@ from ..targets import Target
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
 from .limits import HostLimiter, RateLimiter
 from .records import ProbeResult, fill_from_response, is_ip, now_iso
-from .retry import Attempts, Stop, Switch, decide
+from .retry import Attempts, Stop, Switch, decide, decide_answer
 
 __all__ = ["WINDOW_STALL_S", "ProbeOptions", "Prober", "probe_jobs", "probe_many"]
 
@@ -166,9 +166,11 @@ class Prober:
                 target = job.spec.resolve(default_scheme=attempts.scheme, default_port=job.port)
                 result.url, result.scheme, result.port = target.url, target.scheme, target.port
                 try:
-                    await self._exchange(target, result, budget)
-                    result.error = result.error_message = None
-                    break
+                    switch = await self._exchange(target, result, budget, attempts)
+                    if switch is None:
+                        result.error = result.error_message = None
+                        break
+                    attempts = switch.attempts  # the answer says a plaintext request reached a TLS port
                 except Exception as exc:
                     if not isinstance(exc, AiotcpError):
                         # A bug met on one target must cost that target's record, not the run (and every
@@ -210,7 +212,9 @@ class Prober:
             result.ip = host
         return result
 
-    async def _exchange(self, target: Target, result: ProbeResult, budget: Budget) -> None:
+    async def _exchange(self, target: Target, result: ProbeResult, budget: Budget, attempts: Attempts) -> Switch | None:
+        """One request; the response fills ``result``, unless it says the guessed scheme was wrong: then the
+        :class:`Switch` to make (and ``result`` is left to the next attempt)."""
         response = await self.client.send(self.options.method, target, budget=budget)
         try:
             body = bytearray()
@@ -219,7 +223,12 @@ class Prober:
                     body += chunk
                     if len(body) >= self.options.max_body:
                         break  # enough for a title; closing the response closes the connection
-            fill_from_response(result, response, bytes(body[: self.options.max_body]))
+            content = bytes(body[: self.options.max_body])
+            decision = decide_answer(response.status_code, content, attempts)
+            if isinstance(decision, Switch):
+                return decision
+            fill_from_response(result, response, content)
+            return None
         finally:
             await response.aclose()
 

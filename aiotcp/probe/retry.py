@@ -1,4 +1,4 @@
-"""What a probe does after a failed attempt: retry the same URL, switch scheme, or stop. A pure function.
+"""What a probe does after an attempt: retry the same URL, switch scheme, or stop. Pure functions.
 
 Theory of operation
 -------------------
@@ -15,6 +15,10 @@ error and at where the target's attempts stand (:class:`Attempts`) and answers o
   ``retries=0``); after a jittered exponential pause that must fit in what is left of the deadline.
 - :class:`Stop` -- anything else: the error is the record's.
 
+An attempt that got a response can be a wrong guess too: many servers answer a plaintext request on their TLS
+port with a 400 that says so (:data:`PLAIN_HTTP_TO_TLS_PORT`). :func:`decide_answer` switches a guessed http to
+https on such an answer, once, and stops on any other (the response is the record's).
+
 No I/O, no clock and no randomness here: the caller passes the time left and the jitter, so every branch is
 tested without sockets.
 """
@@ -25,7 +29,19 @@ from dataclasses import dataclass, replace
 
 from ..errors import AiotcpError, NoResponse
 
-__all__ = ["TRANSIENT_KINDS", "Attempts", "Decision", "Retry", "Stop", "Switch", "decide", "looks_like_tls_mismatch"]
+__all__ = [
+    "PLAIN_HTTP_TO_TLS_PORT",
+    "TRANSIENT_KINDS",
+    "Attempts",
+    "Decision",
+    "Retry",
+    "Stop",
+    "Switch",
+    "asks_for_tls",
+    "decide",
+    "decide_answer",
+    "looks_like_tls_mismatch",
+]
 
 #: Kinds worth another try: the network, not the target's answer, may be at fault.
 TRANSIENT_KINDS = frozenset({"reset", "disconnected", "connect_timeout", "local"})
@@ -34,6 +50,15 @@ TRANSIENT_KINDS = frozenset({"reset", "disconnected", "connect_timeout", "local"
 LOCAL_EXTRA_ATTEMPTS = 8
 # The back-off doubles up to 2**6 times the base pause.
 _MAX_EXPONENT = 6
+
+#: What servers put in the body of the 400 they answer a plaintext request on their TLS port with. (lighttpd,
+#: node and Python's ssl close without a byte instead: the silent-guess switch of :func:`decide` covers them.)
+PLAIN_HTTP_TO_TLS_PORT: tuple[bytes, ...] = (
+    b"The plain HTTP request was sent to HTTPS port",  # nginx (and OpenResty, Tengine), in the title too
+    b"You're speaking plain HTTP to an SSL-enabled server port",  # Apache httpd (mod_ssl)
+    b"Client sent an HTTP request to an HTTPS server",  # Go's net/http (Caddy, Traefik, ...)
+    b"This combination of host and port requires TLS",  # Tomcat (Spring Boot, ...)
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,3 +152,18 @@ def decide(
     if pause >= remaining:
         return STOP
     return Retry(pause, attempts)
+
+
+def asks_for_tls(status_code: int, body: bytes) -> bool:
+    """Whether a response says its plaintext request reached a TLS port: a 400 whose body (what was read of it)
+    holds one of :data:`PLAIN_HTTP_TO_TLS_PORT`."""
+    return status_code == 400 and any(marker in body for marker in PLAIN_HTTP_TO_TLS_PORT)
+
+
+def decide_answer(status_code: int, body: bytes, attempts: Attempts) -> Switch | Stop:
+    """The next step after an attempt that got a response (``body``: what was read of it): :class:`Switch` to
+    https when http was the guess and the answer says a plaintext request reached a TLS port (so at most
+    once), else :class:`Stop` -- the response is the record's."""
+    if attempts.schemes == ("http", "https") and attempts.scheme == "http" and asks_for_tls(status_code, body):
+        return Switch(replace(attempts, scheme="https"))
+    return STOP
