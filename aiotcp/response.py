@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .resolution import Resolution
+
 if TYPE_CHECKING:
     from .connection import BodyReader
 
@@ -125,6 +127,7 @@ class Response:
         timings: Timings,
         body: BodyReader | None = None,
         content: bytes | None = None,
+        dns: Resolution | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -134,6 +137,8 @@ class Response:
         self.headers = headers
         self.peer = peer
         self.timings = timings
+        #: The DNS facts of the host (a, aaaa, cname, resolver), None for an IP address or a given address.
+        self.dns = dns
         self.history: list[Response] = []
         self._body = body
         self._content = content

@@ -10,7 +10,6 @@ elsewhere (trio).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +24,8 @@ from .budget import Budget
 from .config import Timeouts
 from .error_mapping import map_connect_error
 from .errors import AiotcpError, ConnectionReset, DNSError, TLSError
+from .resolution import Resolution
+from .resolver import Resolver, default_resolver
 from .streams import READ_SIZE, ConnectInfo, NetworkStream
 from .targets import Target, parse_target
 
@@ -59,28 +60,12 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext = True) -> ssl.SSLConte
     return context
 
 
-def _interleave(infos: list[tuple[int, str]]) -> list[str]:
-    """RFC 8305 order: alternate address families, starting with the resolver's first."""
-    by_family: dict[int, list[str]] = {}
-    for family, address in infos:
-        bucket = by_family.setdefault(family, [])
-        if address not in bucket:
-            bucket.append(address)
-    queues = list(by_family.values())
-    ordered: list[str] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0))
-    return ordered
-
-
-async def _resolve(target: Target) -> list[str]:
-    host, port = target.host, target.port
+async def _resolve(target: Target, resolver: Resolver | None) -> tuple[list[str], Resolution | None]:
+    """The addresses to try, in happy-eyeballs order, and the DNS facts (None for an IP address)."""
     if target.is_ip:
-        return [host]
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return _interleave([(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos])
+        return [target.host], None
+    resolution = await (resolver or default_resolver()).resolve(target.host)
+    return resolution.addresses(), resolution
 
 
 async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> NetworkStream:
@@ -141,11 +126,16 @@ async def connect(
     budget: Budget,
     *,
     ssl_context: ssl.SSLContext | None = None,
+    resolver: Resolver | None = None,
+    address: str | None = None,
 ) -> NetworkStream:
     """Resolve, connect (happy eyeballs) and, for https, handshake -- all within the connect timeout.
 
-    Raises ``dns``, ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if the total deadline
-    came first), ``tls`` or ``local``.
+    ``resolver`` resolves the name (by default the process's :func:`~aiotcp.resolver.default_resolver`);
+    ``address`` skips DNS and connects there (the name still goes into TLS SNI and certificate checks).
+
+    Raises ``dns`` (with the ``rcode``), ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if
+    the total deadline came first), ``tls`` or ``local``.
     """
     name = target.url
     phase: Literal["dns", "tcp", "tls"] = "dns"
@@ -153,13 +143,18 @@ async def connect(
     stream: NetworkStream | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
-            addresses = await _resolve(target)
+            if address is None:
+                addresses, resolution = await _resolve(target, resolver)
+            else:
+                addresses, resolution = [address], None
             dns_ms = _ms(started)
             phase = "tcp"
             tcp_started = time.perf_counter()
             stream = await _connect_any(addresses, target.port, _opener())
             stream.target = name
-            stream.info = ConnectInfo(peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started))
+            stream.info = ConnectInfo(
+                peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started), resolution=resolution
+            )
             if ssl_context is not None:
                 phase = "tls"
                 tls_started = time.perf_counter()
@@ -169,7 +164,9 @@ async def connect(
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-            if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
+            if isinstance(exc, AiotcpError):
+                exc.for_target(name)  # the resolver knows the name, not the URL
+            elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
                 raise map_connect_error(exc, name, phase=phase) from exc
             raise
     assert scope.cancelled_caught
@@ -178,7 +175,7 @@ async def connect(
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
         raise TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
     if phase == "dns" and error.kind == "connect_timeout":
-        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name)
+        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, rcode="TIMEOUT")
     raise error
 
 
