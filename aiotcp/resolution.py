@@ -86,6 +86,8 @@ class Nameserver:
             address = ipaddress.ip_address(self.host)
         except ValueError:
             raise ValueError(f"resolver address {self.host!r} is not an IP address") from None
+        if "%" in self.host:
+            raise ValueError(f"resolver address {self.host!r}: a scoped IPv6 address is not supported")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             raise ValueError(f"resolver port must be 1-65535, got {self.port!r} for {self.host!r}")
         object.__setattr__(self, "host", address.compressed)

@@ -28,9 +28,11 @@ from .common import (
     EXIT_USAGE,
     ArgumentParser,
     add_header_option,
+    add_resolver_option,
     positive_float,
     positive_int,
     report_error,
+    resolver_options,
 )
 
 __all__ = ["add_arguments", "config_from_args", "main", "register", "run_command"]
@@ -87,6 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     request.add_argument(
         "-t", "--timeout", type=positive_float, default=10.0, help="per request and per connect, seconds (10)"
     )
+    add_resolver_option(request)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
     output.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram interval log")
@@ -131,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline=args.pipeline,
         timeout=args.timeout,
         engine=resolve_engine(args.engine),
+        **resolver_options(args),
     )
 
 

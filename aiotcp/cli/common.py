@@ -7,11 +7,13 @@ malformed target, an unreadable input), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from ..config import Timeouts
 from ..errors import AiotcpError, InvalidInput
+from ..resolution import Nameserver, parse_nameservers
 from ..text import escape_control
 
 __all__ = [
@@ -21,10 +23,13 @@ __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
     "add_header_option",
+    "add_resolver_option",
     "parse_header",
     "positive_float",
     "positive_int",
+    "parse_resolvers",
     "report_error",
+    "resolver_options",
     "timeouts_from",
 ]
 
@@ -83,3 +88,45 @@ def positive_int(text: str) -> int:
 def timeouts_from(args: argparse.Namespace) -> Timeouts:
     """``-t/--timeout`` (one deadline for everything) and ``--connect-timeout`` as :class:`Timeouts`."""
     return Timeouts.one_deadline(args.timeout, args.connect_timeout)
+
+
+def parse_resolvers(text: str) -> tuple[Nameserver, ...] | str:
+    """``--resolvers``: ``IP[:PORT],...``, a file of them (one per line, ``#`` comments), or ``system``."""
+    if text == "system":
+        return text
+    entries: list[str] = [text]
+    if "," not in text and os.path.isfile(text):
+        try:
+            with open(text, encoding="utf-8", errors="replace") as file:
+                lines = [line.partition("#")[0].strip() for line in file]
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror or exc}") from None
+        entries = [line for line in lines if line]
+        if not entries:
+            raise argparse.ArgumentTypeError(f"{text!r} lists no resolver")
+    try:
+        return parse_nameservers(",".join(entries))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_resolver_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--resolvers IP[:PORT],...|FILE|system`` into ``args.resolvers`` (see :func:`resolver_options`)."""
+    parser.add_argument(
+        "--resolvers",
+        type=parse_resolvers,
+        metavar="IP[:PORT],...|FILE|system",
+        help="DNS resolvers to query (default: /etc/resolv.conf's, with /etc/hosts first); "
+        "'system' uses getaddrinfo instead",
+    )
+
+
+def resolver_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Client`` / ``ProbeOptions`` keywords for ``--resolvers``: ``resolvers=...``, ``resolver="system"`` or
+    nothing (the default resolver)."""
+    chosen = getattr(args, "resolvers", None)
+    if chosen is None:
+        return {}
+    if chosen == "system":
+        return {"resolver": "system"}
+    return {"resolvers": chosen}

@@ -11,7 +11,15 @@ import anyio
 from ..client import Client
 from ..response import Response
 from ..text import escape_control
-from .common import EXIT_OK, EXIT_USAGE, add_header_option, positive_float, timeouts_from
+from .common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    add_header_option,
+    add_resolver_option,
+    positive_float,
+    resolver_options,
+    timeouts_from,
+)
 
 __all__ = ["register"]
 
@@ -41,6 +49,7 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     add_header_option(parser)
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     parser.add_argument("-L", "--follow-redirects", action="store_true", help="follow 3xx redirects")
+    add_resolver_option(parser)
 
 
 def _status_line(response: Response) -> str:
@@ -73,6 +82,7 @@ async def _fetch(args: argparse.Namespace, method: str) -> Response:
         verify=not args.insecure,
         follow_redirects=args.follow_redirects,
         headers=args.headers,
+        **resolver_options(args),
     ) as client:
         return await client.request(method, args.target)
 
