@@ -124,7 +124,10 @@ class LocalError(AiotcpError):
 
 
 class ConnectError(AiotcpError):
-    """The connection could not be established (DNS, TCP or TLS)."""
+    """The connection could not be established (DNS, TCP or TLS). ``resolution``: the DNS facts of the name
+    (an :class:`aiotcp.resolution.Resolution`) when the async resolver made them, else None."""
+
+    resolution: object = None
 
 
 class DNSError(ConnectError):

@@ -429,13 +429,17 @@ class _DnspythonBackend(_QueryBackend):
     name = "dnspython"
 
     def __init__(self) -> None:
+        import dns.asyncbackend
         import dns.asyncquery
         import dns.exception
         import dns.message
         import dns.rcode
         import dns.rdatatype
+        import sniffio
 
         self._dns = dns
+        # dnspython remembers the first event loop library it sees for the whole process; ours is named.
+        self._backend = dns.asyncbackend.get_backend(sniffio.current_async_library())
 
     def __repr__(self) -> str:
         return "<dnspython backend>"
@@ -454,6 +458,7 @@ class _DnspythonBackend(_QueryBackend):
                 port=server.port,
                 ignore_unexpected=True,
                 ignore_errors=True,
+                backend=self._backend,
             )
         except dns.exception.Timeout:
             return QueryFailure("TIMEOUT", label, f"no answer from the resolver within {timeout:g}s [{label}]")

@@ -23,7 +23,7 @@ from .asyncio_transport import AsyncioStream
 from .budget import Budget
 from .config import Timeouts
 from .error_mapping import map_connect_error
-from .errors import AiotcpError, ConnectionReset, DNSError, TLSError
+from .errors import AiotcpError, ConnectError, ConnectionReset, DNSError, TLSError
 from .resolution import Resolution
 from .resolver import Resolver, default_resolver
 from .streams import READ_SIZE, ConnectInfo, NetworkStream
@@ -141,6 +141,7 @@ async def connect(
     phase: Literal["dns", "tcp", "tls"] = "dns"
     started = time.perf_counter()
     stream: NetworkStream | None = None
+    resolution: Resolution | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
             if address is None:
@@ -167,10 +168,15 @@ async def connect(
             if isinstance(exc, AiotcpError):
                 exc.for_target(name)  # the resolver knows the name, not the URL
             elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
-                raise map_connect_error(exc, name, phase=phase) from exc
+                error = map_connect_error(exc, name, phase=phase)
+                if isinstance(error, ConnectError) and resolution is not None:
+                    error.resolution = resolution  # the name resolved: its facts belong in the record
+                raise error from exc
             raise
     assert scope.cancelled_caught
     error = budget.expired("connect", name)
+    if isinstance(error, ConnectError) and resolution is not None:
+        error.resolution = resolution
     if phase == "tls" and error.kind == "connect_timeout":
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
         raise TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)

@@ -199,15 +199,24 @@ class HostileDNS:
     name it does not list: 127.0.0.1). UDP and TCP on one loopback port, a thread, bounded in every wait."""
 
     def __init__(self) -> None:
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind(("127.0.0.1", 0))
-        self.port = self.udp.getsockname()[1]
+        for _ in range(20):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind(("127.0.0.1", 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(("127.0.0.1", self.port))
+            except OSError:  # a TCP socket (a client's ephemeral port) has it: another UDP port
+                self.tcp.close()
+                self.udp.close()
+                continue
+            break
+        else:  # pragma: no cover
+            raise RuntimeError("no port free for UDP and TCP at once")
+        self.tcp.listen(64)
         self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.other.bind(("127.0.0.1", 0))
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("127.0.0.1", self.port))
-        self.tcp.listen(64)
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self._held: list[socket.socket] = []
         self._stop = threading.Event()
@@ -264,7 +273,7 @@ class HostileDNS:
 
     def _udp(self, data: bytes, peer: tuple[str, int]) -> None:
         try:
-            request, name, behaviour = self._parse(data)
+            request, _, behaviour = self._parse(data)
         except Exception:
             return
         action = behaviour.udp

@@ -125,8 +125,11 @@ def test_a_cname_loop_and_an_endless_chain_are_problems_not_answers() -> None:
     loop = [cname("a.test", "b.test"), cname("b.test", "a.test"), a("a.test", "192.0.2.1")]
     addresses, _, _, problem = follow_chain("b.test", loop[:2], TYPE_A)
     assert addresses == []
-    assert problem is not None and "loop" in problem
-    chain = [cname(f"h{i}.test", f"h{i + 1}.test") for i in range(MAX_CHAIN + 1)] + [a(f"h{MAX_CHAIN + 1}.test", "1.1.1.1")]
+    assert problem is not None
+    assert "loop" in problem
+    chain = [cname(f"h{i}.test", f"h{i + 1}.test") for i in range(MAX_CHAIN + 1)] + [
+        a(f"h{MAX_CHAIN + 1}.test", "1.1.1.1")
+    ]
     assert follow_chain("h0.test", chain, TYPE_A)[3] == f"CNAME chain longer than {MAX_CHAIN}"
     assert follow_chain("h1.test", chain, TYPE_A)[0] == ["1.1.1.1"]  # exactly MAX_CHAIN hops is fine
 
@@ -136,7 +139,8 @@ def test_addresses_are_checked_deduplicated_and_capped() -> None:
     records += [a("n.test", f"10.0.{i // 250}.{i % 250}") for i in range(200)]
     addresses = follow_chain("n.test", records, TYPE_A)[0]
     assert addresses[0] == "192.0.2.1"
-    assert "not-an-ip" not in addresses and "::1" not in addresses
+    assert "not-an-ip" not in addresses
+    assert "::1" not in addresses
     assert len(addresses) == MAX_ADDRESSES
     assert follow_chain("n.test", [aaaa("n.test", "0:0::1"), aaaa("n.test", "127.0.0.1")], TYPE_AAAA)[0] == ["::1"]
 
@@ -151,8 +155,10 @@ def test_both_families_make_one_resolution_ordered_for_happy_eyeballs() -> None:
         ok(cname("n.test", "h.test", 100), aaaa("h.test", "2001:db8::1", 50)),
         CONFIG,
     )
-    assert resolution.ok and resolution.rcode is None
-    assert resolution.a == ("192.0.2.1", "192.0.2.2") and resolution.aaaa == ("2001:db8::1",)
+    assert resolution.ok
+    assert resolution.rcode is None
+    assert resolution.a == ("192.0.2.1", "192.0.2.2")
+    assert resolution.aaaa == ("2001:db8::1",)
     assert resolution.cname == ("h.test",)
     assert resolution.ttl == 50
     assert resolution.resolver == R
@@ -161,7 +167,8 @@ def test_both_families_make_one_resolution_ordered_for_happy_eyeballs() -> None:
 
 def test_one_family_is_enough_and_a_failed_one_does_not_matter_then() -> None:
     resolution = combine("n.test", ok(a("n.test", "192.0.2.1")), QueryFailure("TIMEOUT", R, "silent"), CONFIG)
-    assert resolution.ok and resolution.aaaa == ()
+    assert resolution.ok
+    assert resolution.aaaa == ()
 
 
 @pytest.mark.parametrize(
@@ -182,7 +189,8 @@ def test_without_an_address_the_most_telling_outcome_is_the_rcode(
 ) -> None:
     resolution = combine("n.test", a_outcome, aaaa_outcome, CONFIG)
     assert resolution.rcode == rcode
-    assert not resolution.ok and resolution.addresses() == []
+    assert not resolution.ok
+    assert resolution.addresses() == []
     assert resolution.message
 
 
@@ -219,10 +227,11 @@ def test_describe_says_it_in_one_line() -> None:
 )
 def test_a_name_dns_cannot_carry_is_refused_before_any_query(name: str, problem: str | None) -> None:
     found = name_problem(name)
-    if problem is None or len(name.rstrip(".")) <= 253 and problem == "longer than 253":
+    if problem is None or (len(name.rstrip(".")) <= 253 and problem == "longer than 253"):
         assert found is None, found
     else:
-        assert found is not None and problem in found
+        assert found is not None
+        assert problem in found
 
 
 def test_hosts_file_by_name_and_family() -> None:

@@ -10,6 +10,7 @@ from aiotcp.errors import (
     ConnectionReset,
     ConnectTimeout,
     Disconnected,
+    DNSError,
     LocalError,
     NoResponse,
     ProtocolError,
@@ -103,3 +104,20 @@ def test_a_pause_that_does_not_fit_the_deadline_stops() -> None:
     attempts = Attempts(("http",), "http")
     assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.2), Stop)
     assert isinstance(step(ConnectionReset("r"), attempts, retries=3, remaining=0.3), Retry)
+
+
+@pytest.mark.parametrize("rcode", ["SERVFAIL", "TIMEOUT"])
+def test_a_dns_failure_without_an_answer_is_retried(rcode: str) -> None:
+    error = DNSError(f"name does not resolve ({rcode})", rcode=rcode)
+    decision = step(error, Attempts(("http",), "http"), retries=1)
+    assert decision == Retry(0.25, Attempts(("http",), "http", retries=1))
+    assert isinstance(decision, Retry)
+    assert isinstance(step(error, decision.attempts, retries=1), Stop)  # retries spent
+
+
+@pytest.mark.parametrize("rcode", ["NXDOMAIN", "NODATA", "REFUSED", None])
+def test_a_dns_answer_is_final_never_retried(rcode: str | None) -> None:
+    # NXDOMAIN and NODATA are what the name is; REFUSED is the resolver's policy; no rcode (the system resolver
+    # gave no reason) is not known to be transient.
+    error = DNSError("name does not resolve", rcode=rcode)
+    assert isinstance(step(error, Attempts(("http",), "http"), retries=5), Stop)

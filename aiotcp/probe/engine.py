@@ -35,7 +35,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..budget import Budget
 from ..client import Client
 from ..config import Limits, Timeouts
-from ..errors import AiotcpError, DNSError, InternalError
+from ..errors import AiotcpError, ConnectError, DNSError, InternalError
 from ..http11 import available_backends
 from ..resolution import Nameserver, Resolution, ResolverConfig, parse_nameservers
 from ..targets import Target
@@ -212,7 +212,7 @@ class Prober:
                         attempts = replace(attempts, scheme=schemes[0])
                         result.url, result.scheme, result.port = target.url, target.scheme, target.port
                     result.error, result.error_message = error.kind, error.message
-                    if isinstance(error, DNSError):
+                    if isinstance(error, ConnectError):
                         fill_dns_error(result, error)
                     decision = decide(
                         error,

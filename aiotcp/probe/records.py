@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from ..errors import DNSError
+from ..errors import ConnectError, DNSError
 from ..resolution import Resolution
 from ..response import Response
 
@@ -133,12 +133,14 @@ def fill_dns(result: ProbeResult, resolution: Resolution) -> None:
         result.dns_ms = resolution.dns_ms
 
 
-def fill_dns_error(result: ProbeResult, error: DNSError) -> None:
-    """A failed lookup's facts: ``dns_rcode`` and, when the async resolver made them, the rest."""
+def fill_dns_error(result: ProbeResult, error: ConnectError) -> None:
+    """The DNS facts a failed connect carries: for a failed lookup ``dns_rcode`` and, when the async resolver
+    made them, the rest; for a name that resolved but did not connect, what it resolved to."""
     if isinstance(error.resolution, Resolution):
         fill_dns(result, error.resolution)
-    result.dns_rcode = error.rcode
-    result.ip = None
+    if isinstance(error, DNSError):
+        result.dns_rcode = error.rcode
+        result.ip = None
 
 
 def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> None:
