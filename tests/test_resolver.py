@@ -317,7 +317,7 @@ async def test_in_flight_queries_per_resolver_are_limited(anyio_backend: str) ->
                     group.start_soon(resolver.resolve, f"n{i}.test")
                 for _ in range(20):
                     await anyio.sleep(0.02)
-                    in_flight.append(2 - resolver._state().servers[0].slots.value)
+                    in_flight.append(resolver._state().servers[0].slots.in_use)
         finally:
             await resolver.aclose()
         assert max(in_flight) == 2
@@ -333,8 +333,9 @@ async def test_pacing_spreads_query_starts(anyio_backend: str, fresh_dns: Runnin
                 group.start_soon(resolver.resolve, f"n{i}.test")
     finally:
         await resolver.aclose()
-    # 10 queries at 40/s: the last may not start before 9/40 s (a lower bound the schedule enforces).
-    assert time.monotonic() - started >= 9 / 40 * 0.9
+    # 10 queries (5 pairs) at 40/s: the last pair may not start before 8/40 s (a lower bound the schedule
+    # enforces; a loaded machine only makes it later).
+    assert time.monotonic() - started >= 8 / 40 * 0.9
     assert fresh_dns.total() == 10
 
 
