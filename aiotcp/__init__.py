@@ -48,6 +48,8 @@ if TYPE_CHECKING:
         WriteTimeout,
     )
     from .probe import ProbeOptions, ProbeResult, probe_many
+    from .resolution import Nameserver, Resolution, ResolverConfig
+    from .resolver import AsyncResolver, Resolver, SystemResolver
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
     from .transport import ExchangeResult, tcp_exchange
@@ -94,6 +96,12 @@ _EXPORTS = {
     "ProbeOptions": "probe",
     "ProbeResult": "probe",
     "probe_many": "probe",
+    "Nameserver": "resolution",
+    "Resolution": "resolution",
+    "ResolverConfig": "resolution",
+    "AsyncResolver": "resolver",
+    "Resolver": "resolver",
+    "SystemResolver": "resolver",
     "Headers": "response",
     "Response": "response",
     "Timings": "response",
@@ -105,6 +113,7 @@ _EXPORTS = {
 
 __all__ = [
     "AiotcpError",
+    "AsyncResolver",
     "Budget",
     "Client",
     "ConnectError",
@@ -123,6 +132,7 @@ __all__ = [
     "KINDS",
     "Limits",
     "LocalError",
+    "Nameserver",
     "NetworkError",
     "NoResponse",
     "PoolTimeout",
@@ -130,7 +140,11 @@ __all__ = [
     "ProbeResult",
     "ProtocolError",
     "ReadTimeout",
+    "Resolution",
+    "Resolver",
+    "ResolverConfig",
     "Response",
+    "SystemResolver",
     "TLSError",
     "Target",
     "TimedOut",

@@ -85,6 +85,7 @@ Backend = Literal["auto", "cares", "dnspython"]
 # Answers a c-ares channel takes before its own query cache (which pycares cannot switch off, and which has no
 # size limit) is flushed: ours is the cache that counts, c-ares's must not grow with the list.
 _CARES_FLUSH_EVERY = 2048
+_RECEIVE_BUFFER = 4 << 20  # (the kernel caps it at net.core.rmem_max)
 _LOCALHOST = (("127.0.0.1",), ("::1",))
 
 
@@ -131,9 +132,6 @@ def _error(resolution: Resolution) -> DNSError:
 class Resolver(abc.ABC):
     """Turns a host name into addresses and the DNS facts of how. Used by :func:`aiotcp.transport.connect`."""
 
-    #: What records name as the source of an answer this resolver could not attribute to one server.
-    label: str = "system"
-
     @abc.abstractmethod
     async def resolve(self, name: str) -> Resolution:
         """The facts of ``name`` with at least one address.
@@ -149,8 +147,6 @@ class Resolver(abc.ABC):
 
 class SystemResolver(Resolver):
     """``getaddrinfo`` in anyio's thread pool: the operating system's resolver (nsswitch, search list, mDNS)."""
-
-    label = "system"
 
     def __repr__(self) -> str:
         return "<SystemResolver getaddrinfo>"
@@ -302,7 +298,15 @@ class _CaresChannel:
             if channel is not None and threading.get_ident() == thread:
                 channel._on_state(fd, readable, writable)
 
-        self.channel = pycares.Channel(sock_state_cb=on_state, tries=1, timeout=timeout, servers=[str(server)])
+        self.channel = pycares.Channel(
+            sock_state_cb=on_state,
+            tries=1,
+            timeout=timeout,
+            servers=[str(server)],
+            # Hundreds of answers can arrive at once (one per query in flight): the kernel's default buffer
+            # of about 200 KB holds fewer small datagrams than that, and drops the rest -- as timeouts.
+            socket_receive_buffer_size=_RECEIVE_BUFFER,
+        )
         self._bad = pycares.ARES_SOCKET_BAD
 
     def query(self, name: str, rtype: int) -> asyncio.Future[tuple[Any, int | None]]:
@@ -345,16 +349,22 @@ class _CaresChannel:
         self._process(self._bad, self._bad)
 
     def arm(self) -> None:
-        """Wake at c-ares's next timeout while queries are pending; flush its cache between batches."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._pending > 0:
+        """Wake at c-ares's next timeout while queries are pending; flush its cache every so many answers.
+
+        A timer already set stays: every query has the same timeout, so one added later cannot be due earlier,
+        and a wake-up for a query that has meanwhile been answered only costs a look at the clock.
+        """
+        if self._answers >= _CARES_FLUSH_EVERY:
+            self._answers = 0
+            # Flushes c-ares's query cache; the servers set above stay, and queries in flight go on.
+            self.channel.reinit()
+        if self._pending <= 0:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        elif self._timer is None:
             wait = self.channel.timeout()  # type: ignore[no-untyped-call]  # (pycares leaves it unannotated)
             self._timer = self._loop.call_later(max(wait, 0.001), self._on_timer)
-        elif self._answers >= _CARES_FLUSH_EVERY:
-            self._answers = 0
-            self.channel.reinit()  # flushes c-ares's query cache (and keeps the servers set above)
 
     def close(self) -> None:
         if self._closed:
@@ -664,8 +674,6 @@ class AsyncResolver(Resolver):
     waited for one already in flight).
     """
 
-    label = "async"
-
     def __init__(
         self,
         config: ResolverConfig | None = None,
@@ -736,7 +744,7 @@ class AsyncResolver(Resolver):
             return local
         cached = self.cache.get(key)
         if cached is not None:
-            return self._returned(replace(cached, dns_ms=_ms(started), cached=True))
+            return self._returned(cached.looked_up(_ms(started), cached=True))
         state = self._state()
         if state.backend is None:  # no resolver configured, or no DNS library: the system resolver
             return await self._system.resolve(key)
@@ -751,11 +759,11 @@ class AsyncResolver(Resolver):
                 finally:
                     del state.flights[key]
                     flight.done.set()
-                return self._returned(replace(result, dns_ms=_ms(started)))
+                return self._returned(result.looked_up(_ms(started)))
             self.shared += 1
             await flight.done.wait()
             if flight.result is not None:
-                return self._returned(replace(flight.result, dns_ms=_ms(started)))
+                return self._returned(flight.result.looked_up(_ms(started)))
             # The task doing the lookup was cancelled (its own deadline): this one does it instead.
 
     def _returned(self, resolution: Resolution) -> Resolution:

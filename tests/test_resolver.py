@@ -353,9 +353,7 @@ async def test_a_truncated_answer_is_asked_again_over_tcp_and_capped(anyio_backe
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
-async def test_hostile_dns_ends_in_the_right_rcode_within_the_deadline(
-    anyio_backend: str, name: str, reliability: object
-) -> None:
+async def test_hostile_dns_ends_in_the_right_rcode_within_the_deadline(anyio_backend: str, name: str) -> None:
     with HostileDNS() as hostile:
         fds = open_fds()
         tasks = len(asyncio.all_tasks()) if anyio_backend == "asyncio" else 0
