@@ -1,5 +1,9 @@
 """Connecting (DNS, TCP with happy eyeballs, TLS) with phase timings, and the raw TCP exchange.
 
+Names resolve through a :class:`~aiotcp.resolver.Resolver` (the caller's, else the process's default); the
+addresses it gives are raced, IPv6 and IPv4 alternating, and its facts travel in the stream's
+:class:`~aiotcp.streams.ConnectInfo` (``resolution``) and on a connect error (``error.resolution``).
+
 This is the I/O boundary: every exception from anyio, the OS or ``ssl`` is mapped to an
 :class:`~aiotcp.errors.AiotcpError` (by :mod:`aiotcp.error_mapping`), once per operation, and every wait is
 bounded by the request's :class:`~aiotcp.budget.Budget`. The stream a connect returns is an
