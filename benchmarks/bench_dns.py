@@ -272,7 +272,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--names", type=int, default=100_000)
     parser.add_argument("--system-names", type=int, default=5_000, help="names for the (slow) system part")
-    parser.add_argument("--concurrency", type=int, default=1000, help="lookups in flight (async part)")
+    parser.add_argument("--concurrency", type=int, default=500, help="lookups in flight (async part)")
     parser.add_argument("--system-child", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
