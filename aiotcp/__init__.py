@@ -49,6 +49,8 @@ if TYPE_CHECKING:
         WriteTimeout,
     )
     from .probe import ProbeOptions, ProbeResult, probe_many
+    from .resolution import Nameserver, Resolution, ResolverConfig
+    from .resolver import AsyncResolver, Resolver, SystemResolver
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
     from .transport import ExchangeResult, tcp_exchange, tcp_session
@@ -96,6 +98,12 @@ _EXPORTS = {
     "ProbeOptions": "probe",
     "ProbeResult": "probe",
     "probe_many": "probe",
+    "Nameserver": "resolution",
+    "Resolution": "resolution",
+    "ResolverConfig": "resolution",
+    "AsyncResolver": "resolver",
+    "Resolver": "resolver",
+    "SystemResolver": "resolver",
     "Headers": "response",
     "Response": "response",
     "Timings": "response",
@@ -108,6 +116,7 @@ _EXPORTS = {
 
 __all__ = [
     "AiotcpError",
+    "AsyncResolver",
     "Budget",
     "CertificateError",
     "Client",
@@ -127,6 +136,7 @@ __all__ = [
     "KINDS",
     "Limits",
     "LocalError",
+    "Nameserver",
     "NetworkError",
     "NoResponse",
     "PoolTimeout",
@@ -134,7 +144,11 @@ __all__ = [
     "ProbeResult",
     "ProtocolError",
     "ReadTimeout",
+    "Resolution",
+    "Resolver",
+    "ResolverConfig",
     "Response",
+    "SystemResolver",
     "TLSError",
     "Target",
     "TimedOut",

@@ -30,6 +30,8 @@ from .errors import (
 )
 from .http11 import Request, make_protocol
 from .pool import ConnectionPool
+from .resolution import Nameserver
+from .resolver import Resolver, ResolverLike, default_resolver, make_resolver
 from .response import Headers, Response, Timings
 from .targets import Target, parse_target, resolve_overrides
 from .transport import connect, make_ssl_context
@@ -101,6 +103,10 @@ class Client:
     :param resolve: ``{(host, port): address}`` (or a list of addresses): connect there instead of asking DNS,
         as curl's ``--resolve`` does; the Host header, SNI and certificate check still use the URL's host.
         Validated now: raises :class:`~aiotcp.errors.InvalidTarget` for a bad host, port or address.
+    :param resolver: how names resolve: ``"auto"`` (the async resolver with the system's nameservers and
+        ``/etc/hosts``, one cache for the process), ``"system"`` (getaddrinfo in a thread), an
+        :class:`~aiotcp.resolution.ResolverConfig` or a :class:`~aiotcp.resolver.Resolver`.
+    :param resolvers: DNS resolvers to query instead of the system's, ``["IP[:PORT]", ...]``.
     """
 
     def __init__(
@@ -115,8 +121,13 @@ class Client:
         http: str = "h11",
         user_agent: str = USER_AGENT,
         resolve: Mapping[tuple[str, int], str | Iterable[str]] | None = None,
+        resolver: ResolverLike = "auto",
+        resolvers: Iterable[str | Nameserver] | str | None = None,
     ) -> None:
         make_protocol(http, limits)  # fail now, not at the first request, on a bad or missing backend
+        self.resolver: Resolver = make_resolver(resolver, resolvers)
+        # A resolver made here is closed with the client; one passed in, or the process's, is not.
+        self._owns_resolver = self.resolver is not resolver and self.resolver is not default_resolver()
         if max_redirects < 0:
             raise ValueError(f"max_redirects must be >= 0, got {max_redirects!r}")
         self.timeouts = Timeouts.from_value(timeout)
@@ -154,8 +165,10 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the resolver, if the client made it)."""
         await self._pool.aclose()
+        if self._owns_resolver:
+            await self.resolver.aclose()
 
     # -- public API -----------------------------------------------------------------------------------------
 
@@ -235,12 +248,17 @@ class Client:
         headers: HeaderInput | None = None,
         content: bytes = b"",
         follow_redirects: bool | None = None,
+        address: str | None = None,
     ) -> Coroutine[Any, Any, Response]:
         """Send one request on a deadline the caller started: ``await client.send("GET", url, budget=budget)``.
 
         For callers that spend one deadline on several requests (the prober's attempts and scheme switch share
         one): ``budget = Budget.start(timeouts)`` (:mod:`aiotcp.budget`). The response comes back with its body
         unread; read it (``aread()``, ``stream()``) and close it (``aclose()``), or use :meth:`stream`.
+
+        ``address``: connect to this IP address instead of resolving the URL's host (TLS still checks the
+        host name); it applies to every hop with that host. The prober's ``--all-ips`` sends one request per
+        address of a name this way.
 
         Raises like :meth:`request`; ``invalid_target`` (a bad URL or header) is raised at the call, before
         anything is awaited. (A function returning the coroutine that sends, not a coroutine itself: one
@@ -257,8 +275,8 @@ class Client:
         else:
             request_headers = self._default_headers
         if not follow:
-            return self._send_once(method.upper(), target, request_headers, content, budget)
-        return self._send_following(method.upper(), target, request_headers, content, budget)
+            return self._send_once(method.upper(), target, request_headers, content, budget, address)
+        return self._send_following(method.upper(), target, request_headers, content, budget, address)
 
     # -- internals ------------------------------------------------------------------------------------------
 
@@ -273,10 +291,13 @@ class Client:
         headers: list[tuple[bytes, bytes]],
         content: bytes,
         budget: Budget,
+        address: str | None = None,
     ) -> Response:
         history: list[Response] = []
+        pinned = target.host
         while True:
-            response = await self._send_once(method, target, headers, content, budget)
+            hop_address = address if target.host == pinned else None
+            response = await self._send_once(method, target, headers, content, budget, hop_address)
             if not response.is_redirect:
                 response.history = history
                 return response
@@ -323,12 +344,17 @@ class Client:
             self._requests[key] = request
         return request
 
-    def _opener(self, target: Target, key: Hashable, budget: Budget) -> Callable[[], Awaitable[HTTPConnection]]:
+    def _opener(
+        self, target: Target, key: Hashable, budget: Budget, address: str | None
+    ) -> Callable[[], Awaitable[HTTPConnection]]:
         """What the pool calls to open a connection to ``target`` when it has none to give."""
         ssl_context = self._ssl_context if target.scheme == "https" else None
+        resolver = self.resolver
 
         async def open_connection() -> HTTPConnection:
-            stream = await connect(target, budget, ssl_context=ssl_context, resolve=self._resolve)
+            stream = await connect(
+                target, budget, ssl_context=ssl_context, resolve=self._resolve, resolver=resolver, address=address
+            )
             return HTTPConnection(stream, make_protocol(self.http, self.limits), key)
 
         return open_connection
@@ -340,12 +366,13 @@ class Client:
         headers: list[tuple[bytes, bytes]],
         content: bytes,
         budget: Budget,
+        address: str | None = None,
     ) -> Response:
         request = self._request(method, target, headers, content)
         https = target.scheme == "https"
         if https and self._ssl_context is None:
             raise InvalidTarget("https needs TLS but the client was built with verify=None", target=target.url)
-        key = (target.scheme, target.host, target.port, self._tls_key if https else None)
+        key = (target.scheme, target.host, target.port, self._tls_key if https else None, address)
         started = time.perf_counter()
         fresh = False
         while True:
@@ -354,7 +381,9 @@ class Client:
             connection = None if fresh else self._pool.take_idle(key)
             if connection is None:
                 try:
-                    connection = await self._pool.acquire(key, budget, self._opener(target, key, budget), fresh=fresh)
+                    connection = await self._pool.acquire(
+                        key, budget, self._opener(target, key, budget, address), fresh=fresh
+                    )
                 except AiotcpError as exc:
                     exc.for_target(target.url)  # a pool wait does not know the URL it waited for
                     raise
@@ -396,6 +425,7 @@ class Client:
             timings=timings,
             body=BodyReader(connection, budget, release),
             request=request,
+            dns=info.resolution,
         )
 
 

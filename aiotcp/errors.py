@@ -125,11 +125,32 @@ class LocalError(AiotcpError):
 
 
 class ConnectError(AiotcpError):
-    """The connection could not be established (DNS, TCP or TLS)."""
+    """The connection could not be established (DNS, TCP or TLS). ``resolution``: the DNS facts of the name
+    (an :class:`aiotcp.resolution.Resolution`) when the async resolver made them, else None."""
+
+    resolution: object = None
 
 
 class DNSError(ConnectError):
+    """The name did not resolve. ``rcode`` says how: ``NXDOMAIN``, ``NODATA``, ``SERVFAIL``, ``REFUSED`` or
+    ``TIMEOUT`` (None when the system resolver gave no reason); ``resolution`` holds the DNS facts, an
+    :class:`aiotcp.resolution.Resolution`, when the async resolver made them."""
+
     kind = "dns"
+
+    def __init__(
+        self, message: str, *, target: str | None = None, rcode: str | None = None, resolution: object = None
+    ) -> None:
+        super().__init__(message, target=target)
+        self.rcode = rcode
+        self.resolution = resolution
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_dns, (self.message, self.target, self.rcode, self.resolution))
+
+
+def _rebuild_dns(message: str, target: str | None, rcode: str | None, resolution: object) -> DNSError:
+    return DNSError(message, target=target, rcode=rcode, resolution=resolution)
 
 
 class ConnectionRefused(ConnectError):

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .resolution import Resolution
+
 if TYPE_CHECKING:
     from .connection import BodyReader
     from .http11 import Request
@@ -129,6 +131,7 @@ class Response:
         body: BodyReader | None = None,
         content: bytes | None = None,
         request: Request | None = None,
+        dns: Resolution | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -138,6 +141,8 @@ class Response:
         self.headers = headers
         self.peer = peer
         self.timings = timings
+        #: The DNS facts of the host (a, aaaa, cname, resolver), None for an IP address or a given address.
+        self.dns = dns
         self.history: list[Response] = []
         #: The request as it was written on the wire (method, path, headers in order, body), or None for a
         #: response not made by a client; ``request.head()`` is its head in bytes.

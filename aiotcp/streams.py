@@ -13,6 +13,8 @@ import select
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .resolution import Resolution
+
 if TYPE_CHECKING:
     import ssl
 
@@ -26,13 +28,15 @@ READ_SIZE = 65536
 
 @dataclass(slots=True)
 class ConnectInfo:
-    """What connecting took and where it landed."""
+    """What connecting took and where it landed. ``resolution``: the DNS facts of the name (None when the
+    target was an IP address or the address was given)."""
 
     peer: tuple[str, int]
     dns_ms: float
     connect_ms: float
     tls_ms: float | None = None
     tls_version: str | None = None
+    resolution: Resolution | None = None
 
 
 class NetworkStream(abc.ABC):

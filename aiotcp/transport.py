@@ -1,5 +1,9 @@
 """Connecting (DNS, TCP with happy eyeballs, TLS) with phase timings, and the raw TCP exchange.
 
+Names resolve through a :class:`~aiotcp.resolver.Resolver` (the caller's, else the process's default); the
+addresses it gives are raced, IPv6 and IPv4 alternating, and its facts travel in the stream's
+:class:`~aiotcp.streams.ConnectInfo` (``resolution``) and on a connect error (``error.resolution``).
+
 This is the I/O boundary: every exception from anyio, the OS or ``ssl`` is mapped to an
 :class:`~aiotcp.errors.AiotcpError` (by :mod:`aiotcp.error_mapping`), once per operation, and every wait is
 bounded by the request's :class:`~aiotcp.budget.Budget`. The stream a connect returns is an
@@ -10,7 +14,6 @@ elsewhere (trio).
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -24,7 +27,9 @@ from .asyncio_transport import AsyncioStream
 from .budget import Budget
 from .config import Timeouts
 from .error_mapping import map_connect_error
-from .errors import AiotcpError, ConnectionReset, DNSError, TLSError
+from .errors import AiotcpError, ConnectError, ConnectionReset, DNSError, TLSError
+from .resolution import Resolution
+from .resolver import Resolver, default_resolver
 from .streams import READ_SIZE, ConnectInfo, NetworkStream
 from .targets import Target, parse_target
 
@@ -63,28 +68,12 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext = True) -> ssl.SSLConte
     return context
 
 
-def _interleave(infos: list[tuple[int, str]]) -> list[str]:
-    """RFC 8305 order: alternate address families, starting with the resolver's first."""
-    by_family: dict[int, list[str]] = {}
-    for family, address in infos:
-        bucket = by_family.setdefault(family, [])
-        if address not in bucket:
-            bucket.append(address)
-    queues = list(by_family.values())
-    ordered: list[str] = []
-    while any(queues):
-        for queue in queues:
-            if queue:
-                ordered.append(queue.pop(0))
-    return ordered
-
-
-async def _resolve(target: Target) -> list[str]:
-    host, port = target.host, target.port
+async def _resolve(target: Target, resolver: Resolver | None) -> tuple[list[str], Resolution | None]:
+    """The addresses to try, in happy-eyeballs order, and the DNS facts (None for an IP address)."""
     if target.is_ip:
-        return [host]
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return _interleave([(int(family), str(sockaddr[0])) for family, _, _, _, sockaddr in infos])
+        return [target.host], None
+    resolution = await (resolver or default_resolver()).resolve(target.host)
+    return resolution.addresses(), resolution
 
 
 async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> NetworkStream:
@@ -146,32 +135,43 @@ async def connect(
     *,
     ssl_context: ssl.SSLContext | None = None,
     resolve: ResolveOverrides | None = None,
+    resolver: Resolver | None = None,
+    address: str | None = None,
     name: str | None = None,
 ) -> NetworkStream:
     """Resolve, connect (happy eyeballs) and, for https, handshake -- all within the connect timeout.
 
-    ``resolve`` maps ``(host, port)`` to the addresses to connect to instead of asking DNS (curl's
-    ``--resolve``; build it with :func:`aiotcp.targets.resolve_overrides`): the Host header, SNI and the
-    certificate check still use the target's host. ``name`` is what errors and the stream call the target
-    (its URL by default).
+    ``resolver`` resolves the name (by default the process's :func:`~aiotcp.resolver.default_resolver`).
+    Two ways skip DNS (the target's host still goes into the Host header, TLS SNI and certificate checks):
+    ``address`` connects to that one address; ``resolve`` maps ``(host, port)`` to the addresses to connect to
+    (curl's ``--resolve``; build it with :func:`aiotcp.targets.resolve_overrides`). ``name`` is what errors and
+    the stream call the target (its URL by default).
 
-    Raises ``dns``, ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if the total deadline
-    came first), ``tls`` or ``local``.
+    Raises ``dns`` (with the ``rcode``), ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if
+    the total deadline came first), ``tls`` or ``local``.
     """
     name = name or target.url
     pinned = resolve.get((target.host, target.port)) if resolve else None
     phase: Literal["dns", "tcp", "tls"] = "dns"
     started = time.perf_counter()
     stream: NetworkStream | None = None
+    resolution: Resolution | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
-            addresses = list(pinned) if pinned else await _resolve(target)
+            if address is not None:
+                addresses, resolution = [address], None
+            elif pinned:
+                addresses, resolution = list(pinned), None
+            else:
+                addresses, resolution = await _resolve(target, resolver)
             dns_ms = _ms(started)
             phase = "tcp"
             tcp_started = time.perf_counter()
             stream = await _connect_any(addresses, target.port, _opener())
             stream.target = name
-            stream.info = ConnectInfo(peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started))
+            stream.info = ConnectInfo(
+                peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started), resolution=resolution
+            )
             if ssl_context is not None:
                 phase = "tls"
                 tls_started = time.perf_counter()
@@ -181,16 +181,23 @@ async def connect(
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-            if isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
-                raise map_connect_error(exc, name, phase=phase) from exc
+            if isinstance(exc, AiotcpError):
+                exc.for_target(name)  # the resolver knows the name, not the URL
+            elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
+                error = map_connect_error(exc, name, phase=phase)
+                if isinstance(error, ConnectError) and resolution is not None:
+                    error.resolution = resolution  # the name resolved: its facts belong in the record
+                raise error from exc
             raise
     assert scope.cancelled_caught
     error = budget.expired("connect", name)
+    if isinstance(error, ConnectError) and resolution is not None:
+        error.resolution = resolution
     if phase == "tls" and error.kind == "connect_timeout":
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
         raise TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
     if phase == "dns" and error.kind == "connect_timeout":
-        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name)
+        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, rcode="TIMEOUT")
     raise error
 
 

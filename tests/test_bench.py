@@ -15,6 +15,7 @@ from contextlib import ExitStack, suppress
 from typing import Any
 
 import pytest
+from dns_server import zone_server
 
 from aiotcp.bench import BenchConfig, BenchResult, run_bench
 from aiotcp.bench import histogram as hist
@@ -22,6 +23,7 @@ from aiotcp.bench.config import available_engines, resolve_workers
 from aiotcp.bench.engines import run_worker
 from aiotcp.bench.report import to_json, write_hdr_log, write_html, write_text
 from aiotcp.cli import main as aiotcp_main
+from aiotcp.errors import DNSError
 from aiotcp.serve import TargetServer, running_in_thread
 
 pytest.importorskip("hdrh")
@@ -375,8 +377,10 @@ def test_json_document_has_the_documented_fields(finished: BenchResult) -> None:
         "connections",
         "in_flight",
         "intervals",
+        "dns",
     ):
         assert key in document
+    assert document["dns"] is None  # an IP address: nothing resolved
     assert set(document["latency_ms"]) == {"p50", "p75", "p90", "p99", "p99_9", "max", "min", "mean"}
     assert document["mode"] == "rate"
     assert document["arguments"]["rate"] == 100.0
@@ -458,3 +462,26 @@ def test_demo_bench(server: TargetServer) -> None:
     output = console.file.getvalue()  # type: ignore[attr-defined]
     assert "requests/s" in output
     assert "requests served" in output
+
+
+def test_a_name_is_resolved_once_per_run_and_reported(shared_server: TargetServer) -> None:
+    zone = {"bench.test": [("CNAME", "origin.test", 60)], "origin.test": [("A", "127.0.0.1", 60)]}
+    with zone_server(zone) as dns:
+        url = f"http://bench.test:{shared_server.port}"
+        result = bench(url, requests=20, connections=2, resolvers=(dns.address,))
+        assert dns.asked("bench.test", "A") == 1
+    assert result.counters.requests == 20
+    document = to_json(result)["dns"]
+    assert document["name"] == "bench.test"
+    assert document["address"] == "127.0.0.1"
+    assert (document["a"], document["cname"], document["resolver"]) == (["127.0.0.1"], ["origin.test"], dns.address)
+    out = io.StringIO()
+    write_text(result, out)
+    assert f"dns          bench.test via origin.test -> 127.0.0.1, resolved once by {dns.address}" in out.getvalue()
+
+
+def test_a_name_that_does_not_resolve_ends_the_bench_with_its_rcode(shared_server: TargetServer) -> None:
+    with zone_server({}) as dns, pytest.raises(DNSError) as caught:
+        bench("http://missing.test:1", requests=1, resolvers=(dns.address,))
+    assert caught.value.rcode == "NXDOMAIN"
+    assert caught.value.target == "http://missing.test:1/"

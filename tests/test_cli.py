@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cli_runner import run_cli, text
+from dns_server import zone_server
 from scripted_server import ReadRequest, ScriptedServer, Send, response
 
 from aiotcp._version import __version__
@@ -215,3 +216,30 @@ def test_demo_quick() -> None:
     assert "demo complete" in out
     assert "error: refused" in out
     assert "\x1b" not in out  # not a terminal: rich prints no colour codes
+
+
+# -- --resolvers --------------------------------------------------------------------------------------------
+
+
+def test_get_resolves_through_the_given_resolver(shared_server: TargetServer) -> None:
+    with zone_server({"web.test": [("A", "127.0.0.1", 60)]}) as dns:
+        done = run_cli("get", f"http://web.test:{shared_server.port}/", "--resolvers", dns.address, "-v")
+        assert dns.asked("web.test", "A") == 1
+    assert done.returncode == 0, done.stderr
+    assert "peer 127.0.0.1:" in text(done.stderr)
+
+
+def test_head_reports_the_rcode_of_a_name_that_does_not_resolve() -> None:
+    with zone_server({}) as dns:
+        done = run_cli("head", "http://missing.test/", "--resolvers", dns.address)
+    assert done.returncode == 1
+    assert text(done.stderr).startswith("error: dns: ")
+    assert "NXDOMAIN" in text(done.stderr)
+
+
+@pytest.mark.parametrize("command", ["get", "head", "bench"])
+def test_an_invalid_resolver_is_a_usage_error(command: str) -> None:
+    done = run_cli(command, "http://127.0.0.1:1/", "--resolvers", "127.0.0.1:0")
+    assert done.returncode == 2
+    assert "error: usage:" in text(done.stderr)
+    assert "'127.0.0.1:0'" in text(done.stderr)

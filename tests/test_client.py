@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import anyio
 import pytest
+from dns_server import zone_server
 from scripted_server import (
     CloseAfterSending,
     NeverAcceptServer,
@@ -32,6 +33,7 @@ from scripted_server import (
 )
 
 import aiotcp
+import aiotcp.resolver
 import aiotcp.transport
 from aiotcp import AiotcpError, Client, Limits, Timeouts, TooManyRedirects
 from aiotcp._version import __version__
@@ -441,22 +443,51 @@ async def test_error_connect_timeout(anyio_backend: str) -> None:
         assert isinstance(error, aiotcp.ConnectTimeout)
 
 
-async def test_error_dns(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Tests never resolve names that are not in /etc/hosts: the resolver call in transport._resolve is
-    # replaced by one that answers as a resolver does for a name that does not exist (EAI_NONAME), so the
-    # mapping from there on is the real one and no DNS query leaves the machine.
+async def test_error_dns(anyio_backend: str) -> None:
+    # A real DNS server on loopback that knows no name: the client's own resolver asks it, and nothing else.
+    with zone_server({}) as dns:
+        url = "http://no-such-host.test/"
+        async with Client(timeout=Timeouts(connect=2, total=5), resolvers=[dns.address]) as client:
+            error = await expect_error("dns", url, 2, lambda: client.get(url))
+        assert dns.asked("no-such-host.test") == 2  # A and AAAA, once each
+    assert isinstance(error, aiotcp.DNSError)
+    assert error.rcode == "NXDOMAIN"
+    assert error.target == url
+
+
+async def test_error_dns_from_the_system_resolver(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The system resolver is never asked for a name outside /etc/hosts: getaddrinfo is replaced by one that
+    # answers as the C library does for a name that does not exist (EAI_NONAME); the mapping is the real one.
     asked: list[object] = []
 
     async def no_such_name(host: object, *args: object, **kwargs: object) -> object:
         asked.append(host)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(aiotcp.transport.anyio, "getaddrinfo", no_such_name)
+    monkeypatch.setattr(aiotcp.resolver.anyio, "getaddrinfo", no_such_name)
     url = "http://no-such-host.invalid/"
-    async with Client(timeout=Timeouts(connect=2, total=5)) as client:
+    async with Client(timeout=Timeouts(connect=2, total=5), resolver="system") as client:
         error = await expect_error("dns", url, 2, lambda: client.get(url))
     assert isinstance(error, aiotcp.DNSError)
+    assert error.rcode == "NXDOMAIN"
     assert asked == ["no-such-host.invalid"]
+
+
+async def test_a_name_resolves_through_the_given_resolver_and_the_facts_come_back(
+    anyio_backend: str, shared_server: TargetServer
+) -> None:
+    zone = {"web.test": [("CNAME", "origin.test", 60)], "origin.test": [("A", "127.0.0.1", 60)]}
+    with zone_server(zone) as dns:
+        async with Client(resolvers=[dns.address]) as client:
+            response = await client.get(f"http://web.test:{shared_server.port}/")
+    assert response.status_code == 200
+    assert response.peer == ("127.0.0.1", shared_server.port)
+    assert response.dns is not None
+    assert (response.dns.a, response.dns.cname, response.dns.resolver) == (
+        ("127.0.0.1",),
+        ("origin.test",),
+        dns.address,
+    )
 
 
 async def test_error_reset_mid_body(anyio_backend: str, http: str) -> None:

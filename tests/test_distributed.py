@@ -42,7 +42,7 @@ from aiotcp.serve import SilentServer, TargetServer, refused_port, running_in_th
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
-TIMING = ("connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
+TIMING = ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
 CLUSTER_TIMEOUT = 30.0
 
 

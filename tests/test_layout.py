@@ -37,7 +37,7 @@ def test_the_sans_io_parser_loads_no_io() -> None:
     assert not loaded & {"anyio", "asyncio", "trio", "sniffio", "socket", "ssl", "select", "selectors"}, loaded
 
 
-@pytest.mark.parametrize("module", ["aiotcp.errors", "aiotcp.config", "aiotcp.targets"])
+@pytest.mark.parametrize("module", ["aiotcp.errors", "aiotcp.config", "aiotcp.targets", "aiotcp.resolution"])
 def test_values_load_only_the_standard_library(module: str) -> None:
     loaded = top_level(modules_loaded_by(module))
     assert not loaded & {"anyio", "h11", "httptools", "asyncio", "socket", "ssl"}, loaded

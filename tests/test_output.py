@@ -139,6 +139,14 @@ def test_csv_quotes_what_needs_quoting_and_keeps_nested_values_as_json() -> None
     assert json.loads(cells["redirects"]) == chain
 
 
+def test_csv_joins_lists_of_addresses_and_names_with_a_bar() -> None:
+    record = ok_record(a=["127.0.0.1", "127.0.0.2"], aaaa=[], cname=["b.test", "c.test"])
+    (row,) = read_csv(written(CSVWriter, record, fields=FIELD_NAMES))
+    assert row["a"] == "127.0.0.1|127.0.0.2"
+    assert row["aaaa"] == ""
+    assert row["cname"] == "b.test|c.test"
+
+
 @pytest.mark.parametrize("value", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", '=HYPERLINK("http://x")'])
 def test_csv_defuses_cells_a_spreadsheet_would_run(value: str) -> None:
     (row,) = read_csv(written(CSVWriter, ok_record(server=value, title=value), fields=FIELD_NAMES))

@@ -21,11 +21,13 @@ from typing import Any
 
 import anyio
 import pytest
+from dns_server import zone_server
 from scripted_server import CloseAfterSending, ReadRequest, Reset, ScriptedServer, Send, response
 
 import aiotcp.probe.records
 from aiotcp.probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_many
 from aiotcp.probe.retry import TRANSIENT_KINDS
+from aiotcp.resolution import Nameserver, ResolverConfig
 from aiotcp.serve import SilentServer, TargetServer, running_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -623,3 +625,66 @@ async def test_memory_does_not_grow_with_the_list(anyio_backend: str, refused: i
         tracemalloc.stop()
     assert records == 50_000
     assert peaks[50_000] < peaks[10_000] * 1.5, peaks
+
+
+# -- DNS: facts in every record, --all-ips, transient failures retried ---------------------------------------
+
+DNS_ZONE = {
+    "web.test": [("CNAME", "origin.test", 60)],
+    "origin.test": [("A", "127.0.0.1", 60), ("A", "127.0.0.2", 60)],
+    "gone.test": [("A", "127.0.0.3", 60)],  # nothing listens on 127.0.0.3 at the port probed
+    "broken.test": "SERVFAIL",
+}
+
+
+async def test_records_carry_the_dns_facts_of_names(anyio_backend: str, server: TargetServer) -> None:
+    with zone_server(DNS_ZONE) as dns:
+        lines = [f"web.test:{server.port}", "missing.test:80", f"127.0.0.1:{server.port}", "gone.test:9"]
+        records = by_line(await collect(lines, resolvers=(dns.address,), timeout=5))
+    web, missing, literal, gone = (records[i] for i in (1, 2, 3, 4))
+    assert web.ok
+    assert (web.a, web.aaaa, web.cname) == (["127.0.0.1", "127.0.0.2"], [], ["origin.test"])
+    assert (web.resolver, web.dns_rcode) == (dns.address, None)
+    assert web.ip in ("127.0.0.1", "127.0.0.2")
+    assert web.dns_ms is not None
+    assert (missing.error, missing.dns_rcode, missing.resolver) == ("dns", "NXDOMAIN", dns.address)
+    assert missing.ip is None
+    assert missing.attempts == 1
+    assert (literal.a, literal.resolver, literal.dns_rcode, literal.ip) == (None, None, None, "127.0.0.1")
+    assert gone.error == "refused"
+    assert (gone.a, gone.dns_rcode) == (["127.0.0.3"], None)  # it resolved; the connect failed
+
+
+async def test_all_ips_probes_every_address_of_a_name_with_one_record_each(anyio_backend: str) -> None:
+    with running_in_thread("127.0.0.1") as one, zone_server(DNS_ZONE) as dns:
+        # 127.0.0.2 at the same port: nothing there (refused) -- each address gets its own outcome.
+        records = await collect([f"web.test:{one.port}", "missing.test"], resolvers=(dns.address,), all_ips=True)
+    by_ip = {record.ip: record for record in records if record.input.startswith("web")}
+    assert set(by_ip) == {"127.0.0.1", "127.0.0.2"}
+    assert by_ip["127.0.0.1"].status_code == 200
+    assert by_ip["127.0.0.2"].error == "refused"
+    for record in by_ip.values():
+        assert (record.line, record.a, record.cname) == (1, ["127.0.0.1", "127.0.0.2"], ["origin.test"])
+    (missing,) = [record for record in records if record.input == "missing.test"]
+    assert (missing.error, missing.dns_rcode) == ("dns", "NXDOMAIN")
+
+
+async def test_transient_dns_failures_are_retried_nxdomain_never(anyio_backend: str) -> None:
+    with zone_server(DNS_ZONE) as dns:
+        config = ResolverConfig(nameservers=(Nameserver.parse(dns.address),), attempts=1)
+        records = by_line(
+            await collect(["broken.test", "missing.test"], resolver=config, retries=2, backoff=0.01, timeout=5)
+        )
+        assert dns.asked("broken.test", "A") == 3  # the first try and two retries, each asking again
+        assert dns.asked("missing.test", "A") == 1
+    assert (records[1].dns_rcode, records[1].attempts) == ("SERVFAIL", 3)
+    assert (records[2].dns_rcode, records[2].attempts) == ("NXDOMAIN", 1)
+
+
+@pytest.mark.parametrize("host", ["a" * 64 + ".test", ".".join(["abcdefghi"] * 26)])
+async def test_a_name_too_long_for_dns_is_invalid_target_before_any_query(anyio_backend: str, host: str) -> None:
+    with zone_server(DNS_ZONE) as dns:
+        (record,) = await collect([host], resolvers=(dns.address,))
+        assert dns.total() == 0
+    assert record.error == "invalid_target"
+    assert record.dns_rcode is None

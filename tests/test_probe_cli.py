@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from dns_server import zone_server
 from scripted_server import CloseAfterSending, ReadRequest, ScriptedServer, Send, response
 
 from aiotcp.serve import TargetServer
@@ -26,8 +27,9 @@ WAIT_S = 10.0
 
 # The schema, written out: the order is part of the contract (JSONL key order, CSV columns).
 SCHEMA = [
-    "input", "line", "url", "scheme", "host", "ip", "port", "ok", "status_code", "reason", "http_version",
-    "content_length", "content_type", "server", "title", "location", "connect_ms", "tls_ms", "ttfb_ms",
+    "input", "line", "url", "scheme", "host", "ip", "a", "aaaa", "cname", "resolver", "dns_rcode", "port", "ok",
+    "status_code", "reason", "http_version", "content_length", "content_type", "server", "title", "location",
+    "dns_ms", "connect_ms", "tls_ms", "ttfb_ms",
     "time_ms", "attempts", "error", "error_message", "timestamp",
 ]  # fmt: skip
 
@@ -366,3 +368,33 @@ def test_journal_directory_is_a_usage_error(tmp_path: pathlib.Path, targets: str
     assert done.returncode == 2
     assert b"error: usage: --resume:" in done.stderr
     assert os.listdir(tmp_path) == ["targets.txt"]
+
+
+# -- --resolvers and --all-ips ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "named"), [("127.0.0.1,dns.example", "'dns.example'"), ("127.0.0.1:99999", "'127.0.0.1:99999'")]
+)
+def test_an_invalid_resolver_is_a_usage_error_naming_it(targets: str, value: str, named: str) -> None:
+    done = probe(targets, "-q", "--resolvers", value)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert b"error: usage:" in done.stderr
+    assert named in done.stderr.decode()
+
+
+def test_resolvers_from_a_file_and_dns_facts_in_csv(tmp_path: pathlib.Path, shared_server: TargetServer) -> None:
+    zone = {"web.test": [("CNAME", "origin.test", 60)], "origin.test": [("A", "127.0.0.1", 60), ("A", "127.0.0.2", 60)]}
+    with zone_server(zone) as dns:
+        resolvers = tmp_path / "resolvers.txt"
+        resolvers.write_text(f"# loopback only\n{dns.address}\n")
+        targets = write_lines(tmp_path / "t.txt", [f"web.test:{shared_server.port}", "missing.test:1"])
+        done = probe(targets, "-q", "--format", "csv", "--resolvers", str(resolvers), "--all-ips", "--order", "input")
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
+    assert [row["ip"] for row in rows[:2]] == ["127.0.0.1", "127.0.0.2"]
+    assert {row["a"] for row in rows[:2]} == {"127.0.0.1|127.0.0.2"}
+    assert {row["cname"] for row in rows[:2]} == {"origin.test"}
+    assert {row["resolver"] for row in rows} == {dns.address}
+    assert (rows[2]["error"], rows[2]["dns_rcode"]) == ("dns", "NXDOMAIN")

@@ -10,6 +10,7 @@ from aiotcp.errors import (
     ConnectionReset,
     ConnectTimeout,
     Disconnected,
+    DNSError,
     LocalError,
     NoResponse,
     ProtocolError,
@@ -152,3 +153,20 @@ def test_such_an_answer_switches_only_a_guess_and_only_once(body: bytes) -> None
 def test_any_other_answer_stops(status: int, body: bytes) -> None:
     assert not asks_for_tls(status, body)
     assert isinstance(decide_answer(status, body, Attempts(HTTP_FIRST, "http")), Stop)
+
+
+@pytest.mark.parametrize("rcode", ["SERVFAIL", "TIMEOUT"])
+def test_a_dns_failure_without_an_answer_is_retried(rcode: str) -> None:
+    error = DNSError(f"name does not resolve ({rcode})", rcode=rcode)
+    decision = step(error, Attempts(("http",), "http"), retries=1)
+    assert decision == Retry(0.25, Attempts(("http",), "http", retries=1))
+    assert isinstance(decision, Retry)
+    assert isinstance(step(error, decision.attempts, retries=1), Stop)  # retries spent
+
+
+@pytest.mark.parametrize("rcode", ["NXDOMAIN", "NODATA", "REFUSED", None])
+def test_a_dns_answer_is_final_never_retried(rcode: str | None) -> None:
+    # NXDOMAIN and NODATA are what the name is; REFUSED is the resolver's policy; no rcode (the system resolver
+    # gave no reason) is not known to be transient.
+    error = DNSError("name does not resolve", rcode=rcode)
+    assert isinstance(step(error, Attempts(("http",), "http"), retries=5), Stop)

@@ -29,10 +29,11 @@ from aiotcp.anyio_transport import AnyioStream
 from aiotcp.budget import Budget
 from aiotcp.config import Timeouts
 from aiotcp.errors import ConnectionRefused
+from aiotcp.resolution import Resolution
 from aiotcp.serve import TargetServer
 from aiotcp.streams import NetworkStream
 from aiotcp.targets import parse_target, resolve_overrides
-from aiotcp.transport import _connect_any, _interleave, _opener, connect, tcp_exchange, tcp_session
+from aiotcp.transport import _connect_any, _opener, connect, tcp_exchange, tcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -218,13 +219,11 @@ async def test_send_eof_on_tls_is_refused_quietly(anyio_backend: str, server_ssl
             await stream.aclose()
 
 
-def test_interleave_alternates_families_starting_with_the_first() -> None:
-    v6, v4 = int(socket.AF_INET6), int(socket.AF_INET)
-    infos = [(v6, "::1"), (v6, "fe80::1"), (v6, "::1"), (v4, "192.0.2.1"), (v4, "192.0.2.2"), (v4, "192.0.2.3")]
-    assert _interleave(infos) == ["::1", "192.0.2.1", "fe80::1", "192.0.2.2", "192.0.2.3"]
-    assert _interleave([(v4, "192.0.2.1"), (v6, "::1")]) == ["192.0.2.1", "::1"]
-    assert _interleave([(v4, "192.0.2.1")]) == ["192.0.2.1"]
-    assert _interleave([]) == []
+def test_addresses_alternate_families_ipv6_first() -> None:
+    resolution = Resolution("n.test", a=("192.0.2.1", "192.0.2.2", "192.0.2.3"), aaaa=("::1", "fe80::1"))
+    assert resolution.addresses() == ["::1", "192.0.2.1", "fe80::1", "192.0.2.2", "192.0.2.3"]
+    assert Resolution("n.test", a=("192.0.2.1",)).addresses() == ["192.0.2.1"]
+    assert Resolution("n.test").addresses() == []
 
 
 async def test_connect_sets_nodelay_and_reports_peer(anyio_backend: str, shared_server: TargetServer) -> None:

@@ -15,6 +15,7 @@ from .._version import __version__
 from ..accelerators import httptools
 from ..errors import InvalidTarget
 from ..http11 import Request
+from ..resolution import Nameserver, parse_nameservers
 from ..targets import Target, parse_target
 
 __all__ = [
@@ -71,6 +72,9 @@ def _split(total: int, parts: int, index: int) -> int:
 class BenchConfig:
     """One bench run. Validated when built.
 
+    The host name is resolved once per run, by ``resolver`` (``"auto"`` or ``"system"``) asking
+    ``resolvers`` (default: the system's), and every connection goes to that address.
+
     ``duration`` is the length of the measured run; with ``requests`` it is a cap (``None`` means
     :data:`DEFAULT_COUNT_CAP_S`). ``rate`` switches to open-loop mode: that many requests per second in total,
     on an absolute schedule. ``headers`` replace the defaults (Host, User-Agent, Accept) by name.
@@ -94,9 +98,15 @@ class BenchConfig:
     timeout: float = 10.0
     engine: Engine = "httptools"
     interval: float = 1.0
+    resolver: str = "auto"
+    resolvers: tuple[Nameserver, ...] = ()
     target: Target = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.resolvers:
+            object.__setattr__(self, "resolvers", parse_nameservers(self.resolvers))
+        if self.resolver not in ("auto", "system") or (self.resolver == "system" and self.resolvers):
+            raise ValueError(f'resolver must be "auto" (with any resolvers) or "system", got {self.resolver!r}')
         target = parse_target(self.url)
         if target.scheme != "http":
             raise InvalidTarget(f"bench: only http:// URLs are supported, got {self.url!r}")

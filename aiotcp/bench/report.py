@@ -30,6 +30,8 @@ One object::
     in_flight         requests sent but not answered when the run stopped (not in requests or errors)
     warmup_requests   responses during the warmup (not counted anywhere else)
     intervals         [{start_s, length_s, requests, rps, errors, p50_ms, p99_ms, max_ms}, ...]
+    dns               {name, address, a, aaaa, cname, resolver, dns_ms}: what the host name resolved to, once
+                      for the run, and the address every connection went to (null for an IP address)
 
 Latencies are in milliseconds with microsecond resolution (HdrHistogram, 3 significant digits).
 """
@@ -143,6 +145,22 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "in_flight": counters.in_flight,
         "warmup_requests": result.warmup_requests,
         "intervals": [_interval_record(interval) for interval in result.intervals],
+        "dns": _dns_record(result),
+    }
+
+
+def _dns_record(result: BenchResult) -> dict[str, Any] | None:
+    resolution = result.resolution
+    if resolution is None:
+        return None
+    return {
+        "name": resolution.name,
+        "address": (resolution.a or resolution.aaaa)[0],
+        "a": list(resolution.a),
+        "aaaa": list(resolution.aaaa),
+        "cname": list(resolution.cname),
+        "resolver": resolution.resolver,
+        "dns_ms": resolution.dns_ms,
     }
 
 
@@ -225,6 +243,18 @@ def write_text(result: BenchResult, out: TextIO) -> None:
         file=out,
     )
     print(f"  in flight    {counters.in_flight:,} at the end (not counted as requests or errors)", file=out)
+    dns = _dns_record(result)
+    if dns is not None:
+        chain = f" via {' -> '.join(dns['cname'])}" if dns["cname"] else ""
+        others = len(dns["a"]) + len(dns["aaaa"]) - 1
+        more = f" (of {others + 1} addresses)" if others else ""
+        print(
+            escape_control(
+                f"  dns          {dns['name']}{chain} -> {dns['address']}{more}, resolved once"
+                f" by {dns['resolver']} in {dns['dns_ms']} ms"
+            ),
+            file=out,
+        )
     if result.warmup_requests:
         print(f"  warmup       {result.warmup_requests:,} responses, not counted", file=out)
     warning = rate_warning(result)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import multiprocessing
 import queue
 import signal
-import socket
 import sys
 import threading
 import time
@@ -23,7 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import error_mapping
+import anyio
+
+from ..errors import DNSError
+from ..resolution import Resolution
+from ..resolver import make_resolver
 from . import histogram as hist
 from .config import BenchConfig, WorkerPlan
 from .engines import run_worker
@@ -56,6 +59,8 @@ class BenchResult:
     started_at: float  # wall clock (epoch seconds) when the measured run began, for the interval log
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    #: What the host name resolved to, once for the run (None for an IP address).
+    resolution: Resolution | None = None
 
     @property
     def rps(self) -> float:
@@ -72,20 +77,32 @@ class BenchResult:
         )
 
 
-def resolve_host(config: BenchConfig) -> str:
-    """The address to connect to, resolved once for every worker and connection.
+def resolve_host(config: BenchConfig) -> tuple[str, Resolution | None]:
+    """The address to connect to, resolved once for every worker and connection, and the DNS facts.
 
     Raises:
-        DNSError: if the host name does not resolve.
+        DNSError: if the host name does not resolve (within the run's timeout).
     """
     target = config.target
     if target.is_ip:
-        return target.host
-    try:
-        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise error_mapping.map_connect_error(exc, target.url, phase="dns") from exc
-    return str(infos[0][4][0])
+        return target.host, None
+    resolver = make_resolver(config.resolver, config.resolvers or None)
+
+    async def lookup() -> Resolution:
+        try:
+            with anyio.fail_after(config.timeout):
+                return await resolver.resolve(target.host)
+        except TimeoutError:
+            raise DNSError(f"no DNS answer within {config.timeout:g}s", target=target.url, rcode="TIMEOUT") from None
+        except DNSError as exc:
+            exc.for_target(target.url)
+            raise
+        finally:
+            await resolver.aclose()
+
+    resolution = anyio.run(lookup)
+    # IPv4 first: a load generator wants the address the server most likely listens on, not a race.
+    return (resolution.a or resolution.aaaa)[0], resolution
 
 
 class _Merger:
@@ -160,14 +177,17 @@ def run_bench(
         RuntimeError: if a worker process fails or does not finish in time.
     """
     stop = stop or threading.Event()
-    host = resolve_host(config)
+    host, resolution = resolve_host(config)
     plans = [plan.with_host(host) for plan in config.plans()]
     merger = _Merger(len(plans), on_interval)
     if len(plans) == 1:
         started_at = time.time()
         result = run_worker(plans[0], merger.add, stop.is_set, use_uvloop=use_uvloop)
-        return _merge_results(config, [result], merger.close(), started_at, stop.is_set())
-    return _run_processes(config, plans, merger, stop, use_uvloop)
+        merged = _merge_results(config, [result], merger.close(), started_at, stop.is_set())
+    else:
+        merged = _run_processes(config, plans, merger, stop, use_uvloop)
+    merged.resolution = resolution
+    return merged
 
 
 def _run_processes(

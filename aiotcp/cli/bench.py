@@ -31,9 +31,11 @@ from .common import (
     StatusLine,
     UsageError,
     add_header_option,
+    add_resolver_option,
     describe_os_error,
     positive_float,
     positive_int,
+    resolver_options,
 )
 
 __all__ = ["add_arguments", "config_from_args", "register", "run_command"]
@@ -90,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     request.add_argument(
         "-t", "--timeout", type=positive_float, default=10.0, help="per request and per connect, seconds (10)"
     )
+    add_resolver_option(request)
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
     output.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram interval log")
@@ -134,6 +137,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline=args.pipeline,
         timeout=args.timeout,
         engine=resolve_engine(args.engine),
+        **resolver_options(args),
     )
 
 

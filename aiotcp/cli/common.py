@@ -40,6 +40,7 @@ from ..errors import (
     Unreachable,
     WriteTimeout,
 )
+from ..resolution import Nameserver, parse_nameservers
 from ..text import escape_control
 
 __all__ = [
@@ -55,15 +56,18 @@ __all__ = [
     "StatusLine",
     "UsageError",
     "add_header_option",
+    "add_resolver_option",
     "exit_code_for",
     "exit_codes_help",
     "make_console",
     "non_negative_float",
     "parse_header",
+    "parse_resolvers",
     "positive_float",
     "positive_int",
     "read_input",
     "report_error",
+    "resolver_options",
     "run_handler",
 ]
 
@@ -263,6 +267,51 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
+
+
+# -- DNS resolvers -----------------------------------------------------------------------------------------
+
+
+def parse_resolvers(text: str) -> tuple[Nameserver, ...] | str:
+    """``--resolvers``: ``IP[:PORT],...``, a file of them (one per line, ``#`` comments), or ``system``."""
+    if text == "system":
+        return text
+    entries: list[str] = [text]
+    if "," not in text and os.path.isfile(text):
+        try:
+            with open(text, encoding="utf-8", errors="replace") as file:
+                lines = [line.partition("#")[0].strip() for line in file]
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc.strerror or exc}") from None
+        entries = [line for line in lines if line]
+        if not entries:
+            raise argparse.ArgumentTypeError(f"{text!r} lists no resolver")
+    try:
+        return parse_nameservers(",".join(entries))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_resolver_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--resolvers IP[:PORT],...|FILE|system`` into ``args.resolvers`` (see :func:`resolver_options`)."""
+    parser.add_argument(
+        "--resolvers",
+        type=parse_resolvers,
+        metavar="IP[:PORT],...|FILE|system",
+        help="DNS resolvers to query (default: /etc/resolv.conf's, with /etc/hosts first); "
+        "'system' uses getaddrinfo instead",
+    )
+
+
+def resolver_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Client`` / ``ProbeOptions`` keywords for ``--resolvers``: ``resolvers=...``, ``resolver="system"`` or
+    nothing (the default resolver)."""
+    chosen = getattr(args, "resolvers", None)
+    if chosen is None:
+        return {}
+    if chosen == "system":
+        return {"resolver": "system"}
+    return {"resolvers": chosen}
 
 
 # -- terminal output ------------------------------------------------------------------------------------------

@@ -37,11 +37,13 @@ from .common import (
     EXIT_USAGE,
     EXIT_WRITE_ERROR,
     UsageError,
+    add_resolver_option,
     describe_os_error,
     exit_code_for,
     exit_codes_help,
     positive_float,
     read_input,
+    resolver_options,
 )
 
 __all__ = ["client_options", "plan_request", "register"]
@@ -110,6 +112,7 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT:ADDR",
         help="connect to ADDR for HOST:PORT, without DNS (repeatable)",
     )
+    add_resolver_option(group)
     group.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     group.add_argument("--cacert", metavar="FILE", help="verify TLS certificates against the CAs in FILE")
     group.add_argument(
@@ -206,6 +209,7 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         "follow_redirects": args.location,
         "max_redirects": args.max_redirs,
         "resolve": dict(args.resolve) or None,
+        **resolver_options(args),
     }
 
 

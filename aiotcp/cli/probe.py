@@ -44,10 +44,12 @@ from .common import (
     StatusLine,
     UsageError,
     add_header_option,
+    add_resolver_option,
     describe_os_error,
     make_console,
     positive_float,
     positive_int,
+    resolver_options,
 )
 
 __all__ = ["main_probe", "register"]
@@ -70,7 +72,11 @@ def register(commands: Any) -> None:
     probe.add_argument("-m", "--method", choices=["GET", "HEAD"], default="GET", type=str.upper)
     probe.add_argument("--rate", type=positive_float, help="probes started per second (per worker with --dask)")
     probe.add_argument("--per-host", type=positive_int, help="probes in flight per host (per worker with --dask)")
-    probe.add_argument("--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout")
+    probe.add_argument(
+        "--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout/dns SERVFAIL|TIMEOUT"
+    )
+    add_resolver_option(probe)
+    probe.add_argument("--all-ips", action="store_true", help="probe every address of a name: a record each")
     add_header_option(probe)
     probe.add_argument("-L", "--follow-redirects", action="store_true", help="follow redirects, record the chain")
     probe.add_argument("--max-body", type=int, default=64 * 1024, help="body bytes read per target (65536)")
@@ -304,6 +310,8 @@ def main_probe(args: argparse.Namespace) -> int:
             ports=args.ports,
             verify=args.verify,
             http=args.http,
+            all_ips=args.all_ips,
+            **resolver_options(args),
         )
     except ValueError as exc:
         print(f"error: usage: {exc}", file=sys.stderr)

@@ -25,7 +25,7 @@ import math
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from contextlib import ExitStack, aclosing
+from contextlib import ExitStack, aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
@@ -35,12 +35,13 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..budget import Budget
 from ..client import Client
 from ..config import Limits, Timeouts
-from ..errors import AiotcpError, InternalError
+from ..errors import AiotcpError, ConnectError, DNSError, InternalError
 from ..http11 import available_backends
+from ..resolution import Nameserver, Resolution, ResolverConfig, parse_nameservers
 from ..targets import Target
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
 from .limits import HostLimiter, RateLimiter
-from .records import ProbeResult, fill_from_response, is_ip, now_iso
+from .records import ProbeResult, fill_dns, fill_dns_error, fill_from_response, is_ip, now_iso
 from .retry import Attempts, Stop, Switch, decide, decide_answer
 
 __all__ = ["WINDOW_STALL_S", "ProbeOptions", "Prober", "probe_jobs", "probe_many"]
@@ -77,8 +78,17 @@ class ProbeOptions:
     ports: tuple[int, ...] = ()
     verify: bool = False
     http: str = "auto"
+    resolver: ResolverConfig | str = "auto"
+    resolvers: tuple[Nameserver, ...] = ()
+    all_ips: bool = False
 
     def __post_init__(self) -> None:
+        if self.resolvers:
+            object.__setattr__(self, "resolvers", parse_nameservers(self.resolvers))
+        if not isinstance(self.resolver, ResolverConfig) and self.resolver not in ("auto", "system"):
+            raise ValueError(f'resolver must be "auto", "system" or a ResolverConfig, got {self.resolver!r}')
+        if self.resolver == "system" and self.resolvers:
+            raise ValueError('resolvers need the async resolver, not resolver="system"')
         if self.method.upper() not in ("GET", "HEAD"):
             raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
         if self.concurrency < 1:
@@ -126,6 +136,8 @@ class Prober:
             follow_redirects=options.follow_redirects,
             max_redirects=options.max_redirects,
             http=options.backend,
+            resolver=options.resolver,
+            resolvers=options.resolvers or None,
         )
         self.rate = RateLimiter(options.rate) if options.rate else None
         self.hosts = HostLimiter(options.per_host) if options.per_host else None
@@ -139,7 +151,27 @@ class Prober:
         # auto: guess from the port, and switch once if the answer says the guess was wrong.
         return ("https", "http") if job.port in _TLS_PORTS else ("http", "https")
 
-    async def probe(self, job: Job) -> ProbeResult:
+    async def probe_records(self, job: Job) -> list[ProbeResult]:
+        """The records of one job: one, or with ``all_ips`` one per address of a name (in happy-eyeballs
+        order, each probed on its own with the name's facts); a name that does not resolve gets one."""
+        if not self.options.all_ips or job.spec is None or job.result is not None or is_ip(job.spec.host):
+            return [await self.probe(job)]
+        timeouts = self.timeouts
+        started = time.perf_counter()
+        resolution: Resolution | None = None
+        with anyio.move_on_after(timeouts.connect or timeouts.total or math.inf):
+            with suppress(DNSError):
+                resolution = await self.client.resolver.resolve(job.spec.host)
+        if resolution is None:
+            # The usual probe reports the failure (a negative answer comes from the cache; a transient one is
+            # asked again, with the retries it is entitled to).
+            return [await self.probe(job)]
+        resolution = replace(resolution, dns_ms=round((time.perf_counter() - started) * 1000.0, 3))
+        return [await self.probe(job, address=address, resolution=resolution) for address in resolution.addresses()]
+
+    async def probe(self, job: Job, *, address: str | None = None, resolution: Resolution | None = None) -> ProbeResult:
+        """One record for ``job``; ``address`` connects there instead of resolving (``resolution`` holds the
+        name's facts for the record)."""
         if job.result is not None:
             job.result.timestamp = now_iso()
             return job.result
@@ -166,9 +198,10 @@ class Prober:
                 target = job.spec.resolve(default_scheme=attempts.scheme, default_port=job.port)
                 result.url, result.scheme, result.port = target.url, target.scheme, target.port
                 try:
-                    switch = await self._exchange(target, result, budget, attempts)
+                    switch = await self._exchange(target, result, budget, attempts, address)
                     if switch is None:
                         result.error = result.error_message = None
+                        result.dns_rcode = None
                         break
                     attempts = switch.attempts  # the answer says a plaintext request reached a TLS port
                 except Exception as exc:
@@ -184,6 +217,8 @@ class Prober:
                         attempts = replace(attempts, scheme=schemes[0])
                         result.url, result.scheme, result.port = target.url, target.scheme, target.port
                     result.error, result.error_message = error.kind, error.message
+                    if isinstance(error, ConnectError):
+                        fill_dns_error(result, error)
                     decision = decide(
                         error,
                         attempts,
@@ -210,12 +245,17 @@ class Prober:
         result.timestamp = now_iso()
         if result.ip is None and is_ip(host):
             result.ip = host
+        if resolution is not None:
+            fill_dns(result, resolution)
+            result.ip = result.ip or address
         return result
 
-    async def _exchange(self, target: Target, result: ProbeResult, budget: Budget, attempts: Attempts) -> Switch | None:
+    async def _exchange(
+        self, target: Target, result: ProbeResult, budget: Budget, attempts: Attempts, address: str | None
+    ) -> Switch | None:
         """One request; the response fills ``result``, unless it says the guessed scheme was wrong: then the
         :class:`Switch` to make (and ``result`` is left to the next attempt)."""
-        response = await self.client.send(self.options.method, target, budget=budget)
+        response = await self.client.send(self.options.method, target, budget=budget, address=address)
         try:
             body = bytearray()
             if self.options.max_body:
@@ -252,10 +292,13 @@ async def probe_many(
     flight, ``timeout`` the total deadline per target (retries included; it starts when the target's turn
     comes, after any wait for a ``rate`` or ``per_host`` slot), ``connect_timeout``, ``rate`` probes
     started per second (global), ``per_host`` probes in flight per host, ``retries`` for the transient kinds
-    (``reset``, ``disconnected``, ``connect_timeout``, ``local``) with jittered exponential ``backoff``,
-    ``follow_redirects``, ``headers``, ``max_body`` bytes read for the title, ``order`` ``completion`` or
-    ``input``, ``scheme`` http|https|auto, ``ports`` for lines that give no port, ``verify`` TLS
-    certificates (off by default: a prober wants to see the service, not judge its certificate).
+    (``reset``, ``disconnected``, ``connect_timeout``, ``local``, and ``dns`` with ``dns_rcode`` SERVFAIL or
+    TIMEOUT, never NXDOMAIN) with jittered exponential ``backoff``, ``follow_redirects``, ``headers``,
+    ``max_body`` bytes read for the title, ``order`` ``completion`` or ``input``, ``scheme`` http|https|auto,
+    ``ports`` for lines that give no port, ``verify`` TLS certificates (off by default: a prober wants to see
+    the service, not judge its certificate), ``resolver`` ``"auto"`` | ``"system"`` | a
+    :class:`~aiotcp.resolution.ResolverConfig`, ``resolvers`` (``IP[:PORT]`` to query), ``all_ips`` (one
+    record per address of a name, the same input line).
 
     ``skip(seq)``: jobs for which it returns True are not probed and yield nothing (``--resume`` uses it).
 
@@ -294,7 +337,7 @@ async def probe_jobs(
     # Jobs travel with their dispatch number: contiguous even when `skip` leaves holes in `seq`, so the
     # re-ordering stage knows exactly which record comes next.
     send_jobs, receive_jobs = anyio.create_memory_object_stream[tuple[int, Job]](opts.concurrency)
-    send_results, receive_results = anyio.create_memory_object_stream[tuple[int, ProbeResult]](opts.concurrency)
+    send_results, receive_results = anyio.create_memory_object_stream[tuple[int, list[ProbeResult]]](opts.concurrency)
     window = anyio.Semaphore(opts.window) if opts.order == "input" else None
 
     async def feed() -> None:
@@ -312,11 +355,11 @@ async def probe_jobs(
                     await _put(send_jobs, (index, job))
                     index += 1
 
-    async def work(results: MemoryObjectSendStream[tuple[int, ProbeResult]]) -> None:
+    async def work(results: MemoryObjectSendStream[tuple[int, list[ProbeResult]]]) -> None:
         with results:  # the last worker to finish ends the results stream
             while (item := await _take(receive_jobs)) is not None:
                 index, job = item
-                await _put(results, (index, await prober.probe(job)))
+                await _put(results, (index, await prober.probe_records(job)))
 
     with ExitStack() as streams:
         # Every stream is closed here too: a task cancelled before its first step never closes its own.
@@ -332,11 +375,13 @@ async def probe_jobs(
                 try:
                     if window is None:
                         while (done := await _take(receive_results)) is not None:
-                            yield done[1]
+                            for result in done[1]:
+                                yield result
                     else:
                         async with aclosing(_in_order(receive_results, window)) as ordered:
-                            async for result in ordered:
-                                yield result
+                            async for records in ordered:
+                                for result in records:
+                                    yield result
                 except GeneratorExit:
                     # aclose(): leave the group normally once the workers have stopped. Left to propagate,
                     # GeneratorExit would reach the caller wrapped in an exception group.
@@ -384,10 +429,11 @@ async def _take(stream: MemoryObjectReceiveStream[_Item]) -> _Item | None:
 
 
 async def _in_order(
-    results: MemoryObjectReceiveStream[tuple[int, ProbeResult]], window: anyio.Semaphore
-) -> AsyncGenerator[ProbeResult, None]:
-    """Yield records by dispatch number, holding early ones (at most the window's size) until their turn."""
-    held: dict[int, ProbeResult] = {}
+    results: MemoryObjectReceiveStream[tuple[int, list[ProbeResult]]], window: anyio.Semaphore
+) -> AsyncGenerator[list[ProbeResult], None]:
+    """Yield each job's records by dispatch number, holding early ones (at most the window's size) until
+    their turn."""
+    held: dict[int, list[ProbeResult]] = {}
     next_index = 0
     while (item := await _take(results)) is not None:
         index, result = item

@@ -57,7 +57,8 @@ class JSONLWriter:
 
 
 class CSVWriter:
-    """RFC 4180 CSV with a header row. Nested values (the redirect chain) are JSON in one cell; cells that a
+    """RFC 4180 CSV with a header row. Lists of strings (``a``, ``aaaa``, ``cname``) are joined with ``|``;
+    other nested values (the redirect chain) are JSON in one cell; cells that a
     spreadsheet would run as a formula are prefixed with a quote (CSV injection); control characters other than
     TAB, CR and LF, bidi controls and lone surrogates are written as ``\\u`` escapes, as in JSONL.
 
@@ -84,7 +85,9 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (list, dict)):
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = "|".join(value)  # addresses and names: no "|" in either
+    elif isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     text = str(value)
     if not text.isprintable():  # controls, bidi controls, separators, lone surrogates (and TAB, CR, LF: kept)

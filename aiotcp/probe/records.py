@@ -11,9 +11,11 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from ..errors import ConnectError, DNSError
+from ..resolution import Resolution
 from ..response import Response
 
-__all__ = ["FIELD_NAMES", "ProbeResult", "fill_from_response", "is_ip", "now_iso"]
+__all__ = ["FIELD_NAMES", "ProbeResult", "fill_dns", "fill_dns_error", "fill_from_response", "is_ip", "now_iso"]
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_LIMIT = 512
@@ -30,6 +32,11 @@ class ProbeResult:
     scheme: str | None = None
     host: str | None = None
     ip: str | None = None
+    a: list[str] | None = None
+    aaaa: list[str] | None = None
+    cname: list[str] | None = None
+    resolver: str | None = None
+    dns_rcode: str | None = None
     port: int | None = None
     ok: bool = False
     status_code: int | None = None
@@ -40,6 +47,7 @@ class ProbeResult:
     server: str | None = None
     title: str | None = None
     location: str | None = None
+    dns_ms: float | None = None
     connect_ms: float | None = None
     tls_ms: float | None = None
     ttfb_ms: float | None = None
@@ -114,6 +122,27 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def fill_dns(result: ProbeResult, resolution: Resolution) -> None:
+    """The DNS facts of the name into the record: addresses, CNAME chain, the resolver that answered."""
+    result.a = list(resolution.a)
+    result.aaaa = list(resolution.aaaa)
+    result.cname = list(resolution.cname)
+    result.resolver = resolution.resolver
+    result.dns_rcode = resolution.rcode
+    if resolution.dns_ms is not None:
+        result.dns_ms = resolution.dns_ms
+
+
+def fill_dns_error(result: ProbeResult, error: ConnectError) -> None:
+    """The DNS facts a failed connect carries: for a failed lookup ``dns_rcode`` and, when the async resolver
+    made them, the rest; for a name that resolved but did not connect, what it resolved to."""
+    if isinstance(error.resolution, Resolution):
+        fill_dns(result, error.resolution)
+    if isinstance(error, DNSError):
+        result.dns_rcode = error.rcode
+        result.ip = None
+
+
 def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> None:
     headers = response.headers
     result.url = response.url
@@ -127,6 +156,10 @@ def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> 
     result.location = headers.get("location")
     timings = response.timings
     first = response.history[0].timings if response.history else timings
+    first_dns = response.history[0].dns if response.history else response.dns
+    if first_dns is not None:
+        fill_dns(result, first_dns)
+    result.dns_ms = first.dns_ms
     result.connect_ms = first.connect_ms
     result.tls_ms = first.tls_ms
     result.ttfb_ms = first.ttfb_ms

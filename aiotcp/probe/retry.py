@@ -10,9 +10,10 @@ error and at where the target's attempts stand (:class:`Attempts`) and answers o
   https handshake answered in plaintext (once per target, and not a retry). A guessed http that got no byte
   back at all (what a TLS server does to plaintext) also tries https, once; if https fails too, the guess and
   its error stand (the caller puts them back and asks again; the state says https was tried).
-- :class:`Retry` -- the kind is transient (``reset``, ``disconnected``, ``connect_timeout``) and retries are
-  left, or it is ``local`` (our own EMFILE or ports: never the target's fault, retried a few times even with
-  ``retries=0``); after a jittered exponential pause that must fit in what is left of the deadline.
+- :class:`Retry` -- the kind is transient (``reset``, ``disconnected``, ``connect_timeout``, or ``dns`` whose
+  ``rcode`` is SERVFAIL or TIMEOUT: another try may get an answer, where NXDOMAIN and NODATA are the answer)
+  and retries are left, or it is ``local`` (our own EMFILE or ports: never the target's fault, retried a few
+  times even with ``retries=0``); after a jittered exponential pause that must fit in what is left of the deadline.
 - :class:`Stop` -- anything else: the error is the record's.
 
 An attempt that got a response can be a wrong guess too: many servers answer a plaintext request on their TLS
@@ -27,7 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import AiotcpError, NoResponse
+from ..errors import AiotcpError, DNSError, NoResponse
+from ..resolution import TRANSIENT_RCODES
 
 __all__ = [
     "PLAIN_HTTP_TO_TLS_PORT",
@@ -40,6 +42,7 @@ __all__ = [
     "asks_for_tls",
     "decide",
     "decide_answer",
+    "is_transient",
     "looks_like_tls_mismatch",
 ]
 
@@ -115,6 +118,13 @@ def looks_like_tls_mismatch(error: AiotcpError) -> bool:
     )
 
 
+def is_transient(error: AiotcpError) -> bool:
+    """Whether another try may end differently: a transient kind, or a DNS failure that was no answer."""
+    if isinstance(error, DNSError):
+        return error.rcode in TRANSIENT_RCODES
+    return error.kind in TRANSIENT_KINDS
+
+
 def decide(
     error: AiotcpError,
     attempts: Attempts,
@@ -143,7 +153,7 @@ def decide(
         if attempts.local_tries >= LOCAL_EXTRA_ATTEMPTS:
             return STOP
         attempts = replace(attempts, local_tries=attempts.local_tries + 1)
-    elif error.kind not in TRANSIENT_KINDS or attempts.retries >= retries:
+    elif not is_transient(error) or attempts.retries >= retries:
         return STOP
     else:
         attempts = replace(attempts, retries=attempts.retries + 1)
