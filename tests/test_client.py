@@ -125,10 +125,10 @@ async def test_bytes_and_status(anyio_backend: str, http: str, shared_server: Ta
         assert client.pool.opened == 1
 
 
-async def test_module_level_get_and_head(anyio_backend: str, shared_server: TargetServer) -> None:
+async def test_module_level_get_and_head(anyio_backend: str, http: str, shared_server: TargetServer) -> None:
     response = await aiotcp.get(f"{shared_server.url}/bytes/10", timeout=5)
     assert (response.status_code, response.content) == (200, b"x" * 10)
-    response = await aiotcp.head(f"{shared_server.url}/bytes/10", timeout=Timeouts(total=5), http="httptools")
+    response = await aiotcp.head(f"{shared_server.url}/bytes/10", timeout=Timeouts(total=5), http=http)
     assert (response.status_code, response.content, response.headers["content-length"]) == (200, b"", "10")
     response = await aiotcp.get(f"{shared_server.url}/redirect/0", follow_redirects=True)
     assert response.status_code == 200
@@ -405,7 +405,7 @@ async def test_error_dns(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) ->
         asked.append(host)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(aiotcp.transport.anyio, "getaddrinfo", no_such_name)
+    monkeypatch.setattr("aiotcp.transport.anyio.getaddrinfo", no_such_name)
     url = "http://no-such-host.invalid/"
     async with Client(timeout=Timeouts(connect=2, total=5)) as client:
         error = await expect_error("dns", url, 2, lambda: client.get(url))
