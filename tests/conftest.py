@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers import PARSERS
 
 from aiotcp.serve import SilentServer, TargetServer, refused_port, running_in_thread, running_silent_in_thread
 
@@ -24,11 +25,10 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=["h11", "httptools"])
+@pytest.fixture(params=PARSERS)
 def http(request: pytest.FixtureRequest) -> str:
-    """The client's response parser (``Client(http=...)``), for tests that must pass on both backends."""
-    if request.param == "httptools":
-        pytest.importorskip("httptools")
+    """The client's response parser (``Client(http=...)``), for tests that must pass on both backends. Without
+    httptools only its parameter skips (see helpers.py)."""
     return str(request.param)
 
 
@@ -158,7 +158,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         function = getattr(item, "obj", None)
         handle = getattr(function, "hypothesis", None)
         inner = getattr(handle, "inner_test", None)
-        if inner is None or getattr(inner, "_counted", False):
+        if handle is None or inner is None or getattr(inner, "_counted", False):
             continue
 
         def counted(*args: Any, __inner: Any = inner, **kwargs: Any) -> Any:

@@ -81,6 +81,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import errno
 import itertools
 import os
 import random
@@ -94,12 +95,13 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 __all__ = [
     "TLS_VARIANTS",
     "CloseAfterSending",
     "Delivery",
+    "DeliveryMode",
     "Dispatch",
     "HalfClose",
     "NeverAcceptServer",
@@ -419,7 +421,8 @@ class CloseAfterSending(Step):
 
     async def run(self, conn: _Conn) -> None:
         writer = conn.writer
-        with contextlib.suppress(ConnectionError, RuntimeError, ssl.SSLError):
+        # OSError: ConnectionError and ssl.SSLError, and ENOTCONN from shutdown(SHUT_WR) once the peer has reset.
+        with contextlib.suppress(OSError, RuntimeError):
             await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
@@ -451,7 +454,8 @@ class NeverRead(Step):
     """Stop reading (the kernel buffers fill, the peer's writes stall) until the server stops."""
 
     async def run(self, conn: _Conn) -> None:
-        conn.writer.transport.pause_reading()
+        # A StreamWriter's transport is typed as the write half; ours is a socket transport, which reads too.
+        cast(asyncio.Transport, conn.writer.transport).pause_reading()
         await asyncio.Event().wait()  # ends when the server stops and cancels this connection
 
 
@@ -786,8 +790,12 @@ class ScriptedServer:
 
     def _on_loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
         exc = context.get("exception")
-        if isinstance(exc, (ConnectionError, ssl.SSLError)):
-            return  # what a misbehaving peer causes; the steps see it too
+        if isinstance(exc, (ConnectionError, ssl.SSLError)) or (
+            isinstance(exc, OSError) and exc.errno == errno.ENOTCONN
+        ):
+            # What a misbehaving peer causes (ENOTCONN: asyncio's deferred shutdown(SHUT_WR) of a write_eof,
+            # after the peer's RST); the steps see it too.
+            return
         self.errors.append(exc if isinstance(exc, BaseException) else RuntimeError(str(context.get("message"))))
 
     # -- one connection ---------------------------------------------------------------------------------

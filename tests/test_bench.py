@@ -20,7 +20,7 @@ from dns_server import zone_server
 from aiotcp.bench import BenchConfig, BenchResult, run_bench
 from aiotcp.bench import histogram as hist
 from aiotcp.bench.config import available_engines, resolve_workers
-from aiotcp.bench.engines import run_worker
+from aiotcp.bench.engines import is_interim, run_worker
 from aiotcp.bench.report import to_json, write_hdr_log, write_html, write_text
 from aiotcp.cli import main as aiotcp_main
 from aiotcp.errors import DNSError
@@ -122,6 +122,14 @@ def test_config_rejects_https_and_bad_headers() -> None:
         BenchConfig("https://127.0.0.1/")
     with pytest.raises(InvalidHeader):
         BenchConfig("http://127.0.0.1/", headers=(("X-Bad", "a\r\nb"),))
+
+
+def test_is_interim_skips_1xx_and_rejects_101() -> None:
+    from aiotcp.errors import ProtocolError
+
+    assert [is_interim(status) for status in (100, 103, 199, 200, 204, 404)] == [True, True, True, False, False, False]
+    with pytest.raises(ProtocolError, match="unexpected 101 Switching Protocols"):
+        is_interim(101)
 
 
 def test_resolve_workers_auto_never_exceeds_connections() -> None:

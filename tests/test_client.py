@@ -128,10 +128,10 @@ async def test_bytes_and_status(anyio_backend: str, http: str, shared_server: Ta
         assert client.pool.opened == 1
 
 
-async def test_module_level_get_and_head(anyio_backend: str, shared_server: TargetServer) -> None:
+async def test_module_level_get_and_head(anyio_backend: str, http: str, shared_server: TargetServer) -> None:
     response = await aiotcp.get(f"{shared_server.url}/bytes/10", timeout=5)
     assert (response.status_code, response.content) == (200, b"x" * 10)
-    response = await aiotcp.head(f"{shared_server.url}/bytes/10", timeout=Timeouts(total=5), http="httptools")
+    response = await aiotcp.head(f"{shared_server.url}/bytes/10", timeout=Timeouts(total=5), http=http)
     assert (response.status_code, response.content, response.headers["content-length"]) == (200, b"", "10")
     response = await aiotcp.get(f"{shared_server.url}/redirect/0", follow_redirects=True)
     assert response.status_code == 200

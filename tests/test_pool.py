@@ -1,5 +1,6 @@
 """Tests for the keep-alive pool (aiotcp.pool, through aiotcp.client): reuse, stale connections, limits,
-eviction and cancellation, against real loopback servers.
+eviction and cancellation, against real loopback servers -- and, at the end, ConnectionPool's own bookkeeping
+driven directly on the memory stream (tests/memory_stream.py), where every ending is scripted exactly.
 
 Scripted servers (tests/scripted_server.py) count the connections they accept, so "retried once on a new
 connection" and "not reused" are checked where they happen: on the server.
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import anyio
+import anyio.lowlevel
 import pytest
+from memory_stream import EOF, RESET, Item, Origin
 from scripted_server import (
     CloseAfterSending,
     ReadRequest,
@@ -21,9 +24,15 @@ from scripted_server import (
     ScriptedServer,
     Send,
     Sleep,
+    Step,
 )
 
 from aiotcp import AiotcpError, Client, Limits, Timeouts
+from aiotcp.budget import Budget
+from aiotcp.connection import BodyReader, ConnectionState, HTTPConnection
+from aiotcp.errors import ConnectionRefused
+from aiotcp.http11 import Request
+from aiotcp.pool import ConnectionPool
 from aiotcp.serve import TargetServer, running_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -36,9 +45,9 @@ def ok(body: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
 
-def keep_alive(body: bytes = b"ok", *, delay: float = 0.0, times: int = 100) -> list[object]:
+def keep_alive(body: bytes = b"ok", *, delay: float = 0.0, times: int = 100) -> list[Step]:
     """A script that answers up to ``times`` requests on one connection."""
-    steps = [ReadRequest(), Sleep(delay), Send(ok(body))] if delay else [ReadRequest(), Send(ok(body))]
+    steps: list[Step] = [ReadRequest(), Sleep(delay), Send(ok(body))] if delay else [ReadRequest(), Send(ok(body))]
     return [Repeat(steps, times)]
 
 
@@ -55,14 +64,14 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
 @pytest.mark.parametrize("ending", [CloseAfterSending(), Reset()], ids=["fin", "rst"])
 async def test_stale_connection_is_retried_once_on_a_fresh_one(
-    anyio_backend: str, http: str, method: str, ending: object
+    anyio_backend: str, http: str, method: str, ending: Step
 ) -> None:
     # The server takes the second request and closes without a byte of response: the race every keep-alive
     # client loses sometimes (the server's idle timeout fired as our request was on its way).
     first = [ReadRequest(), Send(OK), ReadRequest(), ending]
     # The fresh connection answers as a server should: no body after the head of a reply to HEAD.
     fresh = keep_alive(b"second") if method == "GET" else [Repeat([ReadRequest(), Send(SECOND[:-6])], 10)]
-    with ScriptedServer(first, fresh) as server:  # type: ignore[list-item]
+    with ScriptedServer(first, fresh) as server:
         async with Client(http=http, timeout=Timeouts(total=5)) as client:
             assert (await client.get(f"{server.url}/one")).content == b"first"
             retried = await client.request(method, f"{server.url}/two")
@@ -98,8 +107,8 @@ async def test_stale_retry_happens_only_once(anyio_backend: str) -> None:
     ],
     ids=["rst-mid-body", "fin-mid-body", "fin-mid-head"],
 )
-async def test_no_retry_after_response_bytes(anyio_backend: str, http: str, late: list[object], kind: str) -> None:
-    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *late]) as server:  # type: ignore[list-item]
+async def test_no_retry_after_response_bytes(anyio_backend: str, http: str, late: list[Step], kind: str) -> None:
+    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *late]) as server:
         async with Client(http=http, timeout=Timeouts(total=5)) as client:
             await client.get(f"{server.url}/")
             with pytest.raises(AiotcpError) as caught:
@@ -145,8 +154,8 @@ async def test_idle_connection_closed_by_server_is_not_reused(anyio_backend: str
     ],
     ids=["same-packet", "later-packet"],
 )
-async def test_leftover_bytes_after_a_response(anyio_backend: str, http: str, first: list[object]) -> None:
-    with ScriptedServer(first, keep_alive(b"second")) as server:  # type: ignore[arg-type]
+async def test_leftover_bytes_after_a_response(anyio_backend: str, http: str, first: list[Step]) -> None:
+    with ScriptedServer(first, keep_alive(b"second")) as server:
         async with Client(http=http, timeout=Timeouts(total=5)) as client:
             assert (await client.get(f"{server.url}/")).content == b"first"
             await anyio.sleep(0.15)  # the stray bytes have arrived either way
@@ -176,9 +185,9 @@ async def test_body_on_a_head_reply_makes_the_connection_unusable(anyio_backend:
     ids=["protocol", "read_timeout"],
 )
 async def test_errored_connection_is_never_handed_out_again(
-    anyio_backend: str, http: str, failure: list[object], late: bool
+    anyio_backend: str, http: str, failure: list[Step], late: bool
 ) -> None:
-    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *failure], keep_alive(b"fresh")) as server:  # type: ignore[list-item]
+    with ScriptedServer([ReadRequest(), Send(OK), ReadRequest(), *failure], keep_alive(b"fresh")) as server:
         async with Client(http=http, timeout=Timeouts(read=0.2, total=5)) as client:
             await client.get(f"{server.url}/")
             with pytest.raises(AiotcpError):
@@ -392,3 +401,261 @@ async def test_a_connection_in_use_is_never_swept(anyio_backend: str) -> None:
                 await anyio.sleep(0.1)
                 assert (await client.get(f"{slow.url}/again")).timings.reused
         assert (quick.connections_accepted, slow.connections_accepted) == (1, 1)
+
+
+# -- bookkeeping, on the memory stream ------------------------------------------------------------------------
+#
+# ConnectionPool driven directly, its connections on memory peers (tests/memory_stream.py): every ending is
+# scripted exactly and every count is checked at the moment it changes, without a socket.
+
+MEMORY_URL = "http://origin.test/"
+
+
+def pool_budget(pool: float | None = 5.0) -> Budget:
+    return Budget.start(Timeouts(read=1, pool=pool, total=10))
+
+
+async def read_response(pool: ConnectionPool, connection: HTTPConnection, budget: Budget | None = None) -> bytes:
+    """One GET on ``connection``, its body read to the end and the connection handed back to ``pool``."""
+    budget = budget or pool_budget()
+    await connection.send_request(Request(b"GET", b"/", [(b"Host", b"origin.test")]), budget, MEMORY_URL)
+    return await BodyReader(connection, budget, pool.give_back).read_all()
+
+
+async def waiting(pool: ConnectionPool, count: int) -> None:
+    await anyio.wait_all_tasks_blocked()
+    assert f"waiting={count}" in repr(pool)
+
+
+@pytest.mark.parametrize("arrival", [ok(b"forged"), EOF, RESET], ids=["stray-bytes", "fin", "rst"])
+async def test_memory_pool_hands_out_an_idle_connection_only_while_it_is_safe(
+    anyio_backend: str, http: str, arrival: Item
+) -> None:
+    origin = Origin(http=http)
+    pool = ConnectionPool(Limits())
+    first = await pool.acquire(origin.key, pool_budget(), origin.open)
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=0 ")  # then sweeping=...
+    assert await read_response(pool, first) == b"hello"
+    assert (first.is_idle(), pool.idle_connections) == (True, 1)
+    assert await pool.acquire(origin.key, pool_budget(), origin.open) is first
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=1 ")  # then sweeping=...
+    assert await read_response(pool, first) == b"hello"
+
+    origin.peers[0].feed(arrival)  # while idle in the pool
+    assert pool.take_idle(origin.key) is None  # unsafe: not handed out, left for acquire() to discard
+    second = await pool.acquire(origin.key, pool_budget(), origin.open)
+    assert second is not first
+    assert first.is_closed()
+    assert first.why_closed == "expired or unusable while idle"
+    assert origin.peers[0].stream.closes == 1
+    assert origin.peers[0].requests == origin.peers[0].requests[:2]  # nothing more was sent on it
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=2 reused=1 ")  # then sweeping=...
+
+
+async def test_memory_pool_closes_an_expired_idle_connection(anyio_backend: str) -> None:
+    origin = Origin()
+    pool = ConnectionPool(Limits(keepalive_expiry=1.0))
+    first = await pool.acquire(origin.key, pool_budget(), origin.open)
+    await read_response(pool, first)
+    first.idle_since -= 0.5
+    assert pool.take_idle(origin.key) is first  # not yet expired
+    await read_response(pool, first)
+    first.idle_since -= 1.5
+    second = await pool.acquire(origin.key, pool_budget(), origin.open)
+    assert second is not first
+    assert first.is_closed()
+    assert (pool.open_connections, pool.opened, pool.reused) == (1, 2, 1)
+
+
+@pytest.mark.parametrize("ending", ["reset", "fin", "read_timeout", "cancelled"])
+async def test_memory_pool_frees_the_slot_of_a_connection_that_fails_mid_body_exactly_once(
+    anyio_backend: str, http: str, ending: str
+) -> None:
+    origin = Origin(answer=b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", http=http)
+    pool = ConnectionPool(Limits(max_connections=1))
+    budget = Budget.start(Timeouts(read=None if ending == "cancelled" else 0.05, total=10))
+    connection = await pool.acquire(origin.key, budget, origin.open)
+    await connection.send_request(Request(b"GET", b"/", [(b"Host", b"origin.test")]), budget, MEMORY_URL)
+    reader = BodyReader(connection, budget, pool.give_back)
+    waited: list[HTTPConnection] = []
+
+    async def wait_for_a_slot() -> None:
+        waited.append(await pool.acquire("other.test", pool_budget(), Origin("other.test").open))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait_for_a_slot)
+        await waiting(pool, 1)  # the pool is full: the other origin waits for our slot
+        if ending == "reset":
+            origin.peers[0].reset()
+        elif ending == "fin":
+            origin.peers[0].close()
+        if ending == "cancelled":
+            with anyio.move_on_after(0.05) as scope:
+                await reader.read_all()
+            assert scope.cancelled_caught
+        else:
+            with pytest.raises(AiotcpError) as caught:
+                await reader.read_all()
+            assert caught.value.kind == {"fin": "disconnected"}.get(ending, ending)
+    assert connection.is_closed()
+    assert origin.peers[0].stream.closes == 1
+    # The waiter got the freed slot; handing the failed connection back again changes nothing.
+    assert len(waited) == 1
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=2 reused=0 ")  # then sweeping=...
+    await reader.aclose()
+    await pool.release(connection, False)
+    assert not pool.give_back(connection, True)
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=2 reused=0 ")  # then sweeping=...
+    await pool.release(waited[0], True)
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=1 waiting=0 opened=2 reused=0 ")  # then sweeping=...
+
+
+async def test_memory_pool_per_host_limit_wakes_a_waiter_and_leaves_other_hosts_alone(anyio_backend: str) -> None:
+    one, two = Origin("one.test"), Origin("two.test")
+    pool = ConnectionPool(Limits(max_connections=10, max_per_host=1))
+    first = await pool.acquire(one.key, pool_budget(), one.open)
+    got: list[HTTPConnection] = []
+
+    async def second_for_one() -> None:
+        got.append(await pool.acquire(one.key, pool_budget(), one.open))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(second_for_one)
+        await waiting(pool, 1)
+        other = await pool.acquire(two.key, pool_budget(), two.open)  # another host: no wait
+        assert (pool.open_connections, len(one.peers), len(two.peers)) == (2, 1, 1)
+        await waiting(pool, 1)
+        assert not pool.give_back(first, True)  # idle again: the waiter takes it
+    assert got == [first]
+    assert (pool.opened, pool.reused, pool.open_connections, pool.idle_connections) == (2, 1, 2, 0)
+    await pool.release(other, True)
+    await pool.release(first, True)
+    assert repr(pool).startswith("<ConnectionPool open=2 idle=2 waiting=0 opened=2 reused=1 ")  # then sweeping=...
+
+
+async def test_memory_pool_total_limit_holds_while_waiters_take_freed_slots(anyio_backend: str) -> None:
+    pool = ConnectionPool(Limits(max_connections=2))
+    peak = 0
+
+    def counting(origin: Origin) -> Callable[[], Awaitable[HTTPConnection]]:
+        async def open_connection() -> HTTPConnection:
+            nonlocal peak
+            peak = max(peak, pool.open_connections)  # the slot is counted before the opener runs
+            return await origin.open()
+
+        return open_connection
+
+    origins = [Origin(f"o{n}.test") for n in range(6)]
+    busy = [await pool.acquire(origin.key, pool_budget(), counting(origin)) for origin in origins[:2]]
+
+    async def acquire(origin: Origin) -> None:
+        busy.append(await pool.acquire(origin.key, pool_budget(), counting(origin)))
+
+    async with anyio.create_task_group() as group:
+        for origin in origins[2:]:
+            group.start_soon(acquire, origin)
+        await waiting(pool, 4)
+        for still_waiting in (3, 2, 1, 0):
+            await pool.release(busy.pop(0), False)  # each close lets exactly one waiter open
+            await waiting(pool, still_waiting)
+            assert (pool.open_connections, len(busy)) == (2, 2)
+    assert peak == 2
+    assert [len(origin.peers) for origin in origins] == [1] * 6  # every waiter got a slot (in no set order)
+    assert repr(pool).startswith("<ConnectionPool open=2 idle=0 waiting=0 opened=6 reused=0 ")  # then sweeping=...
+
+
+async def test_memory_pool_evicts_an_idle_connection_of_another_origin_at_the_total_limit(anyio_backend: str) -> None:
+    one, two = Origin("one.test"), Origin("two.test")
+    pool = ConnectionPool(Limits(max_connections=1))
+    first = await pool.acquire(one.key, pool_budget(), one.open)
+    assert await read_response(pool, first) == b"hello"
+    with anyio.fail_after(1):  # no waiting: the idle connection makes room
+        second = await pool.acquire(two.key, pool_budget(), two.open)
+    assert first.is_closed()
+    assert one.peers[0].stream.closes == 1
+    assert (second.key, pool.open_connections, pool.idle_connections, pool.opened) == ("two.test", 1, 0, 2)
+
+
+async def test_memory_pool_fresh_makes_room_by_closing_an_idle_connection_of_its_origin(anyio_backend: str) -> None:
+    origin = Origin()
+    pool = ConnectionPool(Limits(max_connections=1))
+    first = await pool.acquire(origin.key, pool_budget(), origin.open)
+    await read_response(pool, first)
+    with anyio.fail_after(1):
+        fresh = await pool.acquire(origin.key, pool_budget(), origin.open, fresh=True)
+    assert fresh is not first
+    assert first.is_closed()
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=2 reused=0 ")  # then sweeping=...
+
+
+async def test_memory_pool_wait_times_out_and_leaves_no_waiter(anyio_backend: str) -> None:
+    origin = Origin()
+    pool = ConnectionPool(Limits(max_connections=1))
+    busy = await pool.acquire(origin.key, pool_budget(), origin.open)
+    with pytest.raises(AiotcpError) as caught:
+        await pool.acquire(origin.key, pool_budget(pool=0.05), origin.open)
+    assert caught.value.kind == "pool_timeout"
+    assert repr(pool).startswith("<ConnectionPool open=1 idle=0 waiting=0 opened=1 reused=0 ")  # then sweeping=...
+    assert busy.state is ConnectionState.ACTIVE  # a busy connection is never evicted
+
+
+@pytest.mark.parametrize("failure", ["cancelled", "refused"])
+async def test_memory_pool_frees_the_slot_of_a_connection_that_never_opened(anyio_backend: str, failure: str) -> None:
+    pool = ConnectionPool(Limits(max_connections=1))
+
+    async def never_opens() -> HTTPConnection:
+        if failure == "refused":
+            await anyio.lowlevel.checkpoint()
+            raise ConnectionRefused("connection refused (RST in answer to SYN)", target=MEMORY_URL)
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    if failure == "refused":
+        with pytest.raises(AiotcpError) as caught:
+            await pool.acquire("origin.test", pool_budget(), never_opens)
+        assert caught.value.kind == "refused"
+    else:
+        with anyio.move_on_after(0.05) as scope:
+            await pool.acquire("origin.test", pool_budget(), never_opens)
+        assert scope.cancelled_caught
+    assert repr(pool).startswith("<ConnectionPool open=0 idle=0 waiting=0 opened=0 reused=0 ")  # then sweeping=...
+    origin = Origin()
+    with anyio.fail_after(1):  # the slot is free again
+        await pool.acquire(origin.key, pool_budget(), origin.open)
+
+
+async def test_memory_pool_aclose_closes_idle_connections_now_and_busy_ones_on_release(anyio_backend: str) -> None:
+    origin = Origin()
+    pool = ConnectionPool(Limits(max_connections=2))
+    idle = await pool.acquire(origin.key, pool_budget(), origin.open)
+    busy = await pool.acquire(origin.key, pool_budget(), origin.open)
+    await read_response(pool, idle)
+    await pool.aclose()
+    assert pool.is_closed()
+    assert idle.is_closed()
+    assert not busy.is_closed()
+    assert pool.give_back(busy, True)  # not kept: the caller must close it
+    await busy.aclose()
+    assert [peer.stream.closes for peer in origin.peers] == [1, 1]
+    assert repr(pool).startswith("<ConnectionPool open=0 idle=0 waiting=0 opened=2 reused=0 ")  # then sweeping=...
+    with pytest.raises(RuntimeError, match="the pool is closed"):
+        await pool.acquire(origin.key, pool_budget(), origin.open)
+
+
+async def test_memory_pool_closing_wakes_waiters_with_an_error(anyio_backend: str) -> None:
+    origin = Origin()
+    pool = ConnectionPool(Limits(max_connections=1))
+    await pool.acquire(origin.key, pool_budget(), origin.open)
+    errors: list[str] = []
+
+    async def wait() -> None:
+        try:
+            await pool.acquire(origin.key, pool_budget(), origin.open)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        await waiting(pool, 1)
+        await pool.aclose()
+    assert errors == ["the pool is closed"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from dns_server import zone_server
+from helpers import INSTALLED_PARSERS, PARSERS
 from scripted_server import CloseAfterSending, ReadRequest, ScriptedServer, Send, response
 
 from aiotcp.serve import TargetServer
@@ -179,7 +180,7 @@ def evil_server() -> Iterator[ScriptedServer]:
         yield server
 
 
-@pytest.mark.parametrize("http", ["h11", "httptools"])
+@pytest.mark.parametrize("http", PARSERS)
 def test_text_output_escapes_what_the_server_sent(evil_server: ScriptedServer, http: str) -> None:
     done = probe("-", "-q", "--format", "text", "--http", http, stdin=evil_server.address)
     assert done.returncode == 0
@@ -192,7 +193,7 @@ def test_text_output_escapes_what_the_server_sent(evil_server: ScriptedServer, h
 
 def test_text_output_of_an_escape_in_a_header_is_an_escaped_error() -> None:
     reply = response(200, b"", headers=[("Server", b"evil\x1b[31mred")], close=True)
-    for http in ("h11", "httptools"):
+    for http in INSTALLED_PARSERS:
         with ScriptedServer([ReadRequest(), Send(reply), CloseAfterSending()]) as server:
             done = probe("-", "-q", "--format", "text", "--http", http, stdin=server.address)
         text = done.stdout.decode()
@@ -273,7 +274,8 @@ def run_until_killed(args: list[str], journal: pathlib.Path, at_least: int) -> N
 def test_resume_after_kill_9_completes_the_list_once(
     tmp_path: pathlib.Path, server: TargetServer, refused: int
 ) -> None:
-    lines, expected = ["# 2,000 targets: refused at once, or answered after 50 ms"], set()
+    lines = ["# 2,000 targets: refused at once, or answered after 50 ms"]
+    expected: set[tuple[int, str | None]] = set()
     for i in range(2000):
         if i % 250 == 7:
             lines.append("")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from helpers import HAVE_HTTPTOOLS, PARSERS, needs_httptools
 
 from aiotcp._version import __version__
 from aiotcp.serve import (
@@ -42,8 +43,8 @@ READ_CAP = 256 * 1024 * 1024  # a runaway response fails the test instead of eat
 @pytest.fixture(params=list(CONFIGS))
 def config(request: pytest.FixtureRequest) -> dict[str, Any]:
     config: dict[str, Any] = CONFIGS[request.param]
-    if config["parser"] == "httptools":
-        pytest.importorskip("httptools")
+    if config["parser"] == "httptools" and not HAVE_HTTPTOOLS:
+        pytest.skip("httptools is not installed")
     if config["use_uvloop"]:
         pytest.importorskip("uvloop")
     return config
@@ -660,10 +661,8 @@ PIPELINE = (
 )
 
 
-@pytest.mark.parametrize("parser", ["httptools", "h11"])
+@pytest.mark.parametrize("parser", PARSERS)
 def test_parser_whole_then_byte_by_byte_then_with_trailing_bytes(parser: str) -> None:
-    if parser == "httptools":
-        pytest.importorskip("httptools")
     whole, closed = feed(parser, [PIPELINE])
     assert not closed
     assert whole.count(b"HTTP/1.1 ") == 7
@@ -676,8 +675,8 @@ def test_parser_whole_then_byte_by_byte_then_with_trailing_bytes(parser: str) ->
     assert completed[len(whole) :].endswith(b"\r\n\r\nxx")
 
 
+@needs_httptools
 def test_both_parsers_write_identical_bytes() -> None:
-    pytest.importorskip("httptools")
     extra = request("/bytes/1", headers="Connection: close\r\n") + request("/never-answered")
     assert feed("httptools", [PIPELINE + extra]) == feed("h11", [PIPELINE + extra])
     garbage = request("/") + b"\x00\x01\x02\r\n\r\n"
@@ -690,8 +689,8 @@ def test_both_parsers_write_identical_bytes() -> None:
     assert ht_bytes.count(b"HTTP/1.1 400 Bad Request\r\n") == h11_bytes.count(b"HTTP/1.1 400 Bad Request\r\n") == 1
 
 
+@needs_httptools
 def test_deep_pipelining_in_one_read_is_not_an_oversized_head() -> None:
-    pytest.importorskip("httptools")
     many = request("/bytes/1") * 20_000  # ~600 kB in one read, far over the 64 KiB head limit
     written, closed = feed("httptools", [many, many[:7]])
     assert not closed

@@ -62,7 +62,7 @@ def test_shard_validates_itself() -> None:
     with pytest.raises(ValueError, match=r"shard 3/3: need 0 <= I < N"):
         Shard(3, 3)
     with pytest.raises(ValueError, match="need 0 <= I < N"):
-        Shard(True, 2)  # type: ignore[arg-type]
+        Shard(True, 2)
     with pytest.raises(ValueError, match="at least 1"):
         shard_of(jobs_of(["example.com"])[0], 0)
 

@@ -11,12 +11,12 @@ import ipaddress
 import itertools
 import pickle
 import re
-import string
 from collections.abc import Callable
 from typing import TypeVar
 
 import idna
 import pytest
+from helpers import any_text, targets
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -753,80 +753,7 @@ def test_expand_cidr_rejects(text: str, reason: str) -> None:
     check_invalid(excinfo.value, text, reason)
 
 
-# --- properties -------------------------------------------------------------------------------------------
-
-_NUMBER = re.compile(r"[0-9]+|0x[0-9a-f]*")
-labels = st.from_regex(r"[a-z0-9_](?:[a-z0-9_-]{0,10}[a-z0-9_])?", fullmatch=True).filter(
-    lambda label: not label.startswith("xn--")
-)
-names = st.builds(
-    lambda parts, dot: ".".join(parts) + dot,
-    st.lists(labels, min_size=1, max_size=4).filter(lambda parts: _NUMBER.fullmatch(parts[-1]) is None),
-    st.sampled_from(["", "."]),
-)
-hosts = st.one_of(
-    names,
-    st.ip_addresses(v=4).map(str),
-    st.ip_addresses(v=6).map(str),
-    st.sampled_from(["127.0.0.1", "::1", "localhost", "xn--bcher-kva.example"]),
-)
-path_chars = st.sampled_from([c for c in string.printable if c.isprintable() and c not in " #%"])
-escapes = st.tuples(st.sampled_from(string.hexdigits), st.sampled_from(string.hexdigits)).map("%{0[0]}{0[1]}".format)
-paths = st.lists(st.one_of(path_chars, escapes), max_size=20).map(lambda parts: "/" + "".join(parts))
-targets = st.builds(Target, st.sampled_from(["http", "https"]), hosts, st.integers(min_value=1, max_value=65535), paths)
-
-# Pieces that take the parser down its deeper branches more often than random text does.
-pieces = st.sampled_from(
-    [
-        "http://",
-        "HTTPS://",
-        "ftp://",
-        "//",
-        "[",
-        "]",
-        "::",
-        ":",
-        "@",
-        "/",
-        "?",
-        "#",
-        "%",
-        "%4",
-        "%41",
-        ".",
-        "-",
-        "_",
-        "0",
-        "1",
-        "127",
-        "255",
-        "256",
-        "0x7f",
-        "0177",
-        "8080",
-        "65536",
-        "example",
-        "xn--",
-        "xn--bcher-kva",
-        "\u00fc",
-        "\u3002",
-        "\uff11",
-        "\u00ad",
-        "\u200b",
-        "::1",
-        "2001:db8::",
-        "%eth0",
-        " ",
-        "\t",
-    ]
-)
-urlish = st.lists(pieces, max_size=12).map("".join)
-any_text = st.one_of(
-    st.text(),
-    urlish,
-    st.text(st.characters(exclude_categories=())),  # surrogates included
-    targets.map(str),
-)
+# --- properties (strategies in helpers.py) ---------------------------------------------------------------
 
 
 def outcome(call: Callable[[str], T], text: str) -> T | InvalidTarget:

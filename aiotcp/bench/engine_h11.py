@@ -209,9 +209,9 @@ class _Conn:
                 conn.receive_data(data)  # b"" tells h11 the peer closed: an EOF-delimited body ends
                 continue
             if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101:
-                    raise _Failed(errors.ProtocolError("unexpected 101 Switching Protocols", target=run.target))
-                continue
+                # h11 has already classified the status (is_interim()'s job in the httptools engine) and
+                # rejected a 101 nobody asked for: RemoteProtocolError above, like any other framing error.
+                continue  # interim: the final response follows
             if isinstance(event, h11.Response):
                 status = event.status_code
                 continue

@@ -1,18 +1,43 @@
 """The fast engine: one lean :class:`asyncio.Protocol` per connection, llhttp (httptools) parsing, uvloop.
 
-Per request the hot path is: one ``transport.write`` of pre-encoded bytes, llhttp's C parser with one
-Python callback (``on_message_complete``), a list append for the latency, a dict increment for the status.
-No task, future, timer or cancel scope is created per request. One clock read per ``data_received``: the
-responses of one read all arrived at that moment. In closed-loop mode the next request is written from
-``data_received`` right after the parser returns, one write for every response the read completed.
+Theory of operation
+-------------------
+A connection (:class:`_Conn`) owns the transport, the send time of each request in flight and its end
+(``closing``, ``ended``, the accounting at ``connection_lost``). It delegates to two parts, chosen once
+per run from the plan:
+
+======  ==========================================================================================
+part    variants
+======  ==========================================================================================
+pacer   :class:`_ClosedLoop` (wrk): up to ``pipeline`` requests in flight, refilled after every read.
+        :class:`_OpenLoop` (wrk2): every request leaves at its intended time, from a timer if need be.
+reader  :class:`_BodyReader`: one llhttp parser for the connection; a response counts when its
+        message is complete. :class:`_HeadReader`: HEAD (see below).
+======  ==========================================================================================
+
+The pacer also says what a response's latency is measured from and where it goes: ``starts`` holds the
+send times in closed loop and the intended times in open loop; ``record`` is the recorder's list append,
+or in open loop a method that also records the uncorrected latency (from the send time). The reader
+counts a response against the oldest start and need not know which loop it is in.
+
+Per request the hot path (closed loop, GET) is: one ``transport.write`` of pre-encoded bytes, llhttp's C
+parser with two small Python callbacks (``on_headers_complete``, ``on_message_complete``), a list append
+for the latency, a dict increment for the status. No task, future, timer or cancel scope is created per
+request. The parts cost the hot path no call: a read goes straight to llhttp (the reader's ``input`` is
+the parser itself), llhttp calls the reader's callbacks, and one call to the pacer's ``refill`` writes the
+next requests. One clock read per ``data_received``: the responses of one read all arrived at that moment.
+In closed-loop mode the next request is written right after the parser returns, one write for every
+response the read completed. When the request budget runs out inside a read, the callback that stopped the
+run raises :class:`_StopParsing`, the only way httptools offers to stop the parser; the rest of the read
+is in flight, not counted.
 
 Deadlines: the run's ticker (every :data:`~aiotcp.bench.engines.TICK_S`) fails a connection whose oldest
 in-flight request is older than the timeout. Connects get ``asyncio.timeout`` (one per connect, not per
 request).
 
 HEAD: llhttp does not know the request method, so after a HEAD response's headers it would wait for the
-body its Content-Length announces. In HEAD mode the connection splits the input at each head's blank
-line and feeds every head to a fresh parser, which counts the response at ``on_headers_complete``.
+body its Content-Length announces. The HEAD reader splits the input at each head's blank line and feeds
+every head to a fresh parser, which counts the response at ``on_headers_complete``.
 
 A body delimited by the connection closing (no Content-Length, not chunked) ends at EOF; httptools has
 no "finish" call, so at EOF a response whose head is complete and whose parser expects EOF
@@ -25,13 +50,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from typing import Any, cast
+from collections.abc import Callable
+from typing import cast
 
 import httptools
 
 from .. import error_mapping, errors
 from .config import WorkerPlan
-from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, loop_name, perf_counter
+from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, is_interim, loop_name, perf_counter
 from .results import WorkerResult
 
 __all__ = ["run_httptools"]
@@ -40,6 +66,10 @@ __all__ = ["run_httptools"]
 _MAX_HEAD = 64 * 1024
 # How long halt() waits for closed connections to report connection_lost.
 _CLOSE_WAIT_S = 2.0
+
+
+class _StopParsing(Exception):
+    """Raised by an llhttp callback to stop the parser (httptools has no other way): the run stopped."""
 
 
 class _Run(RunState):
@@ -55,10 +85,6 @@ class _Run(RunState):
         self.failures = [0] * plan.connections
         self.done = self.loop.create_future()
         self.all_closed = asyncio.Event()
-        if plan.head:
-            self.conn_class: type[_Conn] = _RateHeadConn if plan.rate is not None else _HeadConn
-        else:
-            self.conn_class = _RateConn if plan.rate is not None else _Conn
         self._ticker: asyncio.TimerHandle | None = None
 
     async def main(self) -> WorkerResult:
@@ -86,7 +112,7 @@ class _Run(RunState):
 
     async def _connect(self, slot: int, delay: float) -> None:
         plan = self.plan
-        conn = self.conn_class(self, slot)
+        conn = _Conn(self, slot)
         error: errors.AiotcpError | None = None
         try:
             if delay:
@@ -120,7 +146,7 @@ class _Run(RunState):
 
     def resume(self) -> None:
         for conn in list(self.conns):
-            conn.pump()
+            conn.pacer.pump()
         for slot in range(self.plan.connections):
             self.start_connect(slot)
 
@@ -172,23 +198,23 @@ class _Run(RunState):
 
 
 class _Conn(asyncio.Protocol):
-    """One connection in closed-loop mode: up to ``pipeline`` requests in flight, refilled per read."""
+    """One connection: the transport, the requests in flight and the connection's end; a pacer and a reader.
+
+    The pacer (:class:`_ClosedLoop` or :class:`_OpenLoop`) writes the requests; the reader
+    (:class:`_BodyReader` or :class:`_HeadReader`) turns the bytes read into counted responses.
+    """
 
     __slots__ = (
         "closing",
         "closing_since",
         "counters",
         "ended",
-        "head_done",
-        "now",
-        "parser",
-        "pipeline",
-        "record",
-        "request",
+        "input",
+        "pacer",
+        "reader",
         "run",
         "sent",
         "slot",
-        "status",
         "transport",
     )
 
@@ -196,78 +222,57 @@ class _Conn(asyncio.Protocol):
         self.run = run
         self.slot = slot
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
         self.sent: deque[float] = deque()  # send time of each request in flight, oldest first
-        self.now = 0.0
         self.closing = False  # the server asked to close: send nothing more
         self.closing_since = 0.0
         self.ended = False  # this connection's end has been counted; nothing more is counted for it
-        self.head_done = False  # the current response's head is complete, its body is not
         self.counters = run.counters
-        self.status = run.counters.status
-        self.record = run.latency.add
-        self.request = run.request
-        self.pipeline = run.plan.pipeline
+        plan = run.plan
+        # The pacer first: the reader takes its latency starts and recorder.
+        self.pacer: _ClosedLoop | _OpenLoop = _ClosedLoop(self) if plan.rate is None else _OpenLoop(self)
+        self.reader: _BodyReader | _HeadReader = _HeadReader(self) if plan.head else _BodyReader(self)
+        self.input = self.reader.input
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else "closing" if self.closing else "open" if self.transport else "connecting"
-        return f"<{type(self).__name__} slot={self.slot} {state} in_flight={len(self.sent)}>"
+        parts = f"{type(self.pacer).__name__} {type(self.reader).__name__}"
+        return f"<{type(self).__name__} slot={self.slot} {state} in_flight={len(self.sent)} {parts}>"
 
     # -- asyncio.Protocol ---------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.pacer.transport = self.transport
         run = self.run
         run.conns.add(self)
         run.counters.opened += 1
         if run.stopped:
             self.close()
             return
-        self.pump()
-
-    def _parse_read(self, data: bytes) -> bool:
-        """Count and parse one read; whether the connection may send more (not ended, not closing)."""
-        self.now = perf_counter()
-        self.counters.bytes_read += len(data)
-        if self.ended:
-            return False
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._parse_failed(exc)
-            return False
-        if self.closing:
-            if not self.sent:
-                self.closing_since = self.now
-            return False
-        return True
+        self.pacer.pump()
 
     def data_received(self, data: bytes) -> None:
-        if not self._parse_read(data):
+        self.reader.now = perf_counter()
+        self.counters.bytes_read += len(data)
+        if self.ended:
             return
-        # Closed loop: refill the pipeline, one write for every response this read completed. (pump(),
-        # inlined: this runs once per read and is most of the engine's own time.)
-        run = self.run
-        wanted = self.pipeline - len(self.sent)
-        if wanted <= 0 or not run.sending:
+        try:
+            self.input.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._parse_failed(exc)
             return
-        remaining = run.remaining
-        if remaining is not None:
-            if wanted > remaining:
-                wanted = remaining
-                if not wanted:
-                    return
-            run.remaining = remaining - wanted
-        self.counters.attempts += wanted
-        now = perf_counter()
-        if wanted == 1:
-            self.sent.append(now)
-            self.transport.write(self.request)  # type: ignore[union-attr]
-        else:
-            self.sent.extend([now] * wanted)
-            self.transport.write(self.request * wanted)  # type: ignore[union-attr]
+        except errors.AiotcpError as error:  # the reader's own checks (HEAD)
+            self.fail(error)
+            return
+        if self.closing:
+            if not self.sent:
+                self.closing_since = self.reader.now
+            return
+        self.pacer.refill()
 
     def _parse_failed(self, exc: Exception) -> None:
+        if self.ended:
+            return  # a callback stopped the parser because the run stopped (_StopParsing)
         context = exc.__context__
         if isinstance(context, errors.AiotcpError):
             error = context.for_target(self.run.target)
@@ -287,8 +292,7 @@ class _Conn(asyncio.Protocol):
             self.ended = True
             in_flight = len(self.sent)
             if in_flight:
-                if exc is None and self.head_done and not self.parser.should_keep_alive():
-                    self.complete(self.parser.get_status_code())  # a body delimited by EOF
+                if exc is None and self.reader.complete_at_eof():  # a body delimited by EOF
                     in_flight -= 1
                 error: errors.AiotcpError
                 if exc is None:
@@ -309,61 +313,8 @@ class _Conn(asyncio.Protocol):
                     run.counters.reset += 1
             else:
                 run.counters.closed_by_peer += 1
+        self.pacer.cancel()
         run.connection_ended(self)
-
-    # -- requests -----------------------------------------------------------------------------------------
-
-    def pump(self) -> None:
-        """Send as many requests as the pipeline depth and the budget allow."""
-        if self.closing or self.ended or self.transport is None:
-            return
-        run = self.run
-        wanted = self.pipeline - len(self.sent)
-        if wanted <= 0:
-            return
-        count = run.take(wanted)
-        if not count:
-            return
-        self.counters.attempts += count
-        self.sent.extend([perf_counter()] * count)
-        self.transport.write(self.request * count)
-
-    def complete(self, status: int) -> None:
-        """Count one complete response to the oldest request in flight."""
-        self.record(int((self.now - self.sent.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
-        self.counters.requests += 1
-        if self.run.remaining == 0:
-            self.run.maybe_done()
-
-    # -- llhttp callbacks ---------------------------------------------------------------------------------
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-
-    def on_message_complete(self) -> None:
-        self.head_done = False
-        if self.ended:
-            return  # the run stopped inside this read: what follows is in_flight
-        parser = self.parser
-        status = parser.get_status_code()
-        if status < 200:
-            if status == 101:
-                raise errors.ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-            return  # an interim response: the final one follows
-        sent = self.sent
-        if not sent:
-            raise errors.ProtocolError("a response nobody asked for")
-        # complete(), inlined (the hot path).
-        self.record(int((self.now - sent.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
-        self.counters.requests += 1
-        if self.run.remaining == 0:
-            self.run.maybe_done()
-        if not parser.should_keep_alive():
-            self.closing = True
 
     # -- ending -------------------------------------------------------------------------------------------
 
@@ -374,6 +325,7 @@ class _Conn(asyncio.Protocol):
         self.ended = True
         in_flight = len(self.sent)
         self.sent.clear()
+        self.pacer.cancel()
         self.run.fail(error, in_flight)
         if self.transport is not None:
             self.transport.abort()
@@ -388,27 +340,107 @@ class _Conn(asyncio.Protocol):
                 self.transport.close()
 
 
-class _RateConn(_Conn):
-    """Open-loop mode: requests leave at their intended times (wrk2); both latencies are recorded."""
+# -- pacers: when requests are written ------------------------------------------------------------------
 
-    __slots__ = ("intended", "record_uncorrected", "timer")
 
-    def __init__(self, run: _Run, slot: int) -> None:
-        super().__init__(run, slot)
-        self.intended: deque[float] = deque()
-        self.timer: asyncio.TimerHandle | None = None
-        assert run.uncorrected is not None
-        self.record_uncorrected = run.uncorrected.add
+class _Pacer:
+    """The part of a connection that writes its requests (``pump``, ``refill``); what both loops share."""
+
+    __slots__ = ("conn", "counters", "pipeline", "record", "request", "run", "sent", "starts", "transport")
+
+    transport: asyncio.Transport  # the connection's, set when it is made (the connection says if it still is)
+
+    def __init__(self, conn: _Conn) -> None:
+        run = conn.run
+        self.conn = conn
+        self.run = run
+        self.sent = conn.sent
+        self.counters = run.counters
+        self.request = run.request
+        self.pipeline = run.plan.pipeline
+        #: What a response's latency is measured from: one time per request in flight, oldest first.
+        self.starts = conn.sent
+        #: Records one response's latency, in integer microseconds.
+        self.record: Callable[[int], None] = run.latency.add
+
+    def cancel(self) -> None:
+        """The requests in flight are gone (the connection failed or closed): forget what only the pacer holds."""
+
+
+class _ClosedLoop(_Pacer):
+    """Closed loop (wrk): up to ``pipeline`` requests in flight, refilled after every read."""
+
+    __slots__ = ()
 
     def pump(self) -> None:
-        if self.closing or self.ended or self.transport is None:
+        """Send as many requests as the pipeline depth and the budget allow."""
+        conn = self.conn
+        if conn.closing or conn.ended or conn.transport is None:
+            return
+        wanted = self.pipeline - len(self.sent)
+        if wanted <= 0:
+            return
+        count = self.run.take(wanted)
+        if not count:
+            return
+        self.counters.attempts += count
+        self.sent.extend([perf_counter()] * count)
+        self.transport.write(self.request * count)
+
+    def refill(self) -> None:
+        """After a read that left the connection open: one write for every response the read completed.
+
+        pump() and RunState.take(), inlined: this runs once per read and is most of the engine's own time.
+        """
+        run = self.run
+        wanted = self.pipeline - len(self.sent)
+        if wanted <= 0 or not run.sending:
+            return
+        remaining = run.remaining
+        if remaining is not None:
+            if wanted > remaining:
+                wanted = remaining
+                if not wanted:
+                    return
+            run.remaining = remaining - wanted
+        self.counters.attempts += wanted
+        now = perf_counter()
+        if wanted == 1:
+            self.sent.append(now)
+            self.transport.write(self.request)
+        else:
+            self.sent.extend([now] * wanted)
+            self.transport.write(self.request * wanted)
+
+
+class _OpenLoop(_Pacer):
+    """Open loop (wrk2): requests leave at their intended times; both latencies are recorded."""
+
+    __slots__ = ("intended", "record_corrected", "record_uncorrected", "timer")
+
+    def __init__(self, conn: _Conn) -> None:
+        super().__init__(conn)
+        uncorrected = self.run.uncorrected
+        assert uncorrected is not None
+        self.intended: deque[float] = deque()  # intended send time of each request in flight, oldest first
+        self.timer: asyncio.TimerHandle | None = None
+        self.record_corrected = self.run.latency.add
+        self.record_uncorrected = uncorrected.add
+        self.starts = self.intended  # the corrected latency runs from the intended time
+        self.record = self._record
+
+    def pump(self) -> None:
+        """Send every request that is due, as the pipeline depth and the budget allow; else wake when one is."""
+        conn = self.conn
+        if conn.closing or conn.ended or conn.transport is None:
             return
         run = self.run
         schedule = run.schedule
-        slot = self.slot
-        pipeline = run.plan.pipeline
+        slot = conn.slot
+        pipeline = self.pipeline
+        sent = self.sent
         now = perf_counter()
-        while len(self.sent) < pipeline:
+        while len(sent) < pipeline:
             due = schedule[slot]
             if due > now:
                 if self.timer is None:
@@ -418,161 +450,168 @@ class _RateConn(_Conn):
                 return
             schedule[slot] = due + run.period
             self.counters.attempts += 1
-            self.sent.append(now)
+            sent.append(now)
             self.intended.append(due)
             self.transport.write(self.request)
+
+    refill = pump  # after a read as at any other time: whatever is due
 
     def _due(self) -> None:
         self.timer = None
         self.pump()
 
+    def _record(self, corrected: int) -> None:
+        """Record one response's corrected latency, and its uncorrected one from the oldest send time."""
+        self.record_corrected(corrected)
+        self.record_uncorrected(int((self.conn.reader.now - self.sent.popleft()) * 1e6))
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.intended.clear()
+
+
+# -- readers: how bytes become counted responses ---------------------------------------------------------
+
+
+class _Reader:
+    """The part of a connection that counts its responses; what both readers share.
+
+    A reader's ``input`` is what the connection feeds every read to (``feed_data``, raising
+    :class:`httptools.HttpParserError` or :class:`~aiotcp.errors.AiotcpError`).
+    """
+
+    __slots__ = ("conn", "counters", "now", "record", "run", "starts", "status")
+
+    def __init__(self, conn: _Conn) -> None:
+        run = conn.run
+        self.conn = conn
+        self.run = run
+        self.counters = run.counters
+        self.status = run.counters.status
+        self.starts = conn.pacer.starts
+        self.record = conn.pacer.record
+        self.now = 0.0  # when the read being parsed arrived (the connection sets it per read)
+
     def complete(self, status: int) -> None:
-        now = self.now
-        self.record(int((now - self.intended.popleft()) * 1e6))
-        self.record_uncorrected(int((now - self.sent.popleft()) * 1e6))
+        """Count one complete response to the oldest request in flight."""
+        self.record(int((self.now - self.starts.popleft()) * 1e6))
         counts = self.status
         counts[status] = counts.get(status, 0) + 1
         self.counters.requests += 1
         if self.run.remaining == 0:
             self.run.maybe_done()
 
-    def data_received(self, data: bytes) -> None:
-        if self._parse_read(data):
-            self.pump()
+    def complete_at_eof(self) -> bool:
+        """At EOF: count the response being read if EOF ends its body; whether it did."""
+        return False
+
+
+class _BodyReader(_Reader):
+    """One llhttp parser for the whole connection; a response counts when its message is complete."""
+
+    __slots__ = ("head_done", "input", "parser")
+
+    def __init__(self, conn: _Conn) -> None:
+        super().__init__(conn)
+        self.parser = httptools.HttpResponseParser(self)
+        self.input = self.parser  # reads go to llhttp itself: no Python frame between a read and the callbacks
+        self.head_done = False  # the current response's head is complete, its body is not
+
+    def complete_at_eof(self) -> bool:
+        if self.head_done and not self.parser.should_keep_alive():
+            self.complete(self.parser.get_status_code())
+            return True
+        return False
+
+    # -- llhttp callbacks ---------------------------------------------------------------------------------
+
+    def on_headers_complete(self) -> None:
+        self.head_done = True
 
     def on_message_complete(self) -> None:
         self.head_done = False
-        if self.ended:
-            return
         parser = self.parser
         status = parser.get_status_code()
-        if status < 200:
-            if status == 101:
-                raise errors.ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-            return
-        if not self.sent:
+        if status < 200 and is_interim(status):  # a final response pays one comparison, not a call
+            return  # the final response follows
+        starts = self.starts
+        if not starts:
             raise errors.ProtocolError("a response nobody asked for")
-        self.complete(status)
+        # complete(), inlined (the hot path).
+        self.record(int((self.now - starts.popleft()) * 1e6))
+        counts = self.status
+        counts[status] = counts.get(status, 0) + 1
+        self.counters.requests += 1
         if not parser.should_keep_alive():
-            self.closing = True
-
-    def fail(self, error: errors.AiotcpError) -> None:
-        self.intended.clear()
-        super().fail(error)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        super().connection_lost(exc)
-        self.intended.clear()
+            self.conn.closing = True
+        run = self.run
+        if run.remaining == 0:
+            run.maybe_done()
+            if run.stopped:  # it ended the connection: the rest of this read is in_flight, not ours to count
+                raise _StopParsing  # how an llhttp callback stops the parser (see _Conn._parse_failed)
 
 
-class _HeadMixin:
-    """HEAD mode: split the input at each head's end and feed each head to a fresh parser.
+class _HeadReader(_Reader):
+    """HEAD: split the input at each head's end and feed each head to a fresh parser.
 
     The response is counted at ``on_headers_complete``; keep-alive is decided from the version and the
     Connection header as h11 decides it (llhttp's own answer would assume a body follows).
     """
 
-    __slots__ = ()
+    __slots__ = ("buffer", "input", "parser", "tokens")
 
-    buffer: bytes
-    tokens: set[bytes]  # the Connection header's tokens (a slot of the concrete classes)
+    def __init__(self, conn: _Conn) -> None:
+        super().__init__(conn)
+        self.input = self  # reads come here (feed_data) to be cut into heads
+        self.buffer = b""  # the start of a head whose blank line has not arrived yet
+        self.tokens: set[bytes] = set()  # the Connection header's tokens, of the head being parsed
+        self.parser = httptools.HttpResponseParser(self)  # replaced by a fresh one for every head
 
-    def _new_head_parser(self) -> Any:
-        self.tokens = set()  # type: ignore[misc]
-        return httptools.HttpResponseParser(self)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"connection":
-            self.tokens.update(token.strip().lower() for token in value.split(b","))
+    def feed_data(self, data: bytes) -> None:
+        """Count the heads one read completes. Raises :class:`httptools.HttpParserError` or ``AiotcpError``."""
+        conn = self.conn
+        buffer = self.buffer + data if self.buffer else data
+        start = 0
+        while True:
+            end = buffer.find(b"\r\n\r\n", start)
+            if end < 0:
+                break
+            head = buffer[start : end + 4]
+            start = end + 4
+            if conn.closing or not conn.sent:
+                raise errors.ProtocolError("unexpected bytes after the response", target=self.run.target)
+            self.tokens = set()
+            self.parser = parser = httptools.HttpResponseParser(self)
+            parser.feed_data(head)
+            if conn.ended:
+                return
+        self.buffer = buffer[start:]
+        if len(self.buffer) > _MAX_HEAD:
+            raise errors.TooLarge(f"response head larger than {_MAX_HEAD} bytes", target=self.run.target)
 
     def _keep_alive(self, version: str) -> bool:
         if b"close" in self.tokens:
             return False
         return version == "1.1" or b"keep-alive" in self.tokens
 
+    # -- llhttp callbacks ---------------------------------------------------------------------------------
 
-def _head_data_received(self: Any, data: bytes) -> None:
-    self.now = perf_counter()
-    self.counters.bytes_read += len(data)
-    if self.ended:
-        return
-    buffer = self.buffer + data if self.buffer else data
-    start = 0
-    while True:
-        end = buffer.find(b"\r\n\r\n", start)
-        if end < 0:
-            break
-        head = buffer[start : end + 4]
-        start = end + 4
-        if self.closing or not self.sent:
-            self.fail(errors.ProtocolError("unexpected bytes after the response", target=self.run.target))
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"connection":
+            self.tokens.update(token.strip().lower() for token in value.split(b","))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200 and is_interim(status):  # as in _BodyReader: a final response pays no call
+            return  # the final response follows
+        if self.conn.ended:
             return
-        self.parser = self._new_head_parser()
-        try:
-            self.parser.feed_data(head)
-        except httptools.HttpParserError as exc:
-            context = exc.__context__
-            error = context if isinstance(context, errors.AiotcpError) else None
-            self.fail(error or errors.ProtocolError(f"malformed response: {exc}", target=self.run.target))
-            return
-        if self.ended:
-            return
-    self.buffer = buffer[start:]
-    if len(self.buffer) > _MAX_HEAD:
-        self.fail(errors.TooLarge(f"response head larger than {_MAX_HEAD} bytes", target=self.run.target))
-        return
-    if self.closing:
-        if not self.sent:
-            self.closing_since = self.now
-        return
-    self.pump()
-
-
-def _head_on_headers_complete(self: Any) -> None:
-    parser = self.parser
-    status = parser.get_status_code()
-    if status < 200:
-        if status == 101:
-            raise errors.ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
-        return  # an interim response: the final one follows
-    if self.ended:
-        return
-    self.complete(status)
-    if not self._keep_alive(parser.get_http_version()):
-        self.closing = True
-
-
-def _head_on_message_complete(self: Any) -> None:
-    pass  # the head alone is the response
-
-
-class _HeadConn(_HeadMixin, _Conn):
-    __slots__ = ("buffer", "tokens")
-
-    def __init__(self, run: _Run, slot: int) -> None:
-        super().__init__(run, slot)
-        self.buffer = b""
-        self.tokens = set()
-
-    data_received = _head_data_received
-    on_headers_complete = _head_on_headers_complete
-    on_message_complete = _head_on_message_complete
-
-
-class _RateHeadConn(_HeadMixin, _RateConn):
-    __slots__ = ("buffer", "tokens")
-
-    def __init__(self, run: _Run, slot: int) -> None:
-        super().__init__(run, slot)
-        self.buffer = b""
-        self.tokens = set()
-
-    data_received = _head_data_received
-    on_headers_complete = _head_on_headers_complete
-    on_message_complete = _head_on_message_complete
+        self.complete(status)
+        if not self._keep_alive(parser.get_http_version()):
+            self.conn.closing = True
 
 
 async def run_httptools(plan: WorkerPlan, emit: Emit, should_stop: ShouldStop) -> WorkerResult:

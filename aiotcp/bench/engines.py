@@ -62,6 +62,20 @@ def backoff(failures: int) -> float:
     return float(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2.0 ** (failures - 2)))
 
 
+def is_interim(status: int) -> bool:
+    """Whether a response with ``status`` is interim (below 200): it is not counted, the final one follows.
+
+    Raises:
+        errors.ProtocolError: for 101 Switching Protocols, since the bench never asks to upgrade. The error
+            names no target: the caller adds it.
+    """
+    if status >= 200:
+        return False
+    if status == 101:
+        raise errors.ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
+    return True
+
+
 class RunState:
     """Phases, budget, schedules and counters of one worker's run (see the module docstring)."""
 

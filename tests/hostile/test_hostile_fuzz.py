@@ -24,11 +24,21 @@ from typing import Any
 
 import anyio
 import pytest
+from helpers import (
+    EDITS,
+    HAVE_HTTPTOOLS,
+    INSTALLED_PARSERS,
+    PARSERS,
+    Outcome,
+    any_text,
+    bytewise,
+    drive,
+    mutate,
+    split_at,
+)
 from hostile_table import BEHAVIOURS, Behaviour
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from test_http11 import EDITS, Outcome, bytewise, drive, mutate, split_at
-from test_targets import any_text
 
 from aiotcp.config import Limits
 from aiotcp.errors import AiotcpError, InvalidInput
@@ -36,9 +46,6 @@ from aiotcp.http11 import Request, ResponseEnd, make_protocol
 from aiotcp.probe import iter_jobs
 from aiotcp.targets import parse_target
 
-pytest.importorskip("httptools")
-
-PARSERS = ["h11", "httptools"]
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIMEOUT_KINDS = {"read_timeout", "timeout"}
 CORPUS = {row.name: row for row in BEHAVIOURS if row.wire is not None}
@@ -94,7 +101,7 @@ def test_hostile_corpus_whole_and_bytewise(name: str, parser: str) -> None:
 def test_hostile_corpus_at_any_split(name: str, points: list[int]) -> None:
     row = CORPUS[name]
     assert row.wire is not None
-    for parser in PARSERS:
+    for parser in INSTALLED_PARSERS:
         check_row(row, parser, split_at(row.wire, points))
 
 
@@ -122,7 +129,7 @@ def test_framing_cap_is_exact_whatever_the_split(size: int, where: str, points: 
         before = b"" if where == "first-size-line" else b"3\r\nabc\r\n"
         wire = CHUNKED + before + line + b"hello\r\n0\r\n\r\n"
     row = Behaviour("framing", "fuzz", "ok" if size <= CAP else "too_large", "", limits=SMALL)
-    for parser in PARSERS:
+    for parser in INSTALLED_PARSERS:
         for chunks in ([wire], split_at(wire, points)):
             assert verdict(feed(row, parser, chunks)) == row.expect, (parser, size, where, chunks)
 
@@ -165,7 +172,7 @@ def test_mutated_corpus_ends_cleanly_the_same_way_on_both_parsers(
     data = mutate(row.wire, edits)
     method = Behaviour(name, "fuzz", "", "", method="HEAD" if head else "GET", eof=row.eof, limits=row.limits)
     outcomes = {}
-    for parser in PARSERS:
+    for parser in INSTALLED_PARSERS:
         whole = feed(method, parser, [data])
         split = feed(method, parser, split_at(data, points))
         # Split-independence; bytes after the end of a response are seen only if they come with its last byte.
@@ -175,7 +182,7 @@ def test_mutated_corpus_ends_cleanly_the_same_way_on_both_parsers(
         else:
             assert split.summary == whole.summary, (parser, split, whole)
         outcomes[parser] = verdict(whole)
-    if outcomes["h11"] != outcomes["httptools"]:
+    if HAVE_HTTPTOOLS and outcomes["h11"] != outcomes["httptools"]:
         if "ok" not in outcomes.values() and set(outcomes.values()) <= {"protocol", "disconnected", "incomplete"}:
             # Malformed and not yet complete: llhttp sees the bad byte at once, h11 waits for the end of the line
             # or head (then fails on EOF, or on the network times out). Both reject; documented.
@@ -208,7 +215,7 @@ def test_request_is_one_clean_head_or_invalid_target(
         request = Request(method, target, [(b"Host", b"127.0.0.1"), *headers], body)
     except InvalidInput:  # kind invalid_target: a bad method, path or header
         return
-    for parser in PARSERS:
+    for parser in INSTALLED_PARSERS:
         wire = make_protocol(parser).send_request(request)
         head, separator, rest = wire.partition(b"\r\n\r\n")
         assert separator, wire

@@ -21,11 +21,12 @@ behaviour table (``extra-bytes-while-loop-busy``).
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import anyio
 import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
+from helpers import INSTALLED_PARSERS
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
@@ -75,7 +76,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.client: Client | None = None
         type(self).examples += 1
 
-    @initialize(parser=st.sampled_from(["h11", "httptools"]), max_connections=st.sampled_from([1, 2, 4]))
+    @initialize(parser=st.sampled_from(INSTALLED_PARSERS), max_connections=st.sampled_from([1, 2, 4]))
     def start(self, parser: str, max_connections: int) -> None:
         self.client = Client(http=parser, timeout=TIMEOUTS, limits=Limits(max_connections=max_connections))
 
@@ -157,7 +158,10 @@ class PoolMachine(RuleBasedStateMachine):
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_pool_never_hands_out_a_tainted_connection(backend: str, reliability: Any) -> None:
     with start_blocking_portal(backend) as portal, ScriptedServer(SCRIPT) as server:
-        machine = type(f"PoolMachine_{backend}", (PoolMachine,), {"portal": portal, "server": server, "examples": 0})
+        machine = cast(
+            "type[PoolMachine]",
+            type(f"PoolMachine_{backend}", (PoolMachine,), {"portal": portal, "server": server, "examples": 0}),
+        )
         run_state_machine_as_test(
             machine,
             settings=settings(

@@ -15,11 +15,13 @@ from scripted_server import (
     TLS_VARIANTS,
     CloseAfterSending,
     Delivery,
+    DeliveryMode,
     Dispatch,
     HalfClose,
     ReadRequest,
     ScriptedServer,
     Send,
+    Step,
     tls_server_context,
 )
 
@@ -43,7 +45,7 @@ def read_pieces(address: tuple[str, int], request: bytes, expected: int) -> list
 
 
 @pytest.mark.parametrize("mode", ["whole", "bytewise", "random"])
-def test_delivery_modes_split_what_goes_on_the_wire(mode: str) -> None:
+def test_delivery_modes_split_what_goes_on_the_wire(mode: DeliveryMode) -> None:
     with ScriptedServer([ReadRequest(), Send(REPLY)], delivery=Delivery(mode, seed=7)) as server:
         pieces = read_pieces((server.host, server.port), b"GET / HTTP/1.1\r\n\r\n", len(REPLY))
     assert b"".join(pieces) == REPLY
@@ -57,7 +59,7 @@ def test_delivery_modes_split_what_goes_on_the_wire(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["whole", "bytewise", "random"])
-def test_delivery_pieces(mode: str) -> None:
+def test_delivery_pieces(mode: DeliveryMode) -> None:
     delivery = Delivery(mode, seed=3, split_bytes=64, max_cuts=5)
     data = bytes(range(200))
     for offset in (0, 10, 64, 100):
@@ -125,7 +127,7 @@ async def test_half_close_over_tls_is_a_fin_without_close_notify(
 
 
 def test_dispatch_follows_the_path_and_records_progress() -> None:
-    routes = {b"/a": [Send(b"A")], b"/close": [Send(b"C"), CloseAfterSending()]}
+    routes: dict[bytes, list[Step]] = {b"/a": [Send(b"A")], b"/close": [Send(b"C"), CloseAfterSending()]}
     with ScriptedServer([Dispatch(routes, 10, default=[Send(b"?")])], backlog=16) as server:
         with socket.create_connection((server.host, server.port), timeout=5) as sock:
             for path, answer in ((b"/a", b"A"), (b"/a?x=1", b"A"), (b"/nope", b"?"), (b"/close", b"C")):

@@ -13,16 +13,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import parser_marks
 from hostile_harness import DELIVERIES, play
 from hostile_table import BEHAVIOURS
 
 pytestmark = pytest.mark.anyio
 
-PARSERS = ["h11", "httptools"]
 ASYNCIO_RUNS = [
-    pytest.param(row, parser, delivery, id=f"{row.name}-{parser}-{delivery}")
+    pytest.param(row, parser, delivery, id=f"{row.name}-{parser}-{delivery}", marks=parser_marks(parser))
     for row in BEHAVIOURS
-    for parser in PARSERS
+    for parser in ("h11", "httptools")
     for delivery in (DELIVERIES if row.splits else ("whole",))
 ]
 TRIO_RUNS = [pytest.param(row, id=row.name) for row in BEHAVIOURS if row.trio]
