@@ -37,7 +37,7 @@ def escape_control(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
-def quote_bytes(data: bytes) -> str:
+def quote_bytes(data: bytes | bytearray | memoryview) -> str:
     r"""Bytes from the wire, quoted for a message: ``'SSH-2.0\r\n'``, not Python's ``b'SSH-2.0\r\n'``.
 
     Printable ASCII stays as it is; everything else is an escape (``\r``, ``\xNN``), so the result is safe

@@ -14,14 +14,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Sequence, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from dnslib import AAAA, CNAME, QTYPE, RCODE, RR, SOA, A, DNSHeader, DNSRecord
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 # name -> records as (type, value, ttl), or an rcode name ("NXDOMAIN", "SERVFAIL", "REFUSED")
-Zone = Mapping[str, "list[tuple[str, str, int]] | str"]
+Zone = Mapping[str, "Sequence[tuple[str, str, int]] | str"]
 
 SOA_RECORD = SOA("ns.test", "hostmaster.test", (1, 3600, 600, 86400, 30))
 _QUIET = DNSLogger("-request,-reply,-truncated,-error,-recv,-send,-data", prefix=False)

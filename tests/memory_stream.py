@@ -99,6 +99,7 @@ class Peer:
         self.address = address
         self.requests: list[bytes] = []  # what each send() wrote
         self.tls_hostname: str | None = None
+        self.half_closed = False  # the client sent FIN (send_eof)
         self._replies: deque[list[Item]] = deque()
         self._reading = True
         self.stream = MemoryStream(self)
@@ -202,6 +203,19 @@ class MemoryStream(NetworkStream):
         if scope.cancelled_caught:
             raise budget.expired("write", self.target)
         self.remote._request_written(bytes(data))
+
+    async def send_eof(self) -> bool:
+        """Half-close: the peer sees the end of what we write (``peer.half_closed``). Raises like :meth:`send`
+        after the peer's RST or :meth:`aclose`."""
+        await anyio.lowlevel.checkpoint()
+        if self._closed:
+            closed = anyio.ClosedResourceError()
+            raise map_stream_error(closed, self.target, phase="write") from closed
+        if self._ending() is RESET:
+            cause = _reset_error()
+            raise map_stream_error(cause, self.target, phase="write") from cause
+        self.remote.half_closed = True
+        return True
 
     async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
         """The next chunk, ``b""`` at EOF. Raises ``reset`` at RST, ``read_timeout``/``timeout`` when nothing

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from cli_runner import run_cli, text
+from dns_server import zone_server
 from scripted_server import (
     CloseAfterSending,
     NeverAcceptServer,
@@ -321,8 +322,10 @@ async def test_write_out_variables_are_the_library_timings(anyio_backend: str, s
     assert t.dns_ms is None  # the last hop reused the first hop's connection
     assert t.connect_ms is None
     assert values["time_namelookup"] == values["time_connect"] == values["time_appconnect"] == "0.000000"
+    assert t.ttfb_ms is not None and t.total_ms is not None
+    assert all(hop.timings.total_ms is not None for hop in response.history)
     assert float(values["time_starttransfer"]) == pytest.approx(t.ttfb_ms / 1000, abs=1e-6)
-    redirects = sum(hop.timings.total_ms for hop in response.history)
+    redirects = sum(hop.timings.total_ms or 0.0 for hop in response.history)
     assert float(values["time_redirect"]) == pytest.approx(redirects / 1000, abs=1e-6)
     assert float(values["time_total"]) == pytest.approx((redirects + t.total_ms) / 1000, abs=1e-6)
     first = response.history[0].timings
@@ -402,17 +405,15 @@ def test_a_bad_ca_file_is_a_usage_error(tmp_path: Path) -> None:
     assert text(done.stderr).startswith(f"error: usage: --cacert: {bogus} holds no usable PEM certificate")
 
 
-def test_exit_code_for_dns(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    # In this process, with the resolver call answering as a resolver does for a name that does not exist:
-    # no DNS query leaves the machine (see test_client.test_error_dns).
-    async def no_such_name(host: object, *args: object, **kwargs: object) -> object:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-
-    monkeypatch.setattr(aiotcp.transport.anyio, "getaddrinfo", no_such_name)
-    assert main(["get", "-w", "%{error_kind}", "http://no-such-host.invalid/"]) == 6
+def test_exit_code_for_dns(capsys: pytest.CaptureFixture[str]) -> None:
+    # A loopback DNS server that knows no name: NXDOMAIN, and no query leaves the machine.
+    with zone_server({}) as dns:
+        code = main(["get", "-w", "%{error_kind}", "--resolvers", dns.address, "http://missing.test/"])
+    assert code == 6
     out, err = capsys.readouterr()
     assert out == "dns"
-    assert err == "error: dns: http://no-such-host.invalid/: name does not resolve: Name or service not known\n"
+    assert err.startswith("error: dns: http://missing.test/: ")
+    assert "NXDOMAIN" in err
 
 
 # -- streaming ------------------------------------------------------------------------------------------------

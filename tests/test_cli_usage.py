@@ -149,7 +149,7 @@ def test_a_mistake_is_one_line_and_exit_2(
         pytest.skip("root reads files whatever their permissions")
     argv = _fill(args, files, busy_port)
     try:
-        code = main(argv)
+        code: object = main(argv)
     except SystemExit as exit:  # argparse
         code = exit.code
     out, err = capsys.readouterr()
@@ -235,7 +235,8 @@ def test_every_error_class_has_one_code() -> None:
 
 def test_a_bug_is_one_line_too(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(args: argparse.Namespace) -> int:
-        return {}["no such key"]  # type: ignore[no-any-return]
+        table: dict[str, int] = {}
+        return table["no such key"]
 
     monkeypatch.delenv("AIOTCP_TRACEBACK", raising=False)
     assert run_handler(broken, argparse.Namespace()) == 1

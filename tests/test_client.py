@@ -464,7 +464,7 @@ async def test_error_dns_from_the_system_resolver(anyio_backend: str, monkeypatc
         asked.append(host)
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(aiotcp.resolver.anyio, "getaddrinfo", no_such_name)
+    monkeypatch.setattr("aiotcp.resolver.anyio.getaddrinfo", no_such_name)
     url = "http://no-such-host.invalid/"
     async with Client(timeout=Timeouts(connect=2, total=5), resolver="system") as client:
         error = await expect_error("dns", url, 2, lambda: client.get(url))

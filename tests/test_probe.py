@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
-from dns_server import zone_server
+from dns_server import Zone, zone_server
 from scripted_server import CloseAfterSending, ReadRequest, Reset, ScriptedServer, Send, response
 
 import aiotcp.probe.records
@@ -633,7 +633,7 @@ async def test_memory_does_not_grow_with_the_list(anyio_backend: str, refused: i
 
 # -- DNS: facts in every record, --all-ips, transient failures retried ---------------------------------------
 
-DNS_ZONE = {
+DNS_ZONE: Zone = {
     "web.test": [("CNAME", "origin.test", 60)],
     "origin.test": [("A", "127.0.0.1", 60), ("A", "127.0.0.2", 60)],
     "gone.test": [("A", "127.0.0.3", 60)],  # nothing listens on 127.0.0.3 at the port probed

@@ -100,7 +100,7 @@ def test_config_validates_itself_and_takes_strings() -> None:
         {"attempts": True},
     ):
         with pytest.raises(ValueError, match="ResolverConfig"):
-            ResolverConfig(**bad)  # type: ignore[arg-type]
+            ResolverConfig(**bad)
     hash(ResolverConfig())  # a cache per config: it must be hashable
 
 

@@ -15,17 +15,17 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from dns_server import HOSTILE, HostileDNS, RunningDNS, zone_server
+from dns_server import HOSTILE, HostileDNS, RunningDNS, Zone, zone_server
 
 import aiotcp
 from aiotcp.errors import DNSError, InvalidTarget
-from aiotcp.resolution import MAX_ADDRESSES, Nameserver, ResolverConfig
+from aiotcp.resolution import MAX_ADDRESSES, Nameserver, Resolution, ResolverConfig
 from aiotcp.resolver import AsyncResolver, SystemResolver, default_resolver, make_resolver
 
 pytestmark = pytest.mark.anyio
 
 SLACK = 0.5  # a lookup may end this much after its deadline on a loaded machine
-ZONE = {
+ZONE: Zone = {
     "host.test": [("A", "127.0.0.1", 300), ("AAAA", "::1", 300)],
     "v4.test": [("A", "127.0.0.2", 300)],
     "www.test": [("CNAME", "edge.test", 60)],
@@ -116,7 +116,7 @@ async def test_failures_raise_dns_with_the_rcode_and_the_facts(
     assert error.kind == "dns"
     assert error.rcode == rcode
     assert rcode in error.message
-    assert error.resolution is not None
+    assert isinstance(error.resolution, Resolution)
     assert error.resolution.resolver == dns.address
 
 
@@ -403,7 +403,7 @@ async def test_the_system_resolver_maps_getaddrinfo_failures(
     async def failing(host: object, *args: object, **kwargs: object) -> object:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(aiotcp.resolver.anyio, "getaddrinfo", failing)
+    monkeypatch.setattr("aiotcp.resolver.anyio.getaddrinfo", failing)
     with pytest.raises(DNSError) as caught:
         await SystemResolver().resolve("no-such-host.invalid")
     assert caught.value.rcode == "NXDOMAIN"

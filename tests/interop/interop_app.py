@@ -111,6 +111,7 @@ async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Cal
         if not message.get("more_body"):
             break
     path = scope["path"]
+    content: bytes | list[bytes]
     if path == "/file":
         status, headers, content = 200, [("Content-Type", "text/plain")], b"file contents\n"
     else:
@@ -196,7 +197,8 @@ def main(kind: str, port: int) -> None:
             host=host,
             port=port,
             http=kind.removeprefix("uvicorn-"),
-            timeout_keep_alive=IDLE_TIMEOUT_S[kind],  # type: ignore[arg-type] - a float works (call_later)
+            # A float works (uvicorn hands it to call_later), though its annotation says int.
+            timeout_keep_alive=IDLE_TIMEOUT_S[kind],  # type: ignore[arg-type]
             log_level="warning",
             access_log=False,
         )
