@@ -322,7 +322,8 @@ async def test_write_out_variables_are_the_library_timings(anyio_backend: str, s
     assert t.dns_ms is None  # the last hop reused the first hop's connection
     assert t.connect_ms is None
     assert values["time_namelookup"] == values["time_connect"] == values["time_appconnect"] == "0.000000"
-    assert t.ttfb_ms is not None and t.total_ms is not None
+    assert t.ttfb_ms is not None
+    assert t.total_ms is not None
     assert all(hop.timings.total_ms is not None for hop in response.history)
     assert float(values["time_starttransfer"]) == pytest.approx(t.ttfb_ms / 1000, abs=1e-6)
     redirects = sum(hop.timings.total_ms or 0.0 for hop in response.history)
