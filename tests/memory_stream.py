@@ -194,12 +194,7 @@ class MemoryStream(NetworkStream):
             await anyio.lowlevel.checkpoint()
             while not self._closed and self._ending() is not RESET and not self.remote._reading:
                 await self._wait_for_change()
-        if self._closed:
-            closed = anyio.ClosedResourceError()
-            raise map_stream_error(closed, self.target, phase="write") from closed
-        if self._ending() is RESET:
-            cause = _reset_error()
-            raise map_stream_error(cause, self.target, phase="write") from cause
+        self._check_writable()
         if scope.cancelled_caught:
             raise budget.expired("write", self.target)
         self.remote._request_written(bytes(data))
@@ -208,14 +203,18 @@ class MemoryStream(NetworkStream):
         """Half-close: the peer sees the end of what we write (``peer.half_closed``). Raises like :meth:`send`
         after the peer's RST or :meth:`aclose`."""
         await anyio.lowlevel.checkpoint()
+        self._check_writable()
+        self.remote.half_closed = True
+        return True
+
+    def _check_writable(self) -> None:
+        """Raise as a write does after :meth:`aclose` (``disconnected``) or the peer's RST (``reset``)."""
         if self._closed:
             closed = anyio.ClosedResourceError()
             raise map_stream_error(closed, self.target, phase="write") from closed
         if self._ending() is RESET:
             cause = _reset_error()
             raise map_stream_error(cause, self.target, phase="write") from cause
-        self.remote.half_closed = True
-        return True
 
     async def receive(self, budget: Budget, max_bytes: int = READ_SIZE) -> bytes:
         """The next chunk, ``b""`` at EOF. Raises ``reset`` at RST, ``read_timeout``/``timeout`` when nothing
