@@ -21,8 +21,9 @@ from __future__ import annotations
 import itertools
 import re
 import string
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -56,6 +57,18 @@ HAVE_HTTPTOOLS = "httptools" in available_backends()
 needs_httptools = pytest.mark.skipif(not HAVE_HTTPTOOLS, reason="httptools is not installed")
 #: The parsers that run here, for a test that loops over them in one example.
 INSTALLED_PARSERS = [parser for parser in ("h11", "httptools") if parser == "h11" or HAVE_HTTPTOOLS]
+
+
+def settled(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Whether ``predicate()`` holds within ``timeout`` seconds, polled: for the counters a server keeps in its
+    own thread, which it updates after the reply a client already read (a test that reads them at once races
+    that thread)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def parser_marks(parser: str) -> list[pytest.MarkDecorator]:

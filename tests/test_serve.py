@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from helpers import HAVE_HTTPTOOLS, PARSERS, needs_httptools
+from helpers import HAVE_HTTPTOOLS, PARSERS, needs_httptools, settled
 
 from aiotcp._version import __version__
 from aiotcp.serve import (
@@ -407,7 +407,7 @@ def test_keep_alive_with_http_client(server: TargetServer) -> None:
             response.read()
             assert response.status == 200
     assert server.connections_accepted == 1
-    assert server.requests_served == 4
+    assert settled(lambda: server.requests_served == 4), server
 
 
 def test_two_requests_on_one_socket(server: TargetServer) -> None:

@@ -96,7 +96,7 @@ class BenchConfig:
     keepalive: bool = True
     pipeline: int = 1
     timeout: float = 10.0
-    engine: Engine = "httptools"
+    engine: Engine = field(default_factory=lambda: available_engines()[0])  # the fastest one installed
     interval: float = 1.0
     resolver: str = "auto"
     resolvers: tuple[Nameserver, ...] = ()
@@ -115,6 +115,8 @@ class BenchConfig:
             raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
         if self.engine not in ("httptools", "h11"):
             raise ValueError(f"engine must be httptools or h11 (resolve 'auto' first), got {self.engine!r}")
+        if self.engine not in available_engines():
+            raise ValueError(f"engine {self.engine!r} needs the {self.engine} package: pip install {self.engine}")
         for name in ("connections", "workers", "pipeline"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
