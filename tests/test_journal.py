@@ -217,3 +217,35 @@ def test_a_stdin_journal_checks_the_lines_it_has_records_of(path: pathlib.Path) 
         file_journal.check_line(1, "anything")  # a file's digest is in its key: no line checks
     finally:
         file_journal.close()
+
+
+@pytest.mark.parametrize("written", [0, 1, 2, 3])
+def test_a_job_of_several_records_is_done_only_with_all_its_parts(path: pathlib.Path, written: int) -> None:
+    # --all-ips: job 7 has three records (one per address). A crash after some of them leaves the job to be
+    # probed again whole: its parts on disk are cut off, never replayed beside a new set.
+    journal = Journal(str(path), KEY)
+    journal.append(1, record(1))
+    for part in range(written):
+        journal.append(7, record(7, ip=f"127.0.0.{part + 1}"), parts=3)
+    journal.close()
+    before = path.stat().st_size
+    reopened = Journal(str(path), KEY)
+    try:
+        assert reopened.is_done(1)
+        assert reopened.is_done(7) == (written == 3)
+        replayed = list(reopened.replay())
+        assert len(replayed) == (1 + 3 if written == 3 else 1)
+        assert all("parts" not in line and "seq" not in line for line in replayed)
+        assert (reopened.dropped_tail > 0) == (0 < written < 3)
+        if 0 < written < 3:
+            assert path.stat().st_size < before  # the parts were cut off the file
+            reopened.append(7, record(7, ip="127.0.0.9"), parts=1)
+    finally:
+        reopened.close()
+    if 0 < written < 3:
+        again = Journal(str(path), KEY)
+        try:
+            assert again.is_done(7)
+            assert [line.get("ip") for line in again.replay()] == [None, "127.0.0.9"]
+        finally:
+            again.close()

@@ -435,7 +435,7 @@ async def _run(
             async for result in results:
                 record = result.as_dict()
                 if journal is not None:
-                    journal.append(result.seq, record)
+                    journal.append(result.seq, record, result.parts)
                 if not args.only_ok or result.ok:
                     writer.write(record)
                 stats.add(result)

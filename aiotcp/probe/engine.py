@@ -167,7 +167,11 @@ class Prober:
             # asked again, with the retries it is entitled to).
             return [await self.probe(job)]
         resolution = replace(resolution, dns_ms=round((time.perf_counter() - started) * 1000.0, 3))
-        return [await self.probe(job, address=address, resolution=resolution) for address in resolution.addresses()]
+        addresses = resolution.addresses()
+        records = [await self.probe(job, address=address, resolution=resolution) for address in addresses]
+        for record in records:
+            record.parts = len(records)
+        return records
 
     async def probe(self, job: Job, *, address: str | None = None, resolution: Resolution | None = None) -> ProbeResult:
         """One record for ``job``; ``address`` connects there instead of resolving (``resolution`` holds the

@@ -1,13 +1,15 @@
 """The ``--resume`` journal: an append-only JSONL file of finished records that survives ``kill -9``.
 
 Format: a header line ``{"aiotcp_journal": 1, "key": ...}`` naming the run (input and the options that
-decide how the input is numbered), then one finished record per line, with its ``seq``.
+decide how the input is numbered), then one finished record per line, with its ``seq``. A job with several
+records (``--all-ips``: one per address) writes them on consecutive lines, each with ``parts``, their count.
 
 Why it is crash-safe: a record is appended only once it is complete, as one line; ``kill -9`` can at worst
 cut the last line short, and a line without its newline (or that is not JSON) is dropped -- and cut off
 the file -- when the journal is reopened. Records still in our buffer when the process dies are simply
 probed again. So a rerun of the same command skips exactly the records on disk and writes the rest: every
-target ends up in the journal once.
+target ends up in the journal once. A job is done only once all its parts are on disk: the parts of a job
+cut short by a crash are cut off with the torn line, and the job is probed again whole.
 
 Memory: the set of finished records is a bitmap over ``seq`` (a bit per target), never the records.
 
@@ -94,16 +96,26 @@ class Journal:
                     "use a new journal file or rerun the same command"
                 )
             good_end = file.tell()
+            # The lines of a job with several parts, read so far: counted only when its last part is read.
+            group: list[dict[str, Any]] = []
+            group_bytes = 0
             for line in file:
                 record = _record_of(line)
-                if record is None:
-                    self.dropped_tail = os.path.getsize(self.path) - good_end
-                    break
-                self._mark(record["seq"])
-                if self._line_checks is not None:
-                    self._note_line(record)
-                self._lines += 1
-                good_end += len(line)
+                if record is None or (group and record["seq"] != group[0]["seq"]):
+                    break  # torn, or a job's parts cut short (they are written in a row)
+                group.append(record)
+                group_bytes += len(line)
+                if len(group) < record.get("parts", 1):
+                    continue
+                for part in group:
+                    self._mark(part["seq"])
+                    if self._line_checks is not None:
+                        self._note_line(part)
+                self._lines += len(group)
+                good_end += group_bytes
+                group, group_bytes = [], 0
+            if good_end < os.path.getsize(self.path):
+                self.dropped_tail = os.path.getsize(self.path) - good_end
             return good_end
 
     def _mark(self, seq: int) -> None:
@@ -149,6 +161,7 @@ class Journal:
                 line = file.readline()
                 record = json.loads(line)
                 record.pop("seq", None)
+                record.pop("parts", None)
                 yield record
 
     def _write_line(self, record: dict[str, Any]) -> None:
@@ -157,9 +170,10 @@ class Journal:
         # valid UTF-8 and JSON, and replay() reads back the very same string.
         self._file.write(text.encode("utf-8", "backslashreplace") + b"\n")
 
-    def append(self, seq: int, record: dict[str, Any]) -> None:
-        """Add a finished record. Written in batches: a crash loses at most the last batch, never a half."""
-        self._write_line({**record, "seq": seq})
+    def append(self, seq: int, record: dict[str, Any], parts: int = 1) -> None:
+        """Add a finished record, one of the ``parts`` records of job ``seq`` (append those in a row). Written
+        in batches: a crash loses at most the last batch, never a half."""
+        self._write_line({**record, "seq": seq} if parts == 1 else {**record, "seq": seq, "parts": parts})
         self._pending += 1
         now = time.monotonic()
         if self._pending >= _FLUSH_RECORDS or now - self._last_flush >= _FLUSH_EVERY:
@@ -184,8 +198,10 @@ def _record_of(line: bytes) -> dict[str, Any] | None:
         record = json.loads(line)
     except ValueError:
         return None
-    seq = record.get("seq") if isinstance(record, dict) else None
-    return record if isinstance(seq, int) and seq >= 0 else None
+    if not isinstance(record, dict):
+        return None
+    seq, parts = record.get("seq"), record.get("parts", 1)
+    return record if isinstance(seq, int) and seq >= 0 and isinstance(parts, int) and parts >= 1 else None
 
 
 def _check_byte(text: str) -> int:

@@ -58,6 +58,9 @@ class ProbeResult:
     timestamp: str | None = None
     redirects: list[dict[str, Any]] | None = None
     seq: int = field(default=-1, repr=False)  # position in the expanded input; not part of the schema
+    #: Records of this one job (``all_ips``: one per address), so that --resume counts the job done only
+    #: once all of them are journaled; not part of the schema.
+    parts: int = field(default=1, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a dict in schema order (``redirects`` only when redirects were followed)."""
@@ -68,7 +71,7 @@ class ProbeResult:
 
 
 #: JSONL/CSV field names, in order.
-FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProbeResult) if f.name not in ("redirects", "seq"))
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(ProbeResult) if f.name not in ("redirects", "seq", "parts"))
 
 
 _second_stamp: tuple[int, str] = (0, "")
