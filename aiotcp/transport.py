@@ -184,21 +184,30 @@ async def connect(
             if isinstance(exc, AiotcpError):
                 exc.for_target(name)  # the resolver knows the name, not the URL
             elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
-                error = map_connect_error(exc, name, phase=phase)
-                if isinstance(error, ConnectError) and resolution is not None:
-                    error.resolution = resolution  # the name resolved: its facts belong in the record
-                raise error from exc
+                # Raised as made, never kept in a local: a local of this frame holding the error, whose traceback
+                # holds this frame, would be a reference cycle per failed connect.
+                raise _with_facts(map_connect_error(exc, name, phase=phase), resolution) from exc
             raise
     assert scope.cancelled_caught
-    error = budget.expired("connect", name)
+    raise _connect_expired(budget, name, phase, resolution)
+
+
+def _with_facts(error: AiotcpError, resolution: Resolution | None) -> AiotcpError:
+    """``error`` carrying the DNS facts of the name when it resolved: they belong in the record all the same."""
     if isinstance(error, ConnectError) and resolution is not None:
         error.resolution = resolution
+    return error
+
+
+def _connect_expired(budget: Budget, name: str, phase: str, resolution: Resolution | None) -> AiotcpError:
+    """The error of a connect that ran out of time, named by the phase it was in."""
+    error: AiotcpError = budget.expired("connect", name)
     if phase == "tls" and error.kind == "connect_timeout":
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
-        raise TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
-    if phase == "dns" and error.kind == "connect_timeout":
-        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, rcode="TIMEOUT")
-    raise error
+        error = TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
+    elif phase == "dns" and error.kind == "connect_timeout":
+        error = DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, rcode="TIMEOUT")
+    return _with_facts(error, resolution)
 
 
 # --- raw exchange -----------------------------------------------------------------------------------------

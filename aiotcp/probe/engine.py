@@ -215,30 +215,35 @@ class Prober:
                         internal = InternalError.wrap(exc, target.url)
                         result.error, result.error_message = internal.kind, internal.message
                         break
+                    # `error` outlives this block: deleted below, or it and its traceback (which holds this
+                    # frame) would make a reference cycle per failed attempt, left to the garbage collector.
                     error: AiotcpError = exc
-                    if silent_guess is not None:  # https did not answer either: back to the guess, its error
-                        (error, target), silent_guess = silent_guess, None
-                        attempts = replace(attempts, scheme=schemes[0])
-                        result.url, result.scheme, result.port = target.url, target.scheme, target.port
-                    result.error, result.error_message = error.kind, error.message
-                    if isinstance(error, ConnectError):
-                        fill_dns_error(result, error)
-                    decision = decide(
-                        error,
-                        attempts,
-                        retries=options.retries,
-                        backoff=options.backoff,
-                        remaining=budget.remaining(),
-                        jitter=random.uniform(0.5, 1.5),
-                    )
-                    if isinstance(decision, Stop):
-                        break
-                    attempts = decision.attempts
-                    if isinstance(decision, Switch):
-                        if decision.silence:
-                            silent_guess = (error, target)
-                    else:
-                        await anyio.sleep(decision.pause)
+                    try:
+                        if silent_guess is not None:  # https did not answer either: back to the guess, its error
+                            (error, target), silent_guess = silent_guess, None
+                            attempts = replace(attempts, scheme=schemes[0])
+                            result.url, result.scheme, result.port = target.url, target.scheme, target.port
+                        result.error, result.error_message = error.kind, error.message
+                        if isinstance(error, ConnectError):
+                            fill_dns_error(result, error)
+                        decision = decide(
+                            error,
+                            attempts,
+                            retries=options.retries,
+                            backoff=options.backoff,
+                            remaining=budget.remaining(),
+                            jitter=random.uniform(0.5, 1.5),
+                        )
+                        if isinstance(decision, Stop):
+                            break
+                        attempts = decision.attempts
+                        if isinstance(decision, Switch):
+                            if decision.silence:  # kept without its traceback, for the same reason
+                                silent_guess = (error.with_traceback(None), target)
+                        else:
+                            await anyio.sleep(decision.pause)
+                    finally:
+                        del error
                 if self.rate is not None:
                     await self.rate.wait()
         finally:
