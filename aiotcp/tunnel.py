@@ -19,6 +19,7 @@ before the first byte we send through the tunnel).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 
 import h11
@@ -124,16 +125,21 @@ async def _http_connect(proxy: Proxy, host: str, port: int, send: Send, reader: 
         connection.send(h11.Request(method=b"CONNECT", target=authority, headers=headers))
         + connection.send(h11.EndOfMessage())
     )
+    received = bytearray()
     while True:
         try:
             event = connection.next_event()
         except h11.RemoteProtocolError as exc:
             raise reader.error(f"answered CONNECT with something that is not HTTP/1.x: {exc}") from None
         if event is h11.NEED_DATA:
-            try:
-                connection.receive_data(await reader.more())
-            except h11.RemoteProtocolError as exc:  # pragma: no cover - h11 reports it at next_event
-                raise reader.error(f"answered CONNECT with something that is not HTTP/1.x: {exc}") from None
+            data = await reader.more()
+            received += data
+            if not b"HTTP/".startswith(bytes(received[:5])) and not received.startswith(b"HTTP/"):
+                # Not the start of a status line: say so now, rather than wait for a head that never ends.
+                raise reader.error(
+                    f"answered CONNECT with something that is not HTTP/1.x: {quote_bytes(received[:32])}"
+                )
+            connection.receive_data(data)
             continue
         if isinstance(event, h11.InformationalResponse):
             continue
@@ -207,7 +213,7 @@ async def _socks4(proxy: Proxy, host: str, port: int, send: Send, reader: _Reade
     connection = socks4.SOCKS4Connection(user_id=user_id)
     reader.stage = f"SOCKS4 CONNECT to {tunnel_authority(host, port)}"
     try:
-        if proxy.scheme == "socks4a":
+        if proxy.scheme == "socks4a" and not _is_ipv4(host):  # socks4a's name form; an address goes as SOCKS4
             request: socks4.SOCKS4Request | socks4.SOCKS4ARequest = socks4.SOCKS4ARequest.from_address(
                 socks4.SOCKS4Command.CONNECT, (host, port), user_id
             )
@@ -222,6 +228,14 @@ async def _socks4(proxy: Proxy, host: str, port: int, send: Send, reader: _Reade
     if reply.reply_code != socks4.SOCKS4ReplyCode.REQUEST_GRANTED:
         what = _SOCKS4_REPLIES.get(reply.reply_code, "an unknown error")
         raise reader.error(f"could not open a tunnel to {tunnel_authority(host, port)}: {what}")
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse(reader: _Reader, connection: socks5.SOCKS5Connection | socks4.SOCKS4Connection, data: bytes) -> object:
