@@ -401,11 +401,9 @@ HOSTILE: list[tuple[str, str, list[Step], type[AiotcpError], str]] = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("scheme", "script", "cls", "message"), [case[1:] for case in HOSTILE], ids=[c[0] for c in HOSTILE]
-)
+@pytest.mark.parametrize(("name", "scheme", "script", "cls", "message"), HOSTILE, ids=[case[0] for case in HOSTILE])
 async def test_a_misbehaving_proxy_gives_its_kind_within_the_deadline(
-    anyio_backend: Any, scheme: str, script: list[Step], cls: type[AiotcpError], message: str
+    anyio_backend: Any, name: str, scheme: str, script: list[Step], cls: type[AiotcpError], message: str
 ) -> None:
     with ScriptedServer(script) as hostile:
         proxy = f"{scheme}://127.0.0.1:{hostile.port}"
