@@ -1,7 +1,7 @@
 """A client's cookie jar: :class:`Cookies`, RFC 6265's rules through the standard library's ``http.cookiejar``.
 
-A cookie goes back only to the hosts and paths its ``Set-Cookie`` allows (the host that set it, or the domain
-it names and that host is in, never a public suffix the standard library knows of), only over https when
+A cookie goes back only to the hosts and paths its ``Set-Cookie`` allows (the host that set it and no other,
+or, with a ``Domain`` attribute, that domain and its subdomains when the setter is in it), only over https when
 ``Secure``, and not after it expires. As RFC 6265 says (section 8.5), cookies are not kept apart by port or by
 scheme: one set by ``http://127.0.0.1:8080`` goes to ``http://127.0.0.1:9090`` too.
 
@@ -60,7 +60,12 @@ class Cookies:
         if self._jar is None:
             import http.cookiejar
 
-            self._jar = http.cookiejar.CookieJar()
+            # RFC 6265's host-only rule: a cookie set without a Domain attribute goes back to that host only,
+            # not to its subdomains (the standard library's default policy is more liberal).
+            policy = http.cookiejar.DefaultCookiePolicy(
+                strict_ns_domain=http.cookiejar.DefaultCookiePolicy.DomainStrictNonDomain
+            )
+            self._jar = http.cookiejar.CookieJar(policy)
         return self._jar
 
     def __repr__(self) -> str:
