@@ -5,6 +5,7 @@ uvloop and trio; ``decode=False``; ``get --compressed``; and a 10 GB-decoded bom
 from __future__ import annotations
 
 import gzip
+import json
 import subprocess
 import sys
 import textwrap
@@ -242,3 +243,16 @@ def test_a_10_gb_bomb_ends_too_large_in_under_20_mb(tmp_path: Any) -> None:
     # The process with aiotcp, anyio and the 16 MiB the server side compresses once is the floor; the request
     # adds what it holds.
     assert peak - base < 20 * 1024, (peak, base)
+
+
+def test_the_prober_decodes_what_a_server_compresses_anyway() -> None:
+    from scripted_server import ReadRequest, ScriptedServer, Send, response
+
+    page = gzip.compress(b"<html><head><title>Packed page</title></head><body>...</body></html>")
+    reply = response(200, page, headers=[("Content-Type", "text/html"), ("Content-Encoding", "gzip")])
+    with ScriptedServer([ReadRequest(), Send(reply)]) as server:
+        done = run_cli("probe", "-", "-q", stdin=f"{server.address}\n".encode())
+        asked = server.requests(0)[0]
+    record = json.loads(done.stdout)
+    assert (record["title"], record["content_encoding"]) == ("Packed page", "gzip")
+    assert b"\r\nAccept-Encoding: identity\r\n" in asked  # it did not ask for it

@@ -7,6 +7,7 @@ Every proxy and target is on 127.0.0.1; a name that must not resolve is asked of
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Iterator
@@ -488,3 +489,32 @@ def test_proxy_exit_codes_are_curls(refused: int) -> None:
 def test_the_proxy_kind_is_exported() -> None:
     assert "proxy" in aiotcp.KINDS
     assert anyio is not None
+
+
+def test_probe_and_bench_go_through_the_proxy(proxy: RunningProxy, shared_server: TargetServer) -> None:
+    for scheme in ("http", "socks5"):
+        done = run_cli("probe", "-", "-x", proxy.url(scheme), "-q", stdin=f"127.0.0.1:{shared_server.port}\n".encode())
+        assert done.returncode == 0, done.stderr
+        record = json.loads(done.stdout)
+        assert (record["ok"], record["status_code"], record["title"]) == (True, 200, "aiotcp test server")
+    refused = run_cli("probe", "-", "-x", "socks5://127.0.0.1:1", "-q", stdin=b"127.0.0.1:8\n")
+    assert json.loads(refused.stdout)["error"] == "proxy"
+    for engine in ("httptools", "h11"):
+        for scheme in ("http", "socks5h"):
+            done = run_cli(
+                "bench",
+                "-n",
+                "100",
+                "-c",
+                "2",
+                "--engine",
+                engine,
+                "-x",
+                proxy.url(scheme),
+                "--json",
+                shared_server.url,
+            )
+            assert done.returncode == 0, done.stderr
+            report = json.loads(done.stdout)
+            assert report["requests"] == 100, (engine, scheme)
+            assert report["connections"]["opened"] == 2

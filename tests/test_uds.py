@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import tempfile
@@ -122,3 +123,13 @@ def test_get_unix_socket() -> None:
         done = run_cli("get", "--unix-socket", path, "http://api.local/hello")
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"GET /hello HTTP/1.1"
+
+
+def test_bench_over_a_unix_socket() -> None:
+    with unix_server(count=1000) as (path, _):
+        for engine in ("httptools", "h11"):
+            done = run_cli(
+                "bench", "-n", "50", "-c", "1", "--engine", engine, "--unix-socket", path, "--json", "http://api.local/"
+            )
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["requests"] == 50
