@@ -12,6 +12,7 @@ with the ratio of each row to the first.
 
     # the proxy goal: direct, through pproxy's HTTP proxy (http:// target: absolute-form requests) and SOCKS5
     python benchmarks/bench_client_path.py --proxies
+    # ... and through proxies already running (squid, dante): --via squid=http://127.0.0.1:3128
 
 Every run is bounded: ``--requests`` per child (default 20,000), each child under a 120 s timeout.
 pproxy (PyPI) is started without uvloop (it fails at start where uvloop is importable).
@@ -72,7 +73,7 @@ class _NoUvloop:
     # pproxy installs uvloop's policy when it can import it, then calls asyncio.get_event_loop(), which fails
     def find_spec(self, name, path=None, target=None):
         if name == "uvloop" or name.startswith("uvloop."):
-            raise ImportError("uvloop hidden from pproxy")
+            raise ModuleNotFoundError("uvloop hidden from pproxy")
         return None
 sys.meta_path.insert(0, _NoUvloop())
 from pproxy.server import main
@@ -102,6 +103,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--proxies", action="store_true", help="direct vs HTTP proxy vs SOCKS5 (pproxy)")
+    parser.add_argument(
+        "--via", action="append", default=[], metavar="NAME=URL", help="also through this running proxy (repeat)"
+    )
     args = parser.parse_args()
     trees = [item.split("=", 1) for item in args.tree] or [["this", "."]]
     loops = args.loop or ["uvloop"]
@@ -120,6 +124,7 @@ def main() -> int:
             stack.callback(proxy.terminate)
             wait_listening(port)
             routes += [("http proxy", f"http://127.0.0.1:{port}"), ("socks5", f"socks5://127.0.0.1:{port}")]
+        routes += [(name, url) for name, url in (item.split("=", 1) for item in args.via)]
         rows = [(name, tree, route, via) for name, tree in trees for route, via in routes]
         for loop in loops:
             for http in parsers:

@@ -119,7 +119,16 @@ def main() -> int:
         for _ in range(args.rounds):
             for name in samples:
                 done = subprocess.run(
-                    [sys.executable, "-c", _CHILD, os.path.abspath(args.tree), name, url, str(args.requests), str(decoded)],
+                    [
+                        sys.executable,
+                        "-c",
+                        _CHILD,
+                        os.path.abspath(args.tree),
+                        name,
+                        url,
+                        str(args.requests),
+                        str(decoded),
+                    ],
                     capture_output=True,
                     text=True,
                     timeout=300,
@@ -128,7 +137,9 @@ def main() -> int:
                 if done.returncode != 0:
                     raise SystemExit(f"{name} failed:\n{done.stderr}")
                 samples[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"gzip body: {on_wire:,} bytes on the wire, {decoded:,} decoded; {args.requests} requests x {args.rounds}")
+        print(
+            f"gzip body: {on_wire:,} bytes on the wire, {decoded:,} decoded; {args.requests} requests x {args.rounds}"
+        )
         medians = {}
         for name, runs in samples.items():
             wall = statistics.median(run["wall_ms"] for run in runs)
