@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -130,8 +131,8 @@ class Retry:
     """
 
     attempts: int = 3
-    statuses: frozenset[int] = field(default=frozenset({429, 503}))
-    methods: frozenset[str] = IDEMPOTENT_METHODS
+    statuses: AbstractSet[int] = field(default=frozenset({429, 503}))
+    methods: AbstractSet[str] = IDEMPOTENT_METHODS
     backoff: float = 0.1
     backoff_max: float = 10.0
     respect_retry_after: bool = True
@@ -184,7 +185,7 @@ class Retry:
 RetryLike = Retry | int | None
 
 
-def _worth_retrying(method: str, error: AiotcpError, methods: frozenset[str]) -> bool:
+def _worth_retrying(method: str, error: AiotcpError, methods: AbstractSet[str]) -> bool:
     if isinstance(error, ConnectError) and not isinstance(error, TLSError):
         if isinstance(error, DNSError):
             return error.rcode in ("SERVFAIL", "TIMEOUT")  # NXDOMAIN and NODATA will say the same again

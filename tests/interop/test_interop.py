@@ -3,7 +3,7 @@ and its httptools parser, waitress (twice: with a short idle timeout, and with a
 default one), gunicorn (gthread), aiohttp.web, and nginx, Apache httpd and lighttpd when installed.
 
 Against each: GET, HEAD, 404 and a redirect (followed and not), a 4 MiB body's SHA-256, a chunked body, a
-gzip body passed through, a 1 MiB POST, keep-alive across the server's per-connection request cap and its
+gzip body decoded (and passed through with decode=False), a 1 MiB POST, keep-alive across the server's per-connection request cap and its
 idle timeout, 200 concurrent requests through one Client (more than the server serves at a time, where it
 has a limit), and ``aiotcp bench`` request counts equal to the server's own count. Library checks run with
 both parsers, on asyncio with uvloop and on trio. Nothing may be logged at WARNING or above meanwhile
@@ -26,7 +26,7 @@ import pytest
 from interop_app import BIG_SIZE, chunked_body, gzip_text
 from interop_servers import BIG_SHA256, IDLE_MARGIN_S, ROOT, RealServer, client
 
-from aiotcp import Limits
+from aiotcp import Client, Limits
 from aiotcp.bench import BenchConfig, run_bench
 
 pytestmark = pytest.mark.anyio
@@ -89,7 +89,7 @@ async def test_large_body_hash(anyio_backend: Any, http: str, real_server: RealS
         assert (size, digest.hexdigest()) == (BIG_SIZE, BIG_SHA256)
 
 
-async def test_chunked_and_gzip_passed_through(anyio_backend: Any, http: str, real_server: RealServer) -> None:
+async def test_chunked_and_gzip_decoded(anyio_backend: Any, http: str, real_server: RealServer) -> None:
     async with client(http) as c:
         chunked = await c.get(f"{real_server.url}/chunked")
         assert chunked.status_code == 200
@@ -97,8 +97,11 @@ async def test_chunked_and_gzip_passed_through(anyio_backend: Any, http: str, re
         assert chunked.content == b"".join(chunked_body())
         zipped = await c.get(f"{real_server.url}/gzip", headers={"Accept-Encoding": "gzip"})
         assert zipped.status_code == 200
-        assert zipped.headers["content-encoding"] == "gzip"  # passed through: aiotcp does not decode
-        assert gzip.decompress(zipped.content) == gzip_text()
+        assert zipped.headers["content-encoding"] == "gzip"  # the headers say how it was sent
+        assert zipped.content == gzip_text()  # decoded by default
+    async with Client(http=http, decode=False, timeout=10) as raw_client:
+        raw = await raw_client.get(f"{real_server.url}/gzip", headers={"Accept-Encoding": "gzip"})
+        assert gzip.decompress(raw.content) == gzip_text()  # decode=False: passed through
 
 
 async def test_post(anyio_backend: Any, http: str, real_server: RealServer) -> None:
