@@ -6,9 +6,8 @@ Against each: GET, HEAD, 404 and a redirect (followed and not), a 4 MiB body's S
 body decoded (and passed through with decode=False), a 1 MiB POST, keep-alive across the server's per-connection
 request cap and its idle timeout, 200 concurrent requests through one Client (more than the server serves at a
 time, where it has a limit), and ``aiotcp bench`` request counts equal to the server's own count.
-Library checks run with
-both parsers, on asyncio with uvloop and on trio. Nothing may be logged at WARNING or above meanwhile
-(conftest.py), and ``aiotcp bench`` must print nothing on stderr. The TLS checks are in test_interop_tls.py.
+Library checks run with both parsers, on asyncio with uvloop and on trio. Nothing may be logged at WARNING or
+above meanwhile (conftest.py), and ``aiotcp bench`` must print nothing on stderr. The TLS checks are in test_interop_tls.py.
 """
 
 from __future__ import annotations
