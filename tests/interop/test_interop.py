@@ -7,7 +7,8 @@ body decoded (and passed through with decode=False), a 1 MiB POST, keep-alive ac
 request cap and its idle timeout, 200 concurrent requests through one Client (more than the server serves at a
 time, where it has a limit), and ``aiotcp bench`` request counts equal to the server's own count.
 Library checks run with both parsers, on asyncio with uvloop and on trio. Nothing may be logged at WARNING or
-above meanwhile (conftest.py), and ``aiotcp bench`` must print nothing on stderr. The TLS checks are in test_interop_tls.py.
+above meanwhile (conftest.py), and ``aiotcp bench`` must print nothing on stderr. The TLS checks are in
+test_interop_tls.py.
 """
 
 from __future__ import annotations
