@@ -507,7 +507,7 @@ class Client:
                     jitter=random.uniform(0.5, 1.5),
                 )
                 if pause is None:
-                    response.attempts, response.retried = len(reasons) + 1, reasons
+                    response.attempts, response.retried = len(reasons) + 1, tuple(reasons)
                     return response
                 await _drain(response)
                 reasons.append(str(response.status_code))

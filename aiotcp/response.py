@@ -163,7 +163,7 @@ class Response:
         #: The URL of the proxy the request went through (credentials left out), None when direct.
         self.proxy = proxy
         self.attempts = 1
-        self.retried: list[str] = []
+        self.retried: tuple[str, ...] = ()
         self._body = body
         self._content = content
         self._decoder = decoder

@@ -87,7 +87,7 @@ async def test_a_reset_before_the_response_is_retried_for_get_not_post(anyio_bac
     with ScriptedServer([ReadRequest(), Reset()], [ReadRequest(), Send(ok)]) as server:
         async with Client(retries=Retry(attempts=3, backoff=0.01), timeout=5) as client:
             got = await client.get(f"{server.url}/")
-        assert (got.content, got.attempts, got.retried) == (b"fine", 2, ["reset"])
+        assert (got.content, got.attempts, got.retried) == (b"fine", 2, ("reset",))
     with ScriptedServer([ReadRequest(), Reset()], [ReadRequest(), Send(ok)]) as server:
         async with Client(retries=3, timeout=5) as client:
             with pytest.raises(ConnectionReset):
@@ -114,7 +114,7 @@ async def test_503_and_429_with_retry_after_within_the_deadline(anyio_backend: A
             started = time.perf_counter()
             got = await client.get(f"{server.url}/")
             waited = time.perf_counter() - started
-    assert (got.status_code, got.attempts, got.retried) == (200, 3, ["503", "429"])
+    assert (got.status_code, got.attempts, got.retried) == (200, 3, ("503", "429"))
     assert waited >= 1.0  # Retry-After: 1 was honoured
     too_long = response(503, b"", headers=[("Retry-After", "60")])
     with ScriptedServer([ReadRequest(), Send(too_long)]) as server:

@@ -64,7 +64,7 @@ async def test_an_async_handler_with_state(anyio_backend: Any) -> None:
     async with Client(transport=MockTransport(handler), retries=2) as client:
         response = await client.get("https://api.test/")
     assert (response.status_code, response.content) == (200, b"hello")  # decoded, after a retry
-    assert (response.attempts, response.retried) == (2, ["503"])
+    assert (response.attempts, response.retried) == (2, ("503",))
 
 
 async def test_raw_bytes_go_through_the_same_parser(anyio_backend: Any) -> None:
