@@ -19,7 +19,8 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .budget import Budget
     from .client import Client, get, head, request
-    from .config import Limits, Timeouts
+    from .config import Limits, Retry, Timeouts
+    from .cookies import Cookies
     from .errors import (
         KINDS,
         AiotcpError,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
         NoResponse,
         PoolTimeout,
         ProtocolError,
+        ProxyConnectError,
+        ProxyError,
+        ProxyResolveError,
+        ProxyTunnelRefused,
         ReadTimeout,
         TimedOut,
         TLSError,
@@ -49,11 +54,12 @@ if TYPE_CHECKING:
         WriteTimeout,
     )
     from .probe import ProbeOptions, ProbeResult, probe_many
+    from .proxy import Proxy, parse_proxy
     from .resolution import Nameserver, Resolution, ResolverConfig
     from .resolver import AsyncResolver, Resolver, SystemResolver
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
-    from .transport import ExchangeResult, tcp_exchange, tcp_session
+    from .transport import ExchangeResult, TCPTransport, Transport, tcp_exchange, tcp_session
 
 # Public name -> the module that defines it.
 _EXPORTS = {
@@ -63,7 +69,9 @@ _EXPORTS = {
     "head": "client",
     "request": "client",
     "Limits": "config",
+    "Retry": "config",
     "Timeouts": "config",
+    "Cookies": "cookies",
     **dict.fromkeys(
         (
             "KINDS",
@@ -85,6 +93,10 @@ _EXPORTS = {
             "NoResponse",
             "PoolTimeout",
             "ProtocolError",
+            "ProxyConnectError",
+            "ProxyError",
+            "ProxyResolveError",
+            "ProxyTunnelRefused",
             "ReadTimeout",
             "TimedOut",
             "TLSError",
@@ -98,6 +110,8 @@ _EXPORTS = {
     "ProbeOptions": "probe",
     "ProbeResult": "probe",
     "probe_many": "probe",
+    "Proxy": "proxy",
+    "parse_proxy": "proxy",
     "Nameserver": "resolution",
     "Resolution": "resolution",
     "ResolverConfig": "resolution",
@@ -110,6 +124,8 @@ _EXPORTS = {
     "Target": "targets",
     "parse_target": "targets",
     "ExchangeResult": "transport",
+    "TCPTransport": "transport",
+    "Transport": "transport",
     "tcp_exchange": "transport",
     "tcp_session": "transport",
 }
@@ -124,6 +140,7 @@ __all__ = [
     "ConnectTimeout",
     "ConnectionRefused",
     "ConnectionReset",
+    "Cookies",
     "DNSError",
     "DeadlineExceeded",
     "Disconnected",
@@ -143,12 +160,19 @@ __all__ = [
     "ProbeOptions",
     "ProbeResult",
     "ProtocolError",
+    "Proxy",
+    "ProxyConnectError",
+    "ProxyError",
+    "ProxyResolveError",
+    "ProxyTunnelRefused",
     "ReadTimeout",
     "Resolution",
     "Resolver",
     "ResolverConfig",
     "Response",
+    "Retry",
     "SystemResolver",
+    "TCPTransport",
     "TLSError",
     "Target",
     "TimedOut",
@@ -156,11 +180,13 @@ __all__ = [
     "Timings",
     "TooLarge",
     "TooManyRedirects",
+    "Transport",
     "Unreachable",
     "WriteTimeout",
     "__version__",
     "get",
     "head",
+    "parse_proxy",
     "parse_target",
     "probe_many",
     "request",
@@ -170,6 +196,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "testing":  # a module of its own (aiotcp.testing.MockTransport), loaded on first use as well
+        return importlib.import_module(".testing", __name__)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'aiotcp' has no attribute {name!r}")

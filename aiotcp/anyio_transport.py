@@ -31,15 +31,24 @@ class AnyioStream(NetworkStream):
         self._closed = False
         self._socket: socket.socket | None = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
         self._watch: InputWatch | None = None
+        self._unix_path: str | None = None
 
     @classmethod
-    async def open(cls, address: str, port: int) -> AnyioStream:
-        stream = await anyio.connect_tcp(address, port)
+    async def open(cls, address: str, port: int, *, local_address: str | None = None) -> AnyioStream:
+        stream = await anyio.connect_tcp(address, port, local_host=local_address)
         # Requests are written whole; Nagle would only hold back the last segment.
         stream.extra(anyio.abc.SocketAttribute.raw_socket).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(stream)
 
+    @classmethod
+    async def open_unix(cls, path: str) -> AnyioStream:
+        stream = cls(await anyio.connect_unix(path))
+        stream._unix_path = path
+        return stream
+
     def peer(self) -> tuple[str, int]:
+        if self._unix_path is not None:
+            return (self._unix_path, 0)
         peer = self._stream.extra(anyio.abc.SocketAttribute.remote_address)
         return (str(peer[0]), int(peer[1]))
 

@@ -120,18 +120,32 @@ class AsyncioStream(NetworkStream):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
         self._due = math.inf
+        self._unix_path: str | None = None
 
     @classmethod
-    async def open(cls, address: str, port: int) -> AsyncioStream:
+    async def open(cls, address: str, port: int, *, local_address: str | None = None) -> AsyncioStream:
         """Connect to an IP address. Raises ``OSError`` as the loop reports it; ``connect`` maps it."""
         loop = asyncio.get_running_loop()
-        transport, protocol = await loop.create_connection(_Protocol, address, port)
+        if local_address is None:
+            transport, protocol = await loop.create_connection(_Protocol, address, port)
+        else:
+            transport, protocol = await loop.create_connection(_Protocol, address, port, local_addr=(local_address, 0))
         sock = transport.get_extra_info("socket")
         if sock is not None:  # asyncio and uvloop set it already; say so rather than rely on it
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return cls(transport, protocol)
 
+    @classmethod
+    async def open_unix(cls, path: str) -> AsyncioStream:
+        """Connect to a Unix domain socket. Raises ``OSError`` as the loop reports it."""
+        transport, protocol = await asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        stream = cls(transport, protocol)
+        stream._unix_path = path
+        return stream
+
     def peer(self) -> tuple[str, int]:
+        if self._unix_path is not None:
+            return (self._unix_path, 0)
         peer = self.transport.get_extra_info("peername")
         return (str(peer[0]), int(peer[1]))
 

@@ -13,6 +13,9 @@ Kinds and the wire event behind each one::
     connect_timeout  no SYN-ACK before the connect deadline
     tls              the TLS handshake failed or was never answered (bad certificate, wrong name,
                      protocol mismatch, silent peer)
+    proxy            the proxy hop failed: the proxy's name did not resolve, it refused or reset the
+                     connection, answered CONNECT with a refusal (407, 403, 502...), failed the SOCKS
+                     handshake or sent something that is not a proxy's answer; the message names the proxy
     reset            RST after the connection was established
     disconnected     FIN before the response was complete
     read_timeout     the peer went quiet for longer than the read timeout
@@ -59,6 +62,10 @@ __all__ = [
     "NoResponse",
     "PoolTimeout",
     "ProtocolError",
+    "ProxyConnectError",
+    "ProxyError",
+    "ProxyResolveError",
+    "ProxyTunnelRefused",
     "ReadTimeout",
     "TLSError",
     "TimedOut",
@@ -171,8 +178,52 @@ class CertificateError(TLSError):
     curl does, and 35 for other handshake failures)."""
 
 
+class ProxyError(ConnectError):
+    """The proxy hop failed (kind ``proxy``): the connection to the proxy, its handshake, or its answer.
+
+    ``proxy`` is the proxy's URL without credentials (the message names it too); ``status_code`` is an HTTP
+    proxy's answer to CONNECT when it refused the tunnel (407, 403, 502...), else None. A deadline that passes
+    while the proxy is silent is a timeout (``connect_timeout`` or ``timeout``), like any other silence, and
+    says so in its message. Subclasses tell the hop apart for the command line's exit codes (curl's).
+    """
+
+    kind = "proxy"
+
+    def __init__(
+        self, message: str, *, target: str | None = None, proxy: str | None = None, status_code: int | None = None
+    ) -> None:
+        super().__init__(message, target=target)
+        self.proxy = proxy
+        self.status_code = status_code
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_proxy, (type(self), self.message, self.target, self.proxy, self.status_code))
+
+
+def _rebuild_proxy(
+    cls: type[ProxyError], message: str, target: str | None, proxy: str | None, status_code: int | None
+) -> ProxyError:
+    return cls(message, target=target, proxy=proxy, status_code=status_code)
+
+
+class ProxyResolveError(ProxyError):
+    """The proxy's host name did not resolve (curl: couldn't resolve proxy)."""
+
+
+class ProxyConnectError(ProxyError):
+    """The proxy could not be reached: it refused the connection, or no route to it (curl: couldn't connect)."""
+
+
+class ProxyTunnelRefused(ProxyError):
+    """An HTTP proxy answered CONNECT with a status other than 2xx (``status_code``): 407 it wants
+    credentials, 403 it forbids the target, 502/504 it could not reach it."""
+
+
 class NetworkError(AiotcpError):
-    """An established connection failed."""
+    """An established connection failed. ``response_started``: whether any byte of the response had come when
+    it did (set by the client; None when not known) -- a request that got no byte back may be retried."""
+
+    response_started: bool | None = None
 
 
 class ConnectionReset(NetworkError):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import codecs
 import json
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .errors import AiotcpError
 from .resolution import Resolution
 
 if TYPE_CHECKING:
     from .connection import BodyReader
+    from .decoding import BodyDecoder
     from .http11 import Request
 
 __all__ = ["Headers", "Response", "Timings"]
@@ -97,6 +100,8 @@ class Timings:
 
     ``dns_ms``/``connect_ms``/``tls_ms`` are ``None`` when a pooled connection was reused (nothing was done)
     and ``tls_ms`` for plain http. ``ttfb_ms`` runs to the first byte of the response; ``total_ms`` to its end.
+    Through a proxy, ``dns_ms`` and ``connect_ms`` are the hop to the proxy and ``proxy_connect_ms`` the tunnel's
+    handshake (CONNECT or SOCKS: until the proxy says the target is reached; ``None`` without a tunnel).
     """
 
     dns_ms: float | None = None
@@ -105,6 +110,7 @@ class Timings:
     ttfb_ms: float | None = None
     total_ms: float | None = None
     reused: bool = False
+    proxy_connect_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,7 +120,12 @@ class Response:
     """A response. ``content``/``text`` need the body read: always so for ``Client.request``;
     after ``await response.aread()`` or a full ``async for chunk in response.stream()`` for ``Client.stream``.
     ``request`` is the request it answers, as sent; ``history`` the redirect responses before it, each with
-    its own ``request``.
+    its own ``request``. ``attempts`` counts the requests sent for it, retries included (1 without), and
+    ``retried`` says why each retry was made (an error kind, or the status code that asked for it).
+
+    A body sent with a ``Content-Encoding`` the client decodes (gzip, deflate, br, zstd) comes out of
+    ``content``, ``text`` and ``stream()`` decoded (the headers still say how it was sent), unless the client
+    was made with ``decode=False``.
     """
 
     def __init__(
@@ -132,6 +143,8 @@ class Response:
         content: bytes | None = None,
         request: Request | None = None,
         dns: Resolution | None = None,
+        decoder: BodyDecoder | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -147,8 +160,13 @@ class Response:
         #: The request as it was written on the wire (method, path, headers in order, body), or None for a
         #: response not made by a client; ``request.head()`` is its head in bytes.
         self.request = request
+        #: The URL of the proxy the request went through (credentials left out), None when direct.
+        self.proxy = proxy
+        self.attempts = 1
+        self.retried: tuple[str, ...] = ()
         self._body = body
         self._content = content
+        self._decoder = decoder
 
     def __repr__(self) -> str:
         state = "read" if self._content is not None else "streaming"
@@ -194,7 +212,11 @@ class Response:
         if self._content is None:
             if self._body is None or self._body.consumed:
                 raise RuntimeError("the body was already streamed")
-            self._content = await self._body.read_all()
+            if self._decoder is None:
+                self._content = await self._body.read_all()
+            else:
+                pieces = [piece async for piece in _Decoded(self._body, self._decoder, self.url)]
+                self._content = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         return self._content
 
     def stream(self) -> AsyncIterator[bytes]:
@@ -206,6 +228,8 @@ class Response:
             return _OneChunk(self._content)
         if self._body is None or self._body.consumed:
             raise RuntimeError("the body was already streamed")
+        if self._decoder is not None:
+            return _Decoded(self._body, self._decoder, self.url)
         return self._body.__aiter__()
 
     async def aclose(self) -> None:
@@ -228,3 +252,37 @@ class _OneChunk:
         if not content:
             raise StopAsyncIteration
         return content
+
+
+class _Decoded:
+    """An async iterator over a body as decoded: raw chunks from the reader go through the decoder, and each
+    piece it gives (at most 64 KiB) comes out on its own, so memory stays at one piece whatever the ratio."""
+
+    __slots__ = ("_body", "_decoder", "_ended", "_pieces", "_url")
+
+    def __init__(self, body: BodyReader, decoder: BodyDecoder, url: str) -> None:
+        self._body = body.__aiter__()
+        self._decoder = decoder
+        self._url = url
+        self._pieces: deque[bytes] = deque()
+        self._ended = False
+
+    def __aiter__(self) -> _Decoded:
+        return self
+
+    async def __anext__(self) -> bytes:
+        pieces = self._pieces
+        while not pieces:
+            if self._ended:
+                raise StopAsyncIteration
+            try:
+                chunk = await anext(self._body, None)
+                if chunk is None:
+                    self._ended = True
+                    pieces.extend(self._decoder.end())
+                else:
+                    pieces.extend(self._decoder.feed(chunk))
+            except AiotcpError as exc:
+                await self._body.aclose()  # a body that does not decode leaves its connection unusable
+                raise exc.for_target(self._url) from exc.__cause__
+        return pieces.popleft()

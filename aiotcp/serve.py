@@ -39,12 +39,15 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import gzip
 import ipaddress
 import json
+import random
 import socket
 import sys
 import threading
 import urllib.parse
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from http import HTTPStatus
@@ -58,6 +61,7 @@ from .accelerators import uvloop as _uvloop
 
 __all__ = [
     "MAX_BYTES",
+    "MAX_COMPRESSED_BYTES",
     "MAX_DELAY_MS",
     "NotLoopback",
     "ParserName",
@@ -120,7 +124,8 @@ _INDEX_BODY = (
     b'<html><head><meta charset="utf-8"><title>aiotcp test server</title></head>\n'
     b"<body><h1>aiotcp test server</h1>\n"
     b"<p>Routes: / /bytes/N /chunked/N /delay/MS /status/CODE /redirect/N /redirect-to?url=URL"
-    b" /headers /close</p></body></html>\n"
+    b" /headers /close /gzip/N /deflate/N /br/N /zstd/N /cookies /cookies/set?NAME=VALUE /anything</p>"
+    b"</body></html>\n"
 )
 _CLOSE_BODY = b"closing the connection\n"
 
@@ -272,11 +277,15 @@ def _redirect(method: bytes, mode: int, location: str, *, cacheable: bool) -> _R
     return _simple(method, 302, mode, b"", extra=(("Location", location),), cacheable=cacheable)
 
 
-def _route(method: bytes, target: bytes, mode: int, headers: Sequence[tuple[bytes, bytes]]) -> _Reply:
+def _route(
+    method: bytes, target: bytes, mode: int, headers: Sequence[tuple[bytes, bytes]], body: bytes = b""
+) -> _Reply:
     """The reply to one well-formed request. Pure: the same inputs give the same bytes."""
-    if method != b"GET" and method != b"HEAD":
-        return _error(method, 405, mode, "only GET and HEAD are served", extra=_ALLOW)
     origin = _origin_form(target)
+    if method != b"GET" and method != b"HEAD":
+        if origin is not None and origin.partition(b"?")[0] == b"/anything":
+            return _anything(method, mode, origin, headers, body)
+        return _error(method, 405, mode, "only GET and HEAD are served (and any method on /anything)", extra=_ALLOW)
     if origin is None:
         return _error(method, 400, mode, "the request target must be a path or an http:// URL")
     path, _, query = origin.partition(b"?")
@@ -290,7 +299,15 @@ def _route(method: bytes, target: bytes, mode: int, headers: Sequence[tuple[byte
             return _simple(method, 200, mode, _CLOSE_BODY, close=True, cacheable=True)
         if name == b"redirect-to":
             return _redirect_to(method, mode, query)
+        if name == b"cookies":
+            return _simple(method, 200, mode, _cookies_json(headers), content_type=_JSON)
+        if name == b"anything":
+            return _anything(method, mode, origin, headers, body)
         return _error(method, 404, mode, "no such route")
+    if name == b"cookies" and arg == b"set":
+        return _set_cookies(method, mode, query)
+    if name in _ENCODINGS:
+        return _compressed(method, mode, name.decode("ascii"), arg)
     if name not in (b"bytes", b"chunked", b"delay", b"status", b"redirect"):
         return _error(method, 404, mode, "no such route")
     number = _number(arg)
@@ -332,6 +349,97 @@ def _redirect_to(method: bytes, mode: int, query: bytes) -> _Reply:
     if not all(0x21 <= ord(char) <= 0x7E for char in url):
         return _error(method, 400, mode, "url must be printable ASCII without spaces")
     return _redirect(method, mode, url, cacheable=False)
+
+
+# /gzip/N, /deflate/N, /br/N, /zstd/N: N bytes of text, encoded so (br and zstd when their package is installed).
+_ENCODINGS = (b"gzip", b"deflate", b"br", b"zstd")
+# Words drawn at random (seeded: the same bytes every time), so the body compresses as prose does (3-4 times
+# with gzip), not as one line repeated (hundreds of times, which the client's bomb guard would refuse).
+_WORDS = (
+    b"the client server request response header body connection proxy tunnel socket stream timeout deadline "
+    b"bytes chunk length encoding gzip deflate brotli zstd cookie path domain retry pool keep alive close "
+    b"loopback address port name record probe bench target status reason version error kind wire"
+).split()
+_TEXT_BLOCK_SIZE = 1024 * 1024
+_text_block: bytes | None = None
+#: Largest N accepted by the compressed routes (the body is compressed per request when not cached).
+MAX_COMPRESSED_BYTES = 10_000_000
+# Request bodies kept for /anything; a larger one is refused.
+_MAX_ECHO_BODY = 1024 * 1024
+
+
+def _text(size: int) -> bytes:
+    """``size`` bytes of text: a block of seeded random words (made once), repeated as needed."""
+    global _text_block
+    if _text_block is None:
+        chooser = random.Random(1234)
+        words = chooser.choices(_WORDS, k=_TEXT_BLOCK_SIZE // 5)
+        lines = [b" ".join(words[start : start + 12]) + b".\n" for start in range(0, len(words), 12)]
+        _text_block = b"".join(lines)[:_TEXT_BLOCK_SIZE]
+    return (_text_block * (size // _TEXT_BLOCK_SIZE + 1))[:size]
+
+
+def _encode(encoding: str, data: bytes) -> bytes | None:
+    """``data`` compressed with ``encoding``, or None when its compressor is not installed."""
+    if encoding == "gzip":
+        return gzip.compress(data, mtime=0)
+    if encoding == "deflate":
+        return zlib.compress(data)
+    try:  # optional packages (the compression extra): imported when a route needs them
+        if encoding == "br":
+            import brotli  # type: ignore[import-untyped]
+
+            return bytes(brotli.compress(data))
+        import zstandard
+
+        return bytes(zstandard.ZstdCompressor().compress(data))
+    except ImportError:
+        return None
+
+
+def _compressed(method: bytes, mode: int, encoding: str, arg: bytes) -> _Reply:
+    size = _number(arg)
+    if size is None or size > MAX_COMPRESSED_BYTES:
+        return _error(method, 400, mode, f"/{encoding}/N takes N from 0 to {MAX_COMPRESSED_BYTES}")
+    body = _encode(encoding, _text(size))
+    if body is None:
+        return _error(
+            method, 501, mode, f"{encoding}: its compressor is not installed (pip install aiotcp[compression])"
+        )
+    extra = (("Content-Encoding", encoding), ("Vary", "Accept-Encoding"))
+    return _simple(method, 200, mode, body, content_type=_TEXT, extra=extra, cacheable=len(body) <= _INLINE_MAX)
+
+
+def _cookies_json(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """The cookies the request carried, as a JSON object."""
+    cookies: dict[str, str] = {}
+    for name, value in headers:
+        if name.lower() == b"cookie":
+            for pair in value.decode("latin-1").split(";"):
+                key, _, val = pair.strip().partition("=")
+                if key:
+                    cookies[key] = val
+    return json.dumps(cookies).encode("utf-8")
+
+
+def _set_cookies(method: bytes, mode: int, query: bytes) -> _Reply:
+    """``/cookies/set?NAME=VALUE&...``: a Set-Cookie (Path=/) for each pair, and the pairs as JSON."""
+    pairs = urllib.parse.parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    if not all(name.isascii() and name.isidentifier() and value.isascii() for name, value in pairs):
+        return _error(method, 400, mode, "/cookies/set takes NAME=VALUE pairs of ASCII words")
+    extra = [("Set-Cookie", f"{name}={urllib.parse.quote(value)}; Path=/") for name, value in pairs]
+    return _simple(method, 200, mode, json.dumps(dict(pairs)).encode("ascii"), content_type=_JSON, extra=extra)
+
+
+def _anything(method: bytes, mode: int, origin: bytes, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> _Reply:
+    """``/anything``, any method: the request as JSON (method, path and query, headers, body as text)."""
+    echo = {
+        "method": method.decode("ascii", "replace"),
+        "path": origin.decode("latin-1"),
+        "headers": json.loads(_headers_json(headers)),
+        "body": body.decode("utf-8", "replace"),
+    }
+    return _simple(method, 200, mode, json.dumps(echo).encode("utf-8"), content_type=_JSON)
 
 
 def _bad_request(detail: str) -> _Reply:
@@ -448,11 +556,16 @@ class _HTTPConnection(_Tracked):
 
     # -- reply pipeline -----------------------------------------------------------------------------
 
-    def _request(self, method: bytes, target: bytes, mode: int, headers: list[tuple[bytes, bytes]]) -> _Reply:
+    def _request(
+        self, method: bytes, target: bytes, mode: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+    ) -> _Reply:
         key = (method, target, mode)
         reply = self._cache.get(key)
         if reply is None:
-            reply = _route(method, target, mode, headers)
+            if len(body) > _MAX_ECHO_BODY:
+                reply = _error(method, 413, mode, f"a request body is served up to {_MAX_ECHO_BODY} bytes", close=True)
+            else:
+                reply = _route(method, target, mode, headers, body)
             if reply.cacheable:
                 self._server._cache_put(key, reply)
         self._submit(reply)
@@ -551,13 +664,14 @@ class _HTTPConnection(_Tracked):
 class _HttptoolsConnection(_HTTPConnection):
     """Requests parsed by httptools (llhttp); its callbacks run inside feed_data()."""
 
-    __slots__ = ("_fresh_head", "_has_host", "_head_bytes", "_headers", "_in_head", "_parser", "_url")
+    __slots__ = ("_body", "_fresh_head", "_has_host", "_head_bytes", "_headers", "_in_head", "_parser", "_url")
 
     def __init__(self, server: TargetServer) -> None:
         super().__init__(server)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._body = b""  # of the request being read, up to one byte over _MAX_ECHO_BODY
         self._has_host = False
         # httptools buffers a header line until it ends, so an endless header would grow without bound.
         # _head_bytes counts the reads spent on one unfinished head *after* the read it began in (that
@@ -626,18 +740,24 @@ class _HttptoolsConnection(_HTTPConnection):
             self._reject("HTTP/1.1 request without a Host header")
             return
         mode = (_KEEP_11 if http11 else _KEEP_10) | (0 if parser.should_keep_alive() else _CLOSE_BIT)
-        self._request(parser.get_method(), self._url, mode, self._headers)
+        body, self._body = self._body, b""
+        self._request(parser.get_method(), self._url, mode, self._headers, body)
+
+    def on_body(self, body: bytes) -> None:
+        if len(self._body) <= _MAX_ECHO_BODY:  # one byte over the cap is enough to refuse it
+            self._body += body[: _MAX_ECHO_BODY + 1 - len(self._body)]
 
 
 class _H11Connection(_HTTPConnection):
     """Requests parsed by h11: the fallback when httptools is missing, kept small."""
 
-    __slots__ = ("_h11", "_pending")
+    __slots__ = ("_body", "_h11", "_pending")
 
     def __init__(self, server: TargetServer) -> None:
         super().__init__(server)
         self._h11 = self._new_h11()
         self._pending: h11.Request | None = None
+        self._body = b""
 
     @staticmethod
     def _new_h11() -> h11.Connection:
@@ -659,14 +779,16 @@ class _H11Connection(_HTTPConnection):
             if event is h11.NEED_DATA:
                 return
             if isinstance(event, h11.Request):
-                self._pending = event
+                self._pending, self._body = event, b""
+            elif isinstance(event, h11.Data):
+                if len(self._body) <= _MAX_ECHO_BODY:  # one byte over the cap is enough to refuse it
+                    self._body += bytes(event.data[: _MAX_ECHO_BODY + 1 - len(self._body)])
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
             elif event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):  # pragma: no cover
                 # Neither happens: each cycle is restarted in _complete() and EOF never reaches h11.
                 self._reject("connection state lost")
                 return
-            # h11.Data (a request body) is ignored.
 
     def _complete(self) -> None:
         request = self._pending
@@ -680,7 +802,8 @@ class _H11Connection(_HTTPConnection):
             mode = _CLOSE_11 if b"close" in tokens else _KEEP_11
         else:
             mode = _KEEP_10 if b"keep-alive" in tokens and b"close" not in tokens else _CLOSE_10
-        reply = self._request(request.method, request.target, mode, list(request.headers.raw_items()))
+        body, self._body = self._body, b""
+        reply = self._request(request.method, request.target, mode, list(request.headers.raw_items()), body)
         if not self._closing:
             self._restart_cycle(reply.status)
 

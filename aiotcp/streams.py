@@ -29,7 +29,10 @@ READ_SIZE = 65536
 @dataclass(slots=True)
 class ConnectInfo:
     """What connecting took and where it landed. ``resolution``: the DNS facts of the name (None when the
-    target was an IP address or the address was given)."""
+    target was an IP address or the address was given). Through a proxy, ``peer`` is the proxy's address,
+    ``dns_ms``/``connect_ms`` are the hop to the proxy, ``proxy_connect_ms`` the tunnel's handshake (CONNECT or
+    SOCKS, until the proxy says the target is reached) and ``proxy`` the proxy's URL. On a Unix socket
+    ``peer`` is ``(path, 0)``."""
 
     peer: tuple[str, int]
     dns_ms: float
@@ -37,6 +40,8 @@ class ConnectInfo:
     tls_ms: float | None = None
     tls_version: str | None = None
     resolution: Resolution | None = None
+    proxy_connect_ms: float | None = None
+    proxy: str | None = None
 
 
 class NetworkStream(abc.ABC):
@@ -91,8 +96,15 @@ class NetworkStream(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    async def open(cls, address: str, port: int) -> NetworkStream:
-        """Connect to an IP address. Raises ``OSError`` as the OS reports it; :func:`connect` maps it."""
+    async def open(cls, address: str, port: int, *, local_address: str | None = None) -> NetworkStream:
+        """Connect to an IP address (from ``local_address``, when given). Raises ``OSError`` as the OS reports
+        it; :func:`connect` maps it."""
+
+    @classmethod
+    async def open_unix(cls, path: str) -> NetworkStream:
+        """Connect to a Unix domain socket. Raises ``OSError`` as the OS reports it (``NotImplementedError``
+        where the stream has no Unix sockets)."""
+        raise NotImplementedError(f"{cls.__name__} cannot connect to a Unix socket")
 
     @abc.abstractmethod
     def peer(self) -> tuple[str, int]: ...

@@ -13,11 +13,13 @@ elsewhere (trio).
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import functools
 import ssl
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import anyio
@@ -27,15 +29,32 @@ from .asyncio_transport import AsyncioStream
 from .budget import Budget
 from .config import Timeouts
 from .error_mapping import map_connect_error
-from .errors import AiotcpError, ConnectError, ConnectionReset, DNSError, TLSError
+from .errors import (
+    AiotcpError,
+    ConnectError,
+    ConnectionRefused,
+    ConnectionReset,
+    DNSError,
+    LocalError,
+    NetworkError,
+    ProxyConnectError,
+    ProxyError,
+    ProxyResolveError,
+    TimedOut,
+    TLSError,
+)
+from .proxy import Proxy
 from .resolution import Resolution
 from .resolver import Resolver, default_resolver
 from .streams import READ_SIZE, ConnectInfo, NetworkStream
 from .targets import Target, parse_target
+from .tunnel import open_tunnel
 
 __all__ = [
     "ExchangeResult",
     "ResolveOverrides",
+    "TCPTransport",
+    "Transport",
     "connect",
     "make_ssl_context",
     "tcp_exchange",
@@ -120,13 +139,29 @@ async def _connect_any(addresses: list[str], port: int, open_one: Opener) -> Net
     return winner
 
 
-def _opener() -> Opener:
+def _stream_class() -> type[NetworkStream]:
     """The fast asyncio stream when running on asyncio (uvloop included), anyio's everywhere else."""
     try:
         asyncio.get_running_loop()  # cheaper than asking sniffio, and the answer is the same
     except RuntimeError:
-        return AnyioStream.open
-    return AsyncioStream.open
+        return AnyioStream
+    return AsyncioStream
+
+
+def _opener() -> Opener:
+    """What opens one TCP connection to an address: :meth:`NetworkStream.open` of :func:`_stream_class`."""
+    return _stream_class().open
+
+
+def _same_family(addresses: list[str], local_address: str) -> list[str]:
+    """The addresses a socket bound to ``local_address`` can reach: IPv4 from IPv4, IPv6 from IPv6."""
+    v6 = ":" in local_address
+    return [address for address in addresses if (":" in address) == v6]
+
+
+# What a failed connect was doing: resolving the target, reaching it, its TLS handshake; or the same for the
+# proxy's hop: resolving the proxy's name, reaching it, the tunnel's handshake.
+_Phase = Literal["dns", "tcp", "tls", "proxy_dns", "proxy_tcp", "proxy"]
 
 
 async def connect(
@@ -138,6 +173,9 @@ async def connect(
     resolver: Resolver | None = None,
     address: str | None = None,
     name: str | None = None,
+    proxy: Proxy | None = None,
+    uds: str | None = None,
+    local_address: str | None = None,
 ) -> NetworkStream:
     """Resolve, connect (happy eyeballs) and, for https, handshake -- all within the connect timeout.
 
@@ -147,31 +185,75 @@ async def connect(
     (curl's ``--resolve``; build it with :func:`aiotcp.targets.resolve_overrides`). ``name`` is what errors and
     the stream call the target (its URL by default).
 
+    ``proxy``: connect to the proxy instead (its name resolved and pinned the same way), then, unless the
+    proxy forwards requests (an HTTP proxy and an ``http://`` target), open a tunnel through it to the
+    target (:func:`aiotcp.tunnel.open_tunnel`; for ``socks5``/``socks4`` the target's name is resolved here
+    first, or ``address`` is used). ``uds``: connect to this Unix socket instead of any address (and no
+    proxy). ``local_address``: the source address of the connection (only destinations of its family are
+    tried).
+
     Raises ``dns`` (with the ``rcode``), ``refused``, ``unreachable``, ``connect_timeout`` (or ``timeout`` if
-    the total deadline came first), ``tls`` or ``local``.
+    the total deadline came first), ``tls``, ``local`` or, for the proxy's hop, ``proxy``
+    (:class:`~aiotcp.errors.ProxyError`: :class:`~aiotcp.errors.ProxyResolveError`,
+    :class:`~aiotcp.errors.ProxyConnectError`, :class:`~aiotcp.errors.ProxyTunnelRefused`).
     """
     name = name or target.url
-    pinned = resolve.get((target.host, target.port)) if resolve else None
-    phase: Literal["dns", "tcp", "tls"] = "dns"
+    phase: _Phase = "dns"
     started = time.perf_counter()
     stream: NetworkStream | None = None
     resolution: Resolution | None = None
     with anyio.move_on_after(budget.limit("connect")) as scope:
         try:
-            if address is not None:
-                addresses, resolution = [address], None
-            elif pinned:
-                addresses, resolution = list(pinned), None
+            opener = _stream_class()
+            tunnel = False
+            if uds is not None:
+                phase = "tcp"
+                dns_ms = 0.0
+                tcp_started = time.perf_counter()
+                stream = await opener.open_unix(uds)
             else:
-                addresses, resolution = await _resolve(target, resolver)
-            dns_ms = _ms(started)
-            phase = "tcp"
-            tcp_started = time.perf_counter()
-            stream = await _connect_any(addresses, target.port, _opener())
+                host = target.host if address is None else address
+                tunnel = proxy is not None and not proxy.forwards(target)
+                if proxy is None or (tunnel and not proxy.resolves_names and not proxy.is_http):
+                    # The target's addresses: to connect to, or for a socks5/socks4 proxy to be given.
+                    if address is not None:
+                        addresses, resolution = [address], None
+                    elif resolve and (pinned := resolve.get((target.host, target.port))):
+                        addresses, resolution = list(pinned), None
+                    else:
+                        addresses, resolution = await _resolve(target, resolver)
+                    host = addresses[0] if proxy is None or proxy.scheme != "socks4" else _ipv4(addresses, name)
+                if proxy is not None:
+                    phase = "proxy_dns"
+                    pinned = resolve.get((proxy.host, proxy.port)) if resolve else None
+                    if pinned:
+                        addresses = list(pinned)
+                    else:
+                        addresses, _ = await _resolve(proxy.target, resolver)
+                dns_ms = _ms(started)
+                phase = "tcp" if proxy is None else "proxy_tcp"
+                tcp_started = time.perf_counter()
+                port = target.port if proxy is None else proxy.port
+                if local_address is not None:
+                    addresses = _same_family(addresses, local_address)
+                    if not addresses:
+                        family = "IPv6" if ":" in local_address else "IPv4"
+                        raise LocalError(f"no {family} address to connect to from local address {local_address}")
+                    open_one: Opener = functools.partial(opener.open, local_address=local_address)
+                else:
+                    open_one = opener.open
+                stream = await _connect_any(addresses, port, open_one)
             stream.target = name
             stream.info = ConnectInfo(
                 peer=stream.peer(), dns_ms=dns_ms, connect_ms=_ms(tcp_started), resolution=resolution
             )
+            if proxy is not None:
+                stream.info.proxy = proxy.url
+                if tunnel:
+                    phase = "proxy"
+                    proxy_started = time.perf_counter()
+                    await _open_tunnel(stream, proxy, host, target.port, budget)
+                    stream.info.proxy_connect_ms = _ms(proxy_started)
             if ssl_context is not None:
                 phase = "tls"
                 tls_started = time.perf_counter()
@@ -181,15 +263,19 @@ async def connect(
         except BaseException as exc:
             if stream is not None:
                 await stream.aclose()
-            if isinstance(exc, AiotcpError):
-                exc.for_target(name)  # the resolver knows the name, not the URL
-            elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
-                # Raised as made, never kept in a local: a local of this frame holding the error, whose traceback
-                # holds this frame, would be a reference cycle per failed connect.
-                raise _with_facts(map_connect_error(exc, name, phase=phase), resolution) from exc
-            raise
+            error = _connect_error(exc, name, phase, proxy, uds)
+            if error is None:
+                raise
+            if isinstance(error, ConnectError) and resolution is not None and error.resolution is None:
+                error.resolution = resolution  # the name resolved: its facts belong in the record
+            try:
+                raise error from (None if error is exc else exc)
+            finally:
+                # A local of this frame holding the error, whose traceback holds this frame, would be a
+                # reference cycle per failed connect, left to the garbage collector.
+                del error
     assert scope.cancelled_caught
-    raise _connect_expired(budget, name, phase, resolution)
+    raise _connect_expired(budget, name, phase, resolution, proxy)
 
 
 def _with_facts(error: AiotcpError, resolution: Resolution | None) -> AiotcpError:
@@ -199,15 +285,152 @@ def _with_facts(error: AiotcpError, resolution: Resolution | None) -> AiotcpErro
     return error
 
 
-def _connect_expired(budget: Budget, name: str, phase: str, resolution: Resolution | None) -> AiotcpError:
-    """The error of a connect that ran out of time, named by the phase it was in."""
+def _connect_expired(
+    budget: Budget, name: str, phase: _Phase, resolution: Resolution | None, proxy: Proxy | None
+) -> AiotcpError:
+    """The error of a connect that ran out of time, named by the phase (and the hop) it was in."""
     error: AiotcpError = budget.expired("connect", name)
+    seconds = f"{budget.timeouts.connect:g}s"
     if phase == "tls" and error.kind == "connect_timeout":
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
-        error = TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
+        through = "" if proxy is None else f" (through proxy {proxy.url})"
+        error = TLSError(f"TLS handshake not answered within {seconds}{through}", target=name)
     elif phase == "dns" and error.kind == "connect_timeout":
-        error = DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, rcode="TIMEOUT")
+        error = DNSError(f"no DNS answer within {seconds}", target=name, rcode="TIMEOUT")
+    elif proxy is not None and phase.startswith("proxy"):
+        what = {
+            "proxy_dns": f"no DNS answer for proxy {proxy.url}",
+            "proxy_tcp": f"no answer to connect (SYN) from proxy {proxy.url}",
+            "proxy": f"proxy {proxy.url} did not open the tunnel",
+        }[phase]
+        error.message = f"{what} within {seconds}" if error.kind == "connect_timeout" else f"{what}: {error.message}"
     return _with_facts(error, resolution)
+
+
+class Transport(abc.ABC):
+    """How a :class:`~aiotcp.client.Client` opens its connections: ``Client(transport=...)``.
+
+    The client asks for a :class:`~aiotcp.streams.NetworkStream` to a target and does the HTTP on it (request
+    bytes out, response parsing in), so a transport decides only where bytes go: :class:`TCPTransport` (the
+    default) over the network, :class:`aiotcp.testing.MockTransport` to a function of the test's.
+    """
+
+    @abc.abstractmethod
+    async def connect(
+        self,
+        target: Target,
+        budget: Budget,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        address: str | None = None,
+        proxy: Proxy | None = None,
+    ) -> NetworkStream:
+        """A connection ready for requests to ``target`` (TLS done when ``ssl_context`` is given), made within
+        ``budget``'s connect deadline. Raises :class:`~aiotcp.errors.AiotcpError` (the kinds of
+        :func:`connect`)."""
+
+
+class TCPTransport(Transport):
+    """Connections over the network, made by :func:`connect`: DNS through ``resolver`` (pinned by ``resolve``),
+    happy eyeballs, a proxy's hop, TLS; or to the Unix socket ``uds``; from ``local_address`` when given."""
+
+    def __init__(
+        self,
+        *,
+        resolver: Resolver | None = None,
+        resolve: ResolveOverrides | None = None,
+        uds: str | None = None,
+        local_address: str | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.resolve = resolve
+        self.uds = uds
+        self.local_address = local_address
+
+    def __repr__(self) -> str:
+        where = f" uds={self.uds}" if self.uds else ""
+        source = f" local_address={self.local_address}" if self.local_address else ""
+        return f"<TCPTransport{where}{source}>"
+
+    async def connect(
+        self,
+        target: Target,
+        budget: Budget,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        address: str | None = None,
+        proxy: Proxy | None = None,
+    ) -> NetworkStream:
+        return await connect(
+            target,
+            budget,
+            ssl_context=ssl_context,
+            resolve=self.resolve,
+            resolver=self.resolver,
+            address=address,
+            proxy=proxy,
+            uds=self.uds,
+            local_address=self.local_address,
+        )
+
+
+def _ipv4(addresses: list[str], name: str) -> str:
+    for address in addresses:
+        if ":" not in address:
+            return address
+    raise ConnectError("a socks4 proxy needs an IPv4 address and the name has none (use socks4a)", target=name)
+
+
+async def _open_tunnel(stream: NetworkStream, proxy: Proxy, host: str, port: int, budget: Budget) -> None:
+    """The tunnel's handshake on ``stream``, bounded by the connect deadline only (``connect`` holds it): a
+    proxy connecting to a slow target takes what the connect timeout allows, not the read timeout."""
+    handshake = Budget(replace(budget.timeouts, read=None, write=None), budget.deadline, budget.clock)
+
+    async def send(data: bytes) -> None:
+        await stream.send(data, handshake)
+
+    async def receive() -> bytes:
+        return await stream.receive(handshake)
+
+    await open_tunnel(proxy, host, port, send, receive)
+
+
+def _connect_error(
+    exc: BaseException, name: str, phase: _Phase, proxy: Proxy | None, uds: str | None
+) -> AiotcpError | None:
+    """The error a failed connect raises, naming the hop that failed; None to let ``exc`` through (cancellation,
+    a bug)."""
+    if isinstance(exc, AiotcpError):
+        error = exc.for_target(name)  # the resolver knows the name, not the URL
+    elif isinstance(exc, (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ExceptionGroup)):
+        error = map_connect_error(
+            exc, name, phase="tls" if phase == "tls" else "dns" if phase.endswith("dns") else "tcp"
+        )
+    else:
+        return None
+    if isinstance(error, (LocalError, ProxyError, TimedOut)) or proxy is None:
+        if uds is not None and isinstance(error, ConnectError) and not isinstance(error, TLSError):
+            return ConnectionRefused(f"cannot connect to unix socket {uds}: {_reason(exc)}", target=name)
+        if isinstance(error, TLSError) and proxy is not None:
+            error.message = f"{error.message} (through proxy {proxy.url})"
+        return error
+    url = proxy.url
+    if phase == "proxy_dns" and isinstance(error, DNSError):
+        return ProxyResolveError(f"proxy {url}: its name does not resolve: {error.message}", target=name, proxy=url)
+    if phase == "proxy_tcp":
+        return ProxyConnectError(f"cannot connect to proxy {url}: {error.message}", target=name, proxy=url)
+    if phase == "proxy" and isinstance(error, (NetworkError, ConnectError)):
+        return ProxyError(f"proxy {url} failed during the handshake: {error.message}", target=name, proxy=url)
+    if isinstance(error, TLSError):
+        error.message = f"{error.message} (through proxy {url})"
+    return error
+
+
+def _reason(exc: BaseException) -> str:
+    for item in (exc, exc.__cause__, exc.__context__):
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+    return str(exc) or type(exc).__name__
 
 
 # --- raw exchange -----------------------------------------------------------------------------------------

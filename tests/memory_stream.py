@@ -254,7 +254,7 @@ class MemoryStream(NetworkStream):
             await anyio.lowlevel.checkpoint()
 
     @classmethod
-    async def open(cls, address: str, port: int) -> MemoryStream:
+    async def open(cls, address: str, port: int, *, local_address: str | None = None) -> MemoryStream:
         """A stream to a fresh, silent :class:`Peer` at ``address``:``port`` (``stream.remote``)."""
         await anyio.lowlevel.checkpoint()
         return Peer(address=(address, port)).stream

@@ -37,6 +37,7 @@ import aiotcp.resolver
 import aiotcp.transport
 from aiotcp import AiotcpError, Client, Limits, Timeouts, TooManyRedirects
 from aiotcp._version import __version__
+from aiotcp.decoding import ACCEPT_ENCODING
 from aiotcp.serve import SilentServer, TargetServer, running_in_thread
 
 pytestmark = pytest.mark.anyio
@@ -164,6 +165,9 @@ async def test_default_request_headers(anyio_backend: str, shared_server: Target
         sent = (await client.get(f"{shared_server.url}/headers")).json()
     assert sent["host"] == [f"127.0.0.1:{shared_server.port}"]
     assert sent["user-agent"] == [f"aiotcp/{__version__}"]
+    assert sent["accept-encoding"] == [ACCEPT_ENCODING]  # what it decodes: gzip, deflate, and br and zstd if installed
+    async with Client(decode=False) as client:
+        sent = (await client.get(f"{shared_server.url}/headers")).json()
     assert sent["accept-encoding"] == ["identity"]
 
 
@@ -185,7 +189,7 @@ async def test_none_removes_a_default_header(anyio_backend: str, shared_server: 
         sent = (await client.get(f"{shared_server.url}/headers", headers=[("User-Agent", None)])).json()
         assert "accept" not in sent
         assert "user-agent" not in sent
-        assert sent["accept-encoding"] == ["identity"]
+        assert sent["accept-encoding"] == [ACCEPT_ENCODING]
         again = (await client.get(f"{shared_server.url}/headers", headers={"Host": None})).json()
         assert again["host"] == [f"127.0.0.1:{shared_server.port}"]  # HTTP/1.1 requires it: put back
 

@@ -93,6 +93,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "unreachable",
         "connect_timeout",
         "tls",
+        "proxy",
         "reset",
         "disconnected",
         "read_timeout",

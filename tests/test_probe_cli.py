@@ -29,7 +29,8 @@ WAIT_S = 10.0
 # The schema, written out: the order is part of the contract (JSONL key order, CSV columns).
 SCHEMA = [
     "input", "line", "url", "scheme", "host", "ip", "a", "aaaa", "cname", "resolver", "dns_rcode", "port", "ok",
-    "status_code", "reason", "http_version", "content_length", "content_type", "server", "title", "location",
+    "status_code", "reason", "http_version", "content_length", "content_type", "content_encoding", "server",
+    "title", "location",
     "dns_ms", "connect_ms", "tls_ms", "ttfb_ms",
     "time_ms", "attempts", "error", "error_message", "timestamp",
 ]  # fmt: skip

@@ -225,8 +225,9 @@ def test_timings_as_dict() -> None:
         "ttfb_ms": 10.25,
         "total_ms": 12.0,
         "reused": False,
+        "proxy_connect_ms": None,
     }
     assert Timings(reused=True).as_dict() == dict.fromkeys(
-        ["dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms"]
+        ["dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "total_ms", "proxy_connect_ms"]
     ) | {"reused": True}
     json.dumps(timings.as_dict())  # JSON-ready

@@ -15,6 +15,7 @@ from .._version import __version__
 from ..accelerators import httptools
 from ..errors import InvalidTarget
 from ..http11 import Request
+from ..proxy import Proxy, parse_proxy
 from ..resolution import Nameserver, parse_nameservers
 from ..targets import Target, parse_target
 
@@ -79,6 +80,12 @@ class BenchConfig:
     :data:`DEFAULT_COUNT_CAP_S`). ``rate`` switches to open-loop mode: that many requests per second in total,
     on an absolute schedule. ``headers`` replace the defaults (Host, User-Agent, Accept) by name.
 
+    ``proxy``: an HTTP proxy gets the requests in absolute form (``GET http://host/path``, with
+    ``Proxy-Authorization`` when the URL has credentials), over connections to the proxy the engines make as
+    usual; a SOCKS proxy gets a tunnel per connection (:mod:`aiotcp.tunnel`), then the requests go through it.
+    Either way the proxy's name is what is resolved once per run (and, for ``socks5``/``socks4``, the
+    target's too, the proxy being given its address). ``unix_socket``: every connection to that Unix socket.
+
     Raises:
         InvalidTarget: for a malformed URL, a scheme other than http, or a bad header.
         ValueError: for out-of-range numbers, naming the option.
@@ -100,6 +107,8 @@ class BenchConfig:
     interval: float = 1.0
     resolver: str = "auto"
     resolvers: tuple[Nameserver, ...] = ()
+    proxy: str | None = None
+    unix_socket: str | None = None
     target: Target = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +120,10 @@ class BenchConfig:
         if target.scheme != "http":
             raise InvalidTarget(f"bench: only http:// URLs are supported, got {self.url!r}")
         object.__setattr__(self, "target", target)
+        if self.proxy is not None and self.unix_socket is not None:
+            raise ValueError("a proxy and a Unix socket exclude each other: drop --proxy or --unix-socket")
+        if self.proxy is not None:
+            parse_proxy(self.proxy)  # InvalidTarget naming what is wrong
         if self.method not in ("GET", "HEAD"):
             raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
         if self.engine not in ("httptools", "h11"):
@@ -160,12 +173,35 @@ class BenchConfig:
         pairs = [pair for pair in defaults if pair[0].lower() not in given] + list(self.headers)
         if not self.keepalive:
             pairs = [pair for pair in pairs if pair[0].lower() != "connection"] + [("Connection", "close")]
-        request = Request(
-            self.method.encode("ascii"),
-            self.target.path.encode("ascii"),
-            [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs],
-        )
+        path = self.target.path
+        encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
+        proxy = self.proxy_value
+        if proxy is not None and proxy.forwards(self.target):
+            path = self.target.url  # absolute form: the proxy forwards it
+            authorization = proxy.authorization()
+            if authorization is not None:
+                encoded.append((b"Proxy-Authorization", authorization))
+        request = Request(self.method.encode("ascii"), path.encode("ascii"), encoded)
         return request.encode()
+
+    @property
+    def proxy_value(self) -> Proxy | None:
+        """:attr:`proxy` parsed (None without one)."""
+        return None if self.proxy is None else parse_proxy(self.proxy)
+
+    @property
+    def connect_target(self) -> Target:
+        """What connections go to: the proxy when there is one, else the URL's host and port."""
+        proxy = self.proxy_value
+        return self.target if proxy is None else proxy.target
+
+    def _tunnel(self) -> tuple[str, str, int] | None:
+        """``(proxy URL, target host, target port)`` when connections go through a SOCKS tunnel."""
+        proxy = self.proxy_value
+        if proxy is None or proxy.forwards(self.target):
+            return None
+        assert self.proxy is not None
+        return (self.proxy, self.target.host, self.target.port)
 
     def plans(self) -> list[WorkerPlan]:
         """Each worker's share: connections, requests and rate split in proportion to connections."""
@@ -182,8 +218,8 @@ class BenchConfig:
             plans.append(
                 WorkerPlan(
                     index=index,
-                    host=self.target.host,
-                    port=self.target.port,
+                    host=self.connect_target.host,
+                    port=self.connect_target.port,
                     target=self.target.url,
                     request=self.request_bytes(),
                     head=self.method == "HEAD",
@@ -199,6 +235,8 @@ class BenchConfig:
                     timeout=float(self.timeout),
                     interval=float(self.interval),
                     engine=self.engine,
+                    unix_socket=self.unix_socket,
+                    tunnel=self._tunnel(),
                 )
             )
             first += connections
@@ -231,11 +269,19 @@ class WorkerPlan:
     timeout: float
     interval: float
     engine: Engine
+    #: Every connection to this Unix socket instead of ``host``/``port``.
+    unix_socket: str | None = None
+    #: ``(proxy URL, target host, target port)``: each connection (to the proxy at ``host``/``port``) opens a
+    #: tunnel to the target first (:func:`aiotcp.bench.engines.open_tunnel_on`).
+    tunnel: tuple[str, str, int] | None = None
 
-    def with_host(self, host: str) -> WorkerPlan:
-        """The same plan, connecting to ``host`` (the resolved address)."""
+    def with_host(self, host: str, tunnel_host: str | None = None) -> WorkerPlan:
+        """The same plan, connecting to ``host`` (the resolved address); ``tunnel_host``: the target's address
+        for a tunnel whose proxy does not resolve names."""
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         values["host"] = host
+        if tunnel_host is not None and self.tunnel is not None:
+            values["tunnel"] = (self.tunnel[0], tunnel_host, self.tunnel[2])
         return WorkerPlan(**values)
 
     def phase(self, slot: int) -> float:

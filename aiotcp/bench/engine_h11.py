@@ -22,7 +22,7 @@ import h11
 from .. import error_mapping, errors
 from ..http11 import map_h11_error
 from .config import WorkerPlan
-from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, perf_counter
+from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, open_tunnel_on, perf_counter
 from .histogram import FLUSH_AT
 from .results import WorkerResult
 
@@ -257,8 +257,20 @@ async def _slot(run: _Run, slot: int) -> None:
         stream: anyio.abc.SocketStream | None = None
         with anyio.move_on_after(plan.timeout) as scope:
             try:
-                stream = await anyio.connect_tcp(plan.host, plan.port)
-            except OSError as exc:
+                if plan.unix_socket is not None:
+                    stream = await anyio.connect_unix(plan.unix_socket)
+                else:
+                    stream = await anyio.connect_tcp(plan.host, plan.port)
+                    if plan.tunnel is not None:
+                        try:
+                            await open_tunnel_on(plan, stream.send, stream.receive)
+                        except BaseException:
+                            await anyio.aclose_forcefully(stream)
+                            stream = None
+                            raise
+            except errors.AiotcpError as exc:  # the proxy's tunnel failed
+                error = exc.for_target(run.target)
+            except (OSError, anyio.EndOfStream, anyio.BrokenResourceError) as exc:
                 error = error_mapping.map_connect_error(exc, run.target, phase="tcp")
         if scope.cancelled_caught:
             error = errors.ConnectTimeout(f"no answer to connect (SYN) within {plan.timeout:g}s", target=run.target)

@@ -57,7 +57,17 @@ import httptools
 
 from .. import error_mapping, errors
 from .config import WorkerPlan
-from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, is_interim, loop_name, perf_counter
+from .engines import (
+    TICK_S,
+    Emit,
+    RunState,
+    ShouldStop,
+    backoff,
+    is_interim,
+    loop_name,
+    open_tunnel_socket,
+    perf_counter,
+)
 from .results import WorkerResult
 
 __all__ = ["run_httptools"]
@@ -118,9 +128,16 @@ class _Run(RunState):
             if delay:
                 await asyncio.sleep(delay)
             async with asyncio.timeout(plan.timeout):
-                await self.loop.create_connection(lambda: conn, plan.host, plan.port)
+                if plan.unix_socket is not None:
+                    await self.loop.create_unix_connection(lambda: conn, plan.unix_socket)
+                elif plan.tunnel is not None:
+                    await self.loop.create_connection(lambda: conn, sock=await open_tunnel_socket(plan))
+                else:
+                    await self.loop.create_connection(lambda: conn, plan.host, plan.port)
         except TimeoutError:
             error = errors.ConnectTimeout(f"no answer to connect (SYN) within {plan.timeout:g}s", target=self.target)
+        except errors.AiotcpError as exc:  # the proxy's tunnel failed
+            error = exc.for_target(self.target)
         except OSError as exc:
             error = error_mapping.map_connect_error(exc, self.target, phase="tcp")
         finally:

@@ -31,16 +31,19 @@ numbers instead of silently lowering the rate.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Callable
 from typing import Literal
 
 from .. import accelerators, errors
+from ..proxy import parse_proxy
+from ..tunnel import Receive, Send, open_tunnel
 from .config import WorkerPlan
 from .histogram import FLUSH_AT, Recorder, encode, new_histogram
 from .results import Counters, Interval, WorkerResult
 
-__all__ = ["TICK_S", "RunState", "loop_name", "run_worker"]
+__all__ = ["TICK_S", "RunState", "loop_name", "open_tunnel_on", "open_tunnel_socket", "run_worker"]
 
 #: How often the ticker runs: deadline checks, buffer flushes, phase changes, intervals.
 TICK_S = 0.05
@@ -53,6 +56,37 @@ Emit = Callable[[Interval], None]
 ShouldStop = Callable[[], bool]
 
 perf_counter: Callable[[], float] = time.perf_counter
+
+
+async def open_tunnel_on(plan: WorkerPlan, send: Send, receive: Receive) -> None:
+    """The plan's SOCKS tunnel (``plan.tunnel``) over a connection just made to the proxy. Raises
+    :class:`~aiotcp.errors.ProxyError` (kind ``proxy``) and what ``send``/``receive`` raise."""
+    assert plan.tunnel is not None
+    url, host, port = plan.tunnel
+    await open_tunnel(parse_proxy(url), host, port, send, receive)
+
+
+async def open_tunnel_socket(plan: WorkerPlan) -> socket.socket:
+    """A non-blocking socket connected to the proxy with the plan's tunnel open, for
+    ``loop.create_connection(..., sock=)``. Raises ``OSError`` for the connect, ProxyError for the tunnel."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET6 if ":" in plan.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, (plan.host, plan.port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        async def send(data: bytes) -> None:
+            await loop.sock_sendall(sock, data)
+
+        async def receive() -> bytes:
+            return await loop.sock_recv(sock, 65536)
+
+        await open_tunnel_on(plan, send, receive)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def backoff(failures: int) -> float:

@@ -27,6 +27,7 @@ import anyio
 from ..errors import DNSError
 from ..resolution import Resolution
 from ..resolver import make_resolver
+from ..targets import Target
 from . import histogram as hist
 from .config import BenchConfig, WorkerPlan
 from .engines import run_worker
@@ -83,7 +84,12 @@ def resolve_host(config: BenchConfig) -> tuple[str, Resolution | None]:
     Raises:
         DNSError: if the host name does not resolve (within the run's timeout).
     """
-    target = config.target
+    return _resolve(config, config.connect_target)
+
+
+def _resolve(config: BenchConfig, target: Target) -> tuple[str, Resolution | None]:
+    if config.unix_socket is not None:
+        return "", None  # no address: every connection goes to the socket
     if target.is_ip:
         return target.host, None
     resolver = make_resolver(config.resolver, config.resolvers or None)
@@ -178,7 +184,11 @@ def run_bench(
     """
     stop = stop or threading.Event()
     host, resolution = resolve_host(config)
-    plans = [plan.with_host(host) for plan in config.plans()]
+    proxy = config.proxy_value
+    tunnel_host = None
+    if proxy is not None and not proxy.forwards(config.target) and not proxy.resolves_names:
+        tunnel_host, _ = _resolve(config, config.target)  # socks5/socks4: the proxy is given an address
+    plans = [plan.with_host(host, tunnel_host) for plan in config.plans()]
     merger = _Merger(len(plans), on_interval)
     if len(plans) == 1:
         started_at = time.time()

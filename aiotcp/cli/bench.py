@@ -31,6 +31,7 @@ from .common import (
     StatusLine,
     UsageError,
     add_header_option,
+    add_proxy_option,
     add_resolver_option,
     describe_os_error,
     positive_float,
@@ -93,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-t", "--timeout", type=positive_float, default=10.0, help="per request and per connect, seconds (10)"
     )
     add_resolver_option(request)
+    add_proxy_option(request)
+    request.add_argument("--unix-socket", metavar="PATH", help="connect to this Unix domain socket instead")
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="print one JSON document instead of the text report")
     output.add_argument("--hdr-log", metavar="FILE", help="write an HdrHistogram interval log")
@@ -137,6 +140,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         pipeline=args.pipeline,
         timeout=args.timeout,
         engine=resolve_engine(args.engine),
+        proxy=args.proxy,
+        unix_socket=args.unix_socket,
         **resolver_options(args),
     )
 

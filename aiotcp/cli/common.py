@@ -33,6 +33,10 @@ from ..errors import (
     NoResponse,
     PoolTimeout,
     ProtocolError,
+    ProxyConnectError,
+    ProxyError,
+    ProxyResolveError,
+    ProxyTunnelRefused,
     ReadTimeout,
     TLSError,
     TooLarge,
@@ -40,6 +44,7 @@ from ..errors import (
     Unreachable,
     WriteTimeout,
 )
+from ..proxy import parse_proxy
 from ..resolution import Nameserver, parse_nameservers
 from ..text import escape_control
 
@@ -56,6 +61,7 @@ __all__ = [
     "StatusLine",
     "UsageError",
     "add_header_option",
+    "add_proxy_option",
     "add_resolver_option",
     "exit_code_for",
     "exit_codes_help",
@@ -65,6 +71,7 @@ __all__ = [
     "parse_resolvers",
     "positive_float",
     "positive_int",
+    "proxy_url",
     "read_input",
     "report_error",
     "resolver_options",
@@ -99,11 +106,13 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(
         2, "usage: a bad flag or value, a malformed URL or header, an input file that cannot be read", (InvalidInput,)
     ),
+    ExitCode(5, "the proxy's host name did not resolve", (ProxyResolveError,)),
     ExitCode(6, "the host name did not resolve", (DNSError,)),
     ExitCode(
         7,
-        "could not connect: refused, unreachable, or our own limits (descriptors, ports)",
-        (ConnectionRefused, Unreachable, LocalError, ConnectError),
+        "could not connect (to the server or to the proxy): refused, unreachable, or our own limits "
+        "(descriptors, ports)",
+        (ConnectionRefused, Unreachable, LocalError, ConnectError, ProxyConnectError),
     ),
     ExitCode(8, "the reply is not HTTP/1.x (curl: weird server reply)", (ProtocolError,)),
     ExitCode(
@@ -119,9 +128,19 @@ EXIT_CODES: tuple[ExitCode, ...] = (
     ExitCode(35, "the TLS handshake failed", (TLSError,)),
     ExitCode(47, "more redirects than --max-redirs", (TooManyRedirects,)),
     ExitCode(52, "the server closed the connection without a byte of response (curl: empty reply)", (NoResponse,)),
-    ExitCode(56, "the connection was reset (curl: failure receiving data)", (ConnectionReset,)),
+    ExitCode(
+        56,
+        "the connection was reset, or the proxy refused the CONNECT tunnel (407, 403, 502...; curl: failure "
+        "receiving data)",
+        (ConnectionReset, ProxyTunnelRefused),
+    ),
     ExitCode(60, "the server's certificate failed verification", (CertificateError,)),
     ExitCode(63, "the response is larger than --max-filesize, or its head than aiotcp's caps", (TooLarge,)),
+    ExitCode(
+        97,
+        "the proxy failed the handshake: a SOCKS error, an answer that is not a proxy's (curl: proxy)",
+        (ProxyError,),
+    ),
     ExitCode(130, "interrupted (Ctrl-C)"),
 )
 # Most specific class first: a class is checked before every class it derives from.
@@ -300,6 +319,27 @@ def add_resolver_option(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         metavar="IP[:PORT],...|FILE|system",
         help="DNS resolvers to query (default: /etc/resolv.conf's, with /etc/hosts first); "
         "'system' uses getaddrinfo instead",
+    )
+
+
+def proxy_url(text: str) -> str:
+    """A ``-x/--proxy`` value, checked now: a malformed proxy is a usage error naming it (password hidden)."""
+    try:
+        parse_proxy(text)
+    except InvalidInput as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def add_proxy_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``-x/--proxy URL`` into ``args.proxy``: ``http://[user:pass@]host:port``, ``socks5://``, ``socks5h://``,
+    ``socks4://``, ``socks4a://`` (no scheme: http; no port: 1080, as curl)."""
+    parser.add_argument(
+        "-x",
+        "--proxy",
+        type=proxy_url,
+        metavar="URL",
+        help="through this proxy: [http|socks5|socks5h|socks4|socks4a]://[user:password@]host[:port]",
     )
 
 

@@ -37,6 +37,7 @@ from .common import (
     EXIT_USAGE,
     EXIT_WRITE_ERROR,
     UsageError,
+    add_proxy_option,
     add_resolver_option,
     describe_os_error,
     exit_code_for,
@@ -113,6 +114,11 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
         help="connect to ADDR for HOST:PORT, without DNS (repeatable)",
     )
     add_resolver_option(group)
+    add_proxy_option(group)
+    group.add_argument("--unix-socket", metavar="PATH", help="connect to this Unix domain socket instead")
+    group.add_argument(
+        "--compressed", action="store_true", help="ask for a compressed body (gzip, deflate, br, zstd) and decode it"
+    )
     group.add_argument("-k", "--insecure", action="store_true", help="do not verify TLS certificates")
     group.add_argument("--cacert", metavar="FILE", help="verify TLS certificates against the CAs in FILE")
     group.add_argument(
@@ -210,6 +216,9 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
         "max_redirects": args.max_redirs,
         "resolve": dict(args.resolve) or None,
         **resolver_options(args),
+        "proxy": args.proxy,
+        "uds": args.unix_socket,
+        "decode": args.compressed,  # as curl: the body as sent unless --compressed
     }
 
 
@@ -326,6 +335,8 @@ def verbose_text(hop: Response) -> str:
     peer = f"{hop.peer[0]} port {hop.peer[1]}" if hop.peer else "?"
     how = "Re-using the connection to" if hop.timings.reused else "Connected to"
     lines = [f"* {how} {target.host} ({peer})"]
+    if hop.proxy is not None:
+        lines.append(f"* via proxy {hop.proxy}")
     if hop.request is not None:
         sent = hop.request.head().decode("latin-1").split("\r\n")[:-2]
         lines += [f"> {escape_control(line)}" for line in sent]
@@ -345,8 +356,11 @@ def timings_text(hop: Response) -> str:
         return "-" if value is None else f"{value:.3f}"
 
     return (
-        f"* peer {peer}  dns_ms {show(t.dns_ms)}  connect_ms {show(t.connect_ms)}  tls_ms {show(t.tls_ms)}"
-        f"  ttfb_ms {show(t.ttfb_ms)}  total_ms {show(t.total_ms)}" + ("  (reused)" if t.reused else "") + "\n"
+        f"* peer {peer}  dns_ms {show(t.dns_ms)}  connect_ms {show(t.connect_ms)}"
+        + (f"  proxy_connect_ms {show(t.proxy_connect_ms)}" if hop.proxy is not None else "")
+        + f"  tls_ms {show(t.tls_ms)}  ttfb_ms {show(t.ttfb_ms)}  total_ms {show(t.total_ms)}"
+        + ("  (reused)" if t.reused else "")
+        + "\n"
     )
 
 

@@ -44,6 +44,7 @@ from .common import (
     StatusLine,
     UsageError,
     add_header_option,
+    add_proxy_option,
     add_resolver_option,
     describe_os_error,
     make_console,
@@ -76,6 +77,7 @@ def register(commands: Any) -> None:
         "--retries", type=int, default=0, help="retries for reset/disconnected/connect_timeout/dns SERVFAIL|TIMEOUT"
     )
     add_resolver_option(probe)
+    add_proxy_option(probe)
     probe.add_argument("--all-ips", action="store_true", help="probe every address of a name: a record each")
     add_header_option(probe)
     probe.add_argument("-L", "--follow-redirects", action="store_true", help="follow redirects, record the chain")
@@ -311,6 +313,7 @@ def main_probe(args: argparse.Namespace) -> int:
             verify=args.verify,
             http=args.http,
             all_ips=args.all_ips,
+            proxy=args.proxy,
             **resolver_options(args),
         )
     except ValueError as exc:

@@ -37,6 +37,7 @@ from ..client import Client
 from ..config import Limits, Timeouts
 from ..errors import AiotcpError, ConnectError, DNSError, InternalError
 from ..http11 import available_backends
+from ..proxy import parse_proxy
 from ..resolution import Nameserver, Resolution, ResolverConfig, parse_nameservers
 from ..targets import Target
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
@@ -81,6 +82,7 @@ class ProbeOptions:
     resolver: ResolverConfig | str = "auto"
     resolvers: tuple[Nameserver, ...] = ()
     all_ips: bool = False
+    proxy: str | None = None
 
     def __post_init__(self) -> None:
         if self.resolvers:
@@ -89,6 +91,8 @@ class ProbeOptions:
             raise ValueError(f'resolver must be "auto", "system" or a ResolverConfig, got {self.resolver!r}')
         if self.resolver == "system" and self.resolvers:
             raise ValueError('resolvers need the async resolver, not resolver="system"')
+        if self.proxy is not None:
+            parse_proxy(self.proxy)  # InvalidTarget (a ValueError) names what is wrong
         if self.method.upper() not in ("GET", "HEAD"):
             raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
         if self.concurrency < 1:
@@ -118,6 +122,14 @@ class ProbeOptions:
         return available_backends()[0] if self.http == "auto" else self.http
 
 
+def _identity_unless_given(headers: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """A prober asks for bodies as they are (``identity``) unless ``-H`` says otherwise; it decodes what a server
+    compresses anyway."""
+    if any(name.lower() == "accept-encoding" for name, _ in headers):
+        return []
+    return [("Accept-Encoding", "identity")]
+
+
 # -- one probe ---------------------------------------------------------------------------------------------
 
 
@@ -129,15 +141,23 @@ class Prober:
         self.timeouts = Timeouts.one_deadline(options.timeout, options.connect_timeout)
         self.client = Client(
             timeout=self.timeouts,
-            # Every probe has its own connection (Connection: close), so the pool only counts sockets.
-            limits=Limits(max_connections=options.concurrency, keepalive_expiry=None, max_body_bytes=None),
+            # Every probe has its own connection (Connection: close), so the pool only counts sockets. A body is
+            # read up to max_body (decoded, when a server compresses though asked not to): no cap of the
+            # client's, the bomb guard's included, is needed to bound it.
+            limits=Limits(
+                max_connections=options.concurrency,
+                keepalive_expiry=None,
+                max_body_bytes=None,
+                max_decompression_ratio=None,
+            ),
             verify=options.verify,
-            headers=[*options.headers, ("Connection", "close")],
+            headers=[*_identity_unless_given(options.headers), *options.headers, ("Connection", "close")],
             follow_redirects=options.follow_redirects,
             max_redirects=options.max_redirects,
             http=options.backend,
             resolver=options.resolver,
             resolvers=options.resolvers or None,
+            proxy=options.proxy,
         )
         self.rate = RateLimiter(options.rate) if options.rate else None
         self.hosts = HostLimiter(options.per_host) if options.per_host else None
@@ -307,7 +327,8 @@ async def probe_many(
     ``ports`` for lines that give no port, ``verify`` TLS certificates (off by default: a prober wants to see
     the service, not judge its certificate), ``resolver`` ``"auto"`` | ``"system"`` | a
     :class:`~aiotcp.resolution.ResolverConfig`, ``resolvers`` (``IP[:PORT]`` to query), ``all_ips`` (one
-    record per address of a name, the same input line).
+    record per address of a name, the same input line), ``proxy`` (every probe through it: ``http://``,
+    ``socks5://``, ``socks5h://``...; a failure of the proxy's hop is kind ``proxy``).
 
     ``skip(seq)``: jobs for which it returns True are not probed and yield nothing (``--resume`` uses it).
 

@@ -44,6 +44,7 @@ class ProbeResult:
     http_version: str | None = None
     content_length: int | None = None
     content_type: str | None = None
+    content_encoding: str | None = None
     server: str | None = None
     title: str | None = None
     location: str | None = None
@@ -147,6 +148,8 @@ def fill_dns_error(result: ProbeResult, error: ConnectError) -> None:
 
 
 def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> None:
+    """The record's fields from a response; ``body`` is (the start of) the body as decoded: a server that
+    compresses though asked not to (``content_encoding`` says how) still gives its title."""
     headers = response.headers
     result.url = response.url
     result.ip = response.peer[0] if response.peer else None
@@ -155,6 +158,7 @@ def fill_from_response(result: ProbeResult, response: Response, body: bytes) -> 
     result.http_version = response.http_version
     result.content_length = _int_or_none(headers.get("content-length"))
     result.content_type = headers.get("content-type")
+    result.content_encoding = headers.get("content-encoding")
     result.server = headers.get("server")
     result.location = headers.get("location")
     timings = response.timings
