@@ -426,6 +426,7 @@ class Client:
             body=BodyReader(connection, budget, release),
             request=request,
             dns=info.resolution,
+            quirks=head.quirks,
         )
 
 

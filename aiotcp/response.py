@@ -132,6 +132,7 @@ class Response:
         content: bytes | None = None,
         request: Request | None = None,
         dns: Resolution | None = None,
+        quirks: tuple[str, ...] = (),
     ) -> None:
         self.url = url
         self.method = method
@@ -143,6 +144,9 @@ class Response:
         self.timings = timings
         #: The DNS facts of the host (a, aaaa, cname, resolver), None for an IP address or a given address.
         self.dns = dns
+        #: Deviations from RFC 9110/9112 the response was read despite, in the order found (``bare_lf``,
+        #: ``obs_fold``...: :data:`aiotcp.http11.QUIRKS`); empty for a response that follows the RFCs.
+        self.quirks = quirks
         self.history: list[Response] = []
         #: The request as it was written on the wire (method, path, headers in order, body), or None for a
         #: response not made by a client; ``request.head()`` is its head in bytes.

@@ -418,8 +418,11 @@ PROTOCOL_ERRORS: dict[str, bytes] = {
     "blank-line-after-interim": b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "rtsp-after-interim": b"HTTP/1.1 100 Continue\r\n\r\nRTSP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
     "nul-in-reason": b"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",
-    "ctl-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 0\r\n\r\n",
-    "del-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 0\r\n\r\n",
+    "ff-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x0cb\r\nContent-Length: 0\r\n\r\n",
+    "esc-then-nul-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x1bb\r\nX-Worse: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "ctl-in-name": b"HTTP/1.1 200 OK\r\nX-B\x1bad: a\r\nContent-Length: 0\r\n\r\n",
+    "conflicting-after-fold": b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+    "conflicting-content-length-empty-in-list": b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\nab",
     "continuation-first": b"HTTP/1.1 200 OK\r\n Content-Length: 0\r\n\r\n",
     "101-switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
     "conflicting-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
@@ -469,6 +472,85 @@ def test_protocol_error(backend: str, name: str, feed: str) -> None:
         assert all(isinstance(e, bytes) for e in outcome.events[1:])
     else:
         assert outcome.events == []
+
+
+# -- quirks: what the RFCs do not allow but curl, browsers and h11 read, read the same way by both parsers ------------
+
+QUIRK_CASES: dict[str, tuple[bytes, tuple[str, ...], bytes, list[tuple[bytes, bytes]]]] = {
+    # name: (wire, quirks, reason, headers); each body is b"ok"
+    "esc-in-value": (
+        b"HTTP/1.1 200 OK\r\nServer: \x1b[31mred\x1b[0m\r\nX: \x01\x7f\x1f\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value",),
+        b"OK",
+        [(b"Server", b"\x1b[31mred\x1b[0m"), (b"X", b"\x01\x7f\x1f"), (b"Content-Length", b"2")],
+    ),
+    "esc-in-value-with-every-high-byte": (
+        # No byte is free to disguise the ESC as for llhttp: refused, with llhttp's words (h11 reads it).
+        b"HTTP/1.1 200 OK\r\nX: " + bytes(range(0x80, 0x100)) + b"\x1b\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value",),
+        b"OK",
+        [(b"X", bytes(range(0x80, 0x100)) + b"\x1b"), (b"Content-Length", b"2")],
+    ),
+    "esc-in-reason": (
+        b"HTTP/1.1 200 O\x1bK\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_reason",),
+        b"O\x1bK",
+        [(b"Content-Length", b"2")],
+    ),
+    "bare-lf": (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\nok", ("bare_lf",), b"OK", [(b"Content-Length", b"2")]),
+    "obs-fold": (
+        b"HTTP/1.1 200 OK\r\nX: a \r\n\t b\r\nContent-Length: 2\r\n\r\nok",
+        ("obs_fold",),
+        b"OK",
+        [(b"X", b"a  b"), (b"Content-Length", b"2")],
+    ),
+    "repeated-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        ("duplicate_content_length_equal",),
+        b"OK",
+        [(b"Content-Length", b"2")],
+    ),
+    "listed-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2 , 2\r\n\r\nok",
+        ("duplicate_content_length_equal",),
+        b"OK",
+        [(b"Content-Length", b"2")],
+    ),
+    "http10-no-reason": (
+        b"HTTP/1.0 200\r\nContent-Length: 2\r\n\r\nok",
+        ("http10", "no_reason"),
+        b"",
+        [(b"Content-Length", b"2")],
+    ),
+    "quirks-in-interim-and-final": (
+        b"HTTP/1.1 103 Hints\r\nLink: \x01\r\n\r\nHTTP/1.1 200 OK\nX: a\r\n b\r\nContent-Length: 2\r\n"
+        b"Content-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value", "bare_lf", "obs_fold", "duplicate_content_length_equal"),
+        b"OK",
+        [(b"X", b"a b"), (b"Content-Length", b"2")],
+    ),
+}
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("name", QUIRK_CASES)
+def test_quirk_is_read_and_recorded(backend: str, name: str, feed: str) -> None:
+    wire, quirks, reason, headers = QUIRK_CASES[name]
+    if name == "esc-in-value-with-every-high-byte" and backend == "httptools":
+        assert run(backend, FEEDS[feed](wire)).summary == ("error", "protocol")
+        return
+    outcome = run(backend, FEEDS[feed](wire))
+    assert outcome.error is None, outcome
+    assert outcome.head.quirks == quirks
+    assert outcome.head.reason == reason
+    assert outcome.head.headers == headers
+    assert outcome.body == b"ok"
+    assert outcome.end.reusable == ("http10" not in quirks)  # an HTTP/1.0 response closes the connection
+
+
+def test_a_plain_response_has_no_quirks(backend: str) -> None:
+    outcome = run(backend, [b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\nok"])
+    assert outcome.head.quirks == ()
 
 
 @FUZZ

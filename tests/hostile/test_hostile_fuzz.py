@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 
 from aiotcp.config import Limits
 from aiotcp.errors import AiotcpError, InvalidInput
-from aiotcp.http11 import Request, ResponseEnd, make_protocol
+from aiotcp.http11 import Request, ResponseEnd, ResponseHead, make_protocol
 from aiotcp.probe import iter_jobs
 from aiotcp.targets import parse_target
 
@@ -78,6 +78,9 @@ def expected_verdict(row: Behaviour, parser: str) -> str:
 def check_row(row: Behaviour, parser: str, chunks: list[bytes]) -> None:
     outcome = feed(row, parser, chunks)
     assert verdict(outcome) == expected_verdict(row, parser), (row.name, parser, outcome)
+    if verdict(outcome) == "ok":
+        head = next(event for event in outcome.events if isinstance(event, ResponseHead))
+        assert head.quirks == row.quirks, (row.name, parser, outcome)
     if verdict(outcome) == "ok" and row.body is not None:
         assert outcome.body == row.body, (row.name, parser, outcome)
         end = outcome.events[-1]
