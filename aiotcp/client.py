@@ -427,6 +427,7 @@ class Client:
             request=request,
             dns=info.resolution,
             quirks=head.quirks,
+            tls=info.tls,
         )
 
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .resolution import Resolution
+from .tlsfacts import TLSInfo
 
 if TYPE_CHECKING:
     from .connection import BodyReader
@@ -133,6 +134,7 @@ class Response:
         request: Request | None = None,
         dns: Resolution | None = None,
         quirks: tuple[str, ...] = (),
+        tls: TLSInfo | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -147,6 +149,9 @@ class Response:
         #: Deviations from RFC 9110/9112 the response was read despite, in the order found (``bare_lf``,
         #: ``obs_fold``...: :data:`aiotcp.http11.QUIRKS`); empty for a response that follows the RFCs.
         self.quirks = quirks
+        #: For https: the handshake's facts and the server's certificates as sent (``tls.certificate()``,
+        #: ``tls.verify(host)`` parse and judge them on demand); None for plain http.
+        self.tls = tls
         self.history: list[Response] = []
         #: The request as it was written on the wire (method, path, headers in order, body), or None for a
         #: response not made by a client; ``request.head()`` is its head in bytes.
