@@ -25,8 +25,8 @@ from typing import cast
 from .budget import Budget, Phase
 from .error_mapping import map_stream_error
 from .errors import ConnectionReset
-from .tlsfacts import TLSInfo, tls_info
 from .streams import ConnectInfo, InputWatch, NetworkStream
+from .tlsfacts import TLSInfo, tls_info
 
 __all__ = ["AsyncioStream"]
 

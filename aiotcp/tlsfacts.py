@@ -24,6 +24,9 @@ import hashlib
 import ipaddress
 import os
 import ssl
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -121,6 +124,18 @@ def _peer_chain(ssl_object: Any) -> tuple[bytes, ...]:
 _ENCODING_DER: Final = 2  # _ssl.ENCODING_DER, which the ssl module does not re-export
 
 
+@contextmanager
+def _quietly() -> Iterator[None]:
+    """cryptography warns about certificates that break RFC 5280 in ways it still reads (a negative serial
+    number): the certificates of servers, and of some system CAs, are what they are -- a warning on stderr
+    would only garble the prober's output."""
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
+
+
 def _rfc3339(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -132,7 +147,8 @@ def parse_certificate(der: bytes) -> CertificateFacts:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    cert = x509.load_der_x509_certificate(der)
+    with _quietly():
+        cert = x509.load_der_x509_certificate(der)
     names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     sans: list[str] = []
     try:
@@ -197,7 +213,8 @@ def _verify(chain: tuple[bytes, ...], hostname: str, ca: str | None, now: dateti
     from cryptography.x509.verification import PolicyBuilder, VerificationError
 
     try:
-        certs = [x509.load_der_x509_certificate(der) for der in chain]
+        with _quietly():
+            certs = [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError:
         return "unreadable"
     leaf = certs[0]
@@ -233,7 +250,7 @@ def _verify(chain: tuple[bytes, ...], hostname: str, ca: str | None, now: dateti
 
 
 @functools.cache
-def _CA_POLICY() -> Any:  # noqa: N802 - a constant made on first use (cryptography is imported lazily)
+def _CA_POLICY() -> Any:
     from cryptography import x509
     from cryptography.x509.verification import Criticality, ExtensionPolicy
 
@@ -241,7 +258,7 @@ def _CA_POLICY() -> Any:  # noqa: N802 - a constant made on first use (cryptogra
 
 
 @functools.cache
-def _EE_POLICY() -> Any:  # noqa: N802
+def _EE_POLICY() -> Any:
     from cryptography import x509
     from cryptography.x509.verification import Criticality, ExtensionPolicy
 
@@ -289,6 +306,11 @@ def _cached_store(ca: str) -> Any:
 
 @functools.lru_cache(maxsize=8)
 def _store_certificates(ca: str | None) -> tuple[x509.Certificate, ...]:
+    with _quietly():
+        return _read_store(ca)
+
+
+def _read_store(ca: str | None) -> tuple[x509.Certificate, ...]:
     from cryptography import x509
 
     if ca is not None:

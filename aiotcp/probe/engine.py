@@ -24,11 +24,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from urllib.parse import urljoin
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import ExitStack, aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
+from urllib.parse import urljoin
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
