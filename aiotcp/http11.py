@@ -205,7 +205,7 @@ class ResponseHead:
     http_version: bytes
     headers: HeaderList
     interim: int = 0  # how many 1xx responses came before this one
-    #: Deviations from RFC 9110/9112 that were accepted, in the order found (see :data:`QUIRKS`).
+    #: Deviations from RFC 9110/9112 that were accepted, in the order of :data:`QUIRKS`.
     quirks: tuple[str, ...] = ()
 
 
@@ -664,8 +664,8 @@ class HTTP11Protocol(abc.ABC):
             _add_quirk(self._quirks, "http10")
         if not head.reason:
             _add_quirk(self._quirks, "no_reason")
-        if self._quirks:
-            head.quirks = tuple(self._quirks)
+        if self._quirks:  # in the order of QUIRKS: the backends find them in different orders
+            head.quirks = tuple(quirk for quirk in QUIRKS if quirk in self._quirks)
         self._head = head
         self._framing = framing
         self._has_body = self._method != b"HEAD" and head.status_code not in _NO_BODY_STATUS

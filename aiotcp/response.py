@@ -146,7 +146,7 @@ class Response:
         self.timings = timings
         #: The DNS facts of the host (a, aaaa, cname, resolver), None for an IP address or a given address.
         self.dns = dns
-        #: Deviations from RFC 9110/9112 the response was read despite, in the order found (``bare_lf``,
+        #: Deviations from RFC 9110/9112 the response was read despite, in a fixed order (``bare_lf``,
         #: ``obs_fold``...: :data:`aiotcp.http11.QUIRKS`); empty for a response that follows the RFCs.
         self.quirks = quirks
         #: For https: the handshake's facts and the server's certificates as sent (``tls.certificate()``,

@@ -762,7 +762,7 @@ BEHAVIOURS: list[Behaviour] = [
         "every-quirk-at-once",
         "quirks",
         "ok",
-        "all of them, in an interim head and the final one: recorded once each, in the order found",
+        "all of them, in an interim head and the final one: recorded once each, in a fixed order",
         b"HTTP/1.1 103 Hints\r\nLink: \x01\r\n\r\nHTTP/1.0 200\nX: a\r\n b\r\nServer: \x1b\r\n"
         b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nok",
         close=True,
