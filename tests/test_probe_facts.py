@@ -439,3 +439,8 @@ async def test_a_server_header_with_an_escape_is_a_response_with_a_quirk() -> No
         assert result.error is None, result
         assert result.server == "\x1b[31mred\x1b[0m"
         assert result.quirks == ["ctl_in_header_value", "http10", "no_reason"]
+
+
+async def test_a_line_that_is_no_target_gets_one_record_whatever_the_paths() -> None:
+    results = await probe_one("http://[bad", paths=("/a", "/b"))
+    assert [r.error for r in results] == ["invalid_target"]

@@ -204,8 +204,10 @@ class Prober:
         per address of a name and path (in happy-eyeballs order, each probed on its own with the name's facts);
         a name that does not resolve gets one per path. After ``max_host_errors`` network errors among them,
         the rest are ``skipped`` records."""
+        if job.result is not None:  # a line that is no target: one record, whatever the paths
+            return [await self.probe(job)]
         paths: tuple[str | None, ...] = self.options.paths or (None,)
-        if not self.options.all_ips or job.spec is None or job.result is not None or is_ip(job.spec.host):
+        if not self.options.all_ips or job.spec is None or is_ip(job.spec.host):
             if len(paths) == 1:
                 return [await self.probe(job, path=paths[0])]
             errors = [0]
