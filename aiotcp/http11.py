@@ -290,22 +290,30 @@ def _add_quirk(quirks: list[str], quirk: str) -> None:
         quirks.append(quirk)
 
 
-def _raw_head_quirks(head: bytes | bytearray, fields: int, quirks: list[str]) -> None:
+def _raw_head_quirks(log: bytes | bytearray, end: int, fields: int) -> list[str]:
     """The quirks that only the bytes of a head show, for h11, which reads them and hides them: ``bare_lf``,
-    ``obs_fold`` and ``duplicate_content_length_equal``. ``fields``: how many fields h11 returned. h11
-    accepted the head, so repeated lengths were equal."""
-    lines = head.count(b"\n")
-    if lines != head.count(b"\r\n"):
-        _add_quirk(quirks, "bare_lf")
+    ``obs_fold`` and ``duplicate_content_length_equal``. The head is ``log[:end]`` (not copied: this runs for
+    every response); ``fields``: how many fields h11 returned. h11 accepted the head, so every CR in it ends a
+    line, and repeated lengths were equal."""
+    quirks: list[str] = []
+    lines = log.count(b"\n", 0, end)
+    if lines != log.count(b"\r", 0, end):
+        quirks.append("bare_lf")
     if lines != fields + 2:  # the status line, one line a field, the blank line: else folds or dropped repeats
+        head = bytes(log[:end])
         if b"\n " in head or b"\n\t" in head:
-            _add_quirk(quirks, "obs_fold")
+            quirks.append("obs_fold")
         if head.lower().count(b"\ncontent-length:") > 1:
-            _add_quirk(quirks, "duplicate_content_length_equal")
-    lowered = head.lower()
-    at = lowered.find(b"\ncontent-length:")
-    if at >= 0 and b"," in lowered[at : lowered.find(b"\n", at + 1)]:
-        _add_quirk(quirks, "duplicate_content_length_equal")  # "5, 5", which h11 makes "5"
+            quirks.append("duplicate_content_length_equal")
+    # "5, 5", which h11 reads as "5": look at the field as sent (in its usual spellings first).
+    at = log.find(b"\nContent-Length:", 0, end)
+    if at < 0:
+        at = log.find(b"\ncontent-length:", 0, end)
+        if at < 0:
+            at = bytes(log[:end]).lower().find(b"\ncontent-length:")
+    if at >= 0 and log.find(b",", at, log.find(b"\n", at + 1, end)) >= 0:
+        _add_quirk(quirks, "duplicate_content_length_equal")
+    return quirks
 
 
 _NO_FRAMING: Final = _Framing()  # what is known before a head: nothing (shared; _check_head makes a new one)
@@ -451,7 +459,7 @@ class HTTP11Protocol(abc.ABC):
         self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
         self._garbage_first = False  # the first bytes of the response cannot start a status line
         self._chunks: _ChunkScan | None = None  # the framing of a chunked body, measured (see _ChunkScan)
-        self._quirks: list[str] = []  # of the heads of this response so far (see QUIRKS)
+        self._quirks: tuple[str, ...] = ()  # of the heads of this response so far (see QUIRKS)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} state={self._state()} cycles={self.cycles} body_bytes={self._body_bytes}>"
@@ -610,7 +618,7 @@ class HTTP11Protocol(abc.ABC):
         if _CTL_BYTE.search(reason):
             if _BAD_CTL_BYTE.search(reason):
                 raise ProtocolError(f"invalid character in the reason phrase {quote_bytes(reason)}")
-            _add_quirk(self._quirks, "ctl_in_reason")
+            self._quirk("ctl_in_reason")
         if version not in _VERSIONS:
             raise ProtocolError(f"unsupported HTTP version {version.decode('ascii', 'replace')!r}")
         if status < 100:
@@ -625,7 +633,7 @@ class HTTP11Protocol(abc.ABC):
                         f"invalid character in the value of header {quote_bytes(name)}: {quote_bytes(value)}"
                     )
                 if _CTL_BYTE.search(value):
-                    _add_quirk(self._quirks, "ctl_in_header_value")
+                    self._quirk("ctl_in_header_value")
         framing = _Framing()
         for name, value in headers if fields is None else fields:
             if len(name) not in _FRAMING_NAME_LENGTHS:
@@ -647,6 +655,10 @@ class HTTP11Protocol(abc.ABC):
                 framing.close = True
         return framing
 
+    def _quirk(self, quirk: str) -> None:
+        if quirk not in self._quirks:
+            self._quirks = (*self._quirks, quirk)
+
     def _on_interim(
         self, status: int, reason: bytes, version: bytes, headers: HeaderList, fields: HeaderList | None = None
     ) -> None:
@@ -661,9 +673,9 @@ class HTTP11Protocol(abc.ABC):
         framing = self._check_head(head.status_code, head.reason, head.http_version, head.headers, fields)
         head.interim = self._interim
         if head.http_version == b"1.0":
-            _add_quirk(self._quirks, "http10")
+            self._quirk("http10")
         if not head.reason:
-            _add_quirk(self._quirks, "no_reason")
+            self._quirk("no_reason")
         if self._quirks:  # in the order of QUIRKS: the backends find them in different orders
             head.quirks = tuple(quirk for quirk in QUIRKS if quirk in self._quirks)
         self._head = head
@@ -793,7 +805,7 @@ class H11Protocol(HTTP11Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.InformationalResponse):
-                _raw_head_quirks(self._head_bytes_read(), len(event.headers), self._quirks)
+                self._raw_quirks(len(event.headers))
                 self._on_interim(
                     event.status_code, bytes(event.reason), bytes(event.http_version), list(event.headers.raw_items())
                 )
@@ -805,8 +817,7 @@ class H11Protocol(HTTP11Protocol):
                 if held:
                     self._check_looks_like_http(held)
             elif isinstance(event, h11.Response):
-                _raw_head_quirks(self._head_bytes_read(), len(event.headers), self._quirks)
-                self._log = b""
+                self._raw_quirks(len(event.headers), final=True)
                 self._on_head(
                     ResponseHead(
                         event.status_code,
@@ -822,12 +833,14 @@ class H11Protocol(HTTP11Protocol):
             elif isinstance(event, h11.ConnectionClosed):
                 raise self._early_eof()
 
-    def _head_bytes_read(self) -> bytes | bytearray:
-        """The bytes of the head h11 just returned (what was fed, but what h11 still holds), and forget them."""
+    def _raw_quirks(self, fields: int, *, final: bool = False) -> None:
+        """The quirks of the head h11 just returned, from the bytes fed (less what h11 still holds); then
+        forget those bytes."""
         log = self._log
         end = max(0, len(log) - len(getattr(self._conn, "_receive_buffer", b"")))
-        head, self._log = log[:end], log[end:]
-        return head
+        for quirk in _raw_head_quirks(log, end, fields):
+            self._quirk(quirk)
+        self._log = b"" if final else log[end:]
 
     def _check_chunk_size(self, event: object) -> None:
         # h11 takes up to 20 hex digits of chunk size; llhttp rejects a size beyond 64 bits, and so do we.
@@ -958,33 +971,42 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._parser = self._new_parser()
         self._leftover = False  # bytes arrived after the response ended
         self._speculating = False  # in _feed_whole
-        self._strict_body = False  # the parser was told to want CRLF in a chunked body
+        self._lenient = False  # the parser takes a bare LF ending a line (see _new_parser)
         self._stall = 0  # bytes fed since the body last made progress (see _feed)
         self._progress = False
         self._reset_message()
 
-    def _new_parser(self) -> object:
+    def _new_parser(self, *, lenient: bool = False) -> object:
         parser = self._httptools.HttpResponseParser(self)
         # Leniencies that make llhttp read what h11 reads: Transfer-Encoding + Content-Length as chunked
-        # (never reused, see _verdict); whitespace after a chunk size; a bare LF ending a line of the head
-        # (switched off for the body in on_headers_complete: h11 wants CRLF there). Not lenient_headers: it
-        # would let a CR end a line and a continuation line start the headers, which h11 refuses.
+        # (never reused, see _verdict); whitespace after a chunk size; with ``lenient``, a bare LF ending a line
+        # (see _set_lenient). Not lenient_headers: it would let a CR end a line and a continuation line start
+        # the headers, which h11 refuses.
         parser.set_dangerous_leniencies(
             lenient_chunked_length=True,
             lenient_spaces_after_chunk_size=True,
-            lenient_optional_cr_before_lf=True,
+            lenient_optional_cr_before_lf=lenient,
         )
+        self._lenient = lenient
         return parser
+
+    def _set_lenient(self, lenient: bool) -> None:
+        """Whether a bare LF may end a line. A head fed the careful way may have them (h11 reads them: the
+        ``bare_lf`` quirk, found in the bytes kept); a chunked body may not (h11 wants CRLF there); a head fed
+        whole, speculatively, may not either, so that one with a bare LF goes the careful way, where it is seen
+        -- the usual head pays nothing to be checked for one."""
+        if lenient != self._lenient:
+            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=lenient)  # type: ignore[attr-defined]
+            self._lenient = lenient
 
     def _reset_message(self) -> None:
         self._reason = bytearray()
         self._raw_headers: HeaderList = []
         self._fields: HeaderList = []  # the headers that may frame the message (see _check_head)
         self._restart = False  # an interim head ended: continue with a fresh parser
-        self._log = bytearray()  # the bytes of this head so far, fed the careful way
+        self._log: bytes | bytearray = b""  # the bytes of this head so far, fed the careful way
         self._held: bytearray | None = None  # a head llhttp refused for a quirk, held until it is complete
         self._disguise: _Disguise | None = None  # how the head now being parsed was rewritten for llhttp
-        self._whole = b""  # the read fed by _feed_whole
         self._tail = b""  # the last bytes fed of an unfinished head (a blank line may span two feeds)
         self._next_prefix: bytes | None = None  # the first bytes after an interim head, until there are 5
 
@@ -1018,7 +1040,9 @@ class HttptoolsProtocol(HTTP11Protocol):
             if self._held is not None:
                 self._hold(data[start:end])
             else:
-                self._log += view[start:end]
+                self._log_head(view[start:end])
+                if not self._lenient:
+                    self._set_lenient(True)
                 self._parse(view[start:end])
                 if self._error is not None and self._head is None and self._may_be_quirk(self._error):
                     self._error = None
@@ -1097,7 +1121,6 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._received = self._head_bytes = len(data)
         self._prefix = _HTTP_PREFIX
         self._speculating = True
-        self._whole = data
         try:
             if data[-1:] in (b"\r", b"\n"):  # the last CR or LF is held back, as in the careful way
                 view = memoryview(data)
@@ -1107,11 +1130,10 @@ class HttptoolsProtocol(HTTP11Protocol):
                 self._parse(data)
         finally:
             self._speculating = False
-            self._whole = b""
         if self._error is None:
             if self._head is None:  # the head goes on in the next read, where the careful way takes over
                 self._keep_tail(data[-2:])
-                self._log += data
+                self._log_head(data)
             return True
         self._rewind()
         return False
@@ -1122,7 +1144,6 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._sent = True
         self._events.clear()
         self._parser = self._new_parser()
-        self._strict_body = False
         self._leftover = False
         self._stall = 0
         self._reset_message()
@@ -1155,22 +1176,30 @@ class HttptoolsProtocol(HTTP11Protocol):
             return  # the head goes on
         head = bytes(held)
         self._held = None
-        self._log = bytearray()
+        self._log = b""
         # Parsed again from its first byte, by a fresh parser: forget what the one that refused it reported.
-        self._parser = self._new_parser()
+        self._parser = self._new_parser(lenient=True)
         self._reason = bytearray()
         self._raw_headers = []
         self._fields = []
         if head.count(b"\n") != head.count(b"\r\n"):
-            _add_quirk(self._quirks, "bare_lf")
+            self._quirk("bare_lf")
         tolerated = _tolerated_head(head)
         if tolerated is None:
             self._parse(head)  # nothing to cure: llhttp refuses it again, with its own words
             return
         rewritten, quirks, self._disguise = tolerated
         for quirk in quirks:
-            _add_quirk(self._quirks, quirk)
+            self._quirk(quirk)
         self._parse(rewritten)
+
+    def _log_head(self, data: bytes | memoryview) -> None:
+        if not self._log:
+            self._log = bytes(data)
+        else:
+            if isinstance(self._log, bytes):
+                self._log = bytearray(self._log)
+            self._log += data
 
     def _keep_tail(self, fed: bytes) -> None:
         """Remember the last two bytes fed of an unfinished head, across feeds however short (a blank line
@@ -1234,15 +1263,8 @@ class HttptoolsProtocol(HTTP11Protocol):
         if self._disguise is not None:
             self._raw_headers, self._fields = self._disguise.undo(self._raw_headers)
             self._disguise = None
-        if self._speculating:
-            # A head read whole: it has no bare LF when its lines up to the first CRLFCRLF are the status line,
-            # the fields and the blank line (llhttp refuses obs-fold, so each field is one line).
-            whole = self._whole
-            end = whole.find(b"\r\n\r\n")
-            if end < 0 or whole.count(b"\r\n", 0, end + 4) != len(self._raw_headers) + 2:
-                _add_quirk(self._quirks, "bare_lf")
-        elif self._log and self._log.count(b"\n") != self._log.count(b"\r\n"):
-            _add_quirk(self._quirks, "bare_lf")
+        if self._log and self._log.count(b"\n") != self._log.count(b"\r\n"):  # a head fed the careful way
+            self._quirk("bare_lf")
         parser = self._parser
         status = parser.get_status_code()  # type: ignore[attr-defined]
         version = parser.get_http_version().encode("ascii")  # type: ignore[attr-defined]
@@ -1257,8 +1279,7 @@ class HttptoolsProtocol(HTTP11Protocol):
             if self._speculating:
                 raise _Rewind  # the chunk framing must be measured before llhttp reads it: the careful way
             # h11 wants CRLF ending the lines of a chunked body. (Other bodies have no lines.)
-            parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
-            self._strict_body = True
+            self._set_lenient(False)
         if not self._has_body:
             # llhttp does not know the request method, so it may wait for a body a HEAD reply never has.
             self._on_end()
@@ -1289,9 +1310,8 @@ class HttptoolsProtocol(HTTP11Protocol):
         if self._method == b"HEAD":
             # Start clean: after a HEAD reply llhttp may still wait for the body the headers announced.
             self._parser = self._new_parser()
-        elif self._strict_body:
-            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)  # type: ignore[attr-defined]
-        self._strict_body = False
+        elif self._lenient:
+            self._set_lenient(False)  # the next head may be fed whole
         self._leftover = False
         self._stall = 0
         self._reset_message()

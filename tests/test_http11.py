@@ -1173,3 +1173,11 @@ def test_backends_agree(data: bytes, head: bool, points: list[int]) -> None:
         # both malformed and cut short (llhttp sees the bad byte; h11 waits for a line end that never comes).
         elif fast.error.kind != reference.error.kind:
             assert {fast.error.kind, reference.error.kind} == {"protocol", "disconnected"}, (fast, reference)
+
+
+def test_bare_lf_ending_a_head_whose_body_holds_crlfcrlf(backend: str) -> None:
+    # The first CRLFCRLF is in the body: the head ended before it, at a blank line with a bare LF.
+    for feed in FEEDS.values():
+        outcome = run(backend, feed(b"HTTP/1.1 200 OK\r\nContent-Length: 6\n\nok\r\n\r\n"))
+        assert outcome.head.quirks == ("bare_lf",)
+        assert outcome.body == b"ok\r\n\r\n"
