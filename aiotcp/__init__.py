@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         PoolTimeout,
         ProtocolError,
         ReadTimeout,
+        Skipped,
         TimedOut,
         TLSError,
         TooLarge,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .resolver import AsyncResolver, Resolver, SystemResolver
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
+    from .tlsfacts import TLSInfo
     from .transport import ExchangeResult, tcp_exchange, tcp_session
 
 # Public name -> the module that defines it.
@@ -86,6 +88,7 @@ _EXPORTS = {
             "PoolTimeout",
             "ProtocolError",
             "ReadTimeout",
+            "Skipped",
             "TimedOut",
             "TLSError",
             "TooLarge",
@@ -109,6 +112,7 @@ _EXPORTS = {
     "Timings": "response",
     "Target": "targets",
     "parse_target": "targets",
+    "TLSInfo": "tlsfacts",
     "ExchangeResult": "transport",
     "tcp_exchange": "transport",
     "tcp_session": "transport",
@@ -148,8 +152,10 @@ __all__ = [
     "Resolver",
     "ResolverConfig",
     "Response",
+    "Skipped",
     "SystemResolver",
     "TLSError",
+    "TLSInfo",
     "Target",
     "TimedOut",
     "Timeouts",

@@ -7,7 +7,7 @@ Theory of operation
 The handshake itself verifies nothing unless asked (``verify=False`` is the prober's default); the transport
 keeps the chain the peer sent, as DER, in a :class:`TLSInfo` (a few microseconds per handshake: no parsing).
 Parsing (:meth:`TLSInfo.certificate`) and verification (:meth:`TLSInfo.verify`) happen only when asked, with
-``cryptography``: its X.509 path builder against the system's CA bundle or a given one. Its policy is relaxed
+``cryptography`` (imported then, as ``ssl`` is, so that importing this module costs nothing): its X.509 path builder against the system's CA bundle or a given one. Its policy is relaxed
 to what OpenSSL enforces for ``--verify`` (extensions are not held to the Web PKI profile), so the verdict
 names why OpenSSL would refuse the certificate, not why a browser vendor's root program would.
 
@@ -23,7 +23,6 @@ import functools
 import hashlib
 import ipaddress
 import os
-import ssl
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -311,6 +310,8 @@ def _store_certificates(ca: str | None) -> tuple[x509.Certificate, ...]:
 
 
 def _read_store(ca: str | None) -> tuple[x509.Certificate, ...]:
+    import ssl
+
     from cryptography import x509
 
     if ca is not None:
