@@ -7,9 +7,10 @@ Theory of operation
 The handshake itself verifies nothing unless asked (``verify=False`` is the prober's default); the transport
 keeps the chain the peer sent, as DER, in a :class:`TLSInfo` (a few microseconds per handshake: no parsing).
 Parsing (:meth:`TLSInfo.certificate`) and verification (:meth:`TLSInfo.verify`) happen only when asked, with
-``cryptography`` (imported then, as ``ssl`` is, so that importing this module costs nothing): its X.509 path builder against the system's CA bundle or a given one. Its policy is relaxed
-to what OpenSSL enforces for ``--verify`` (extensions are not held to the Web PKI profile), so the verdict
-names why OpenSSL would refuse the certificate, not why a browser vendor's root program would.
+``cryptography`` (imported then, as ``ssl`` is, so that importing this module costs nothing): its X.509 path
+builder against the system's CA bundle or a given one. Its policy is relaxed to what OpenSSL enforces for
+``--verify`` (extensions are not held to the Web PKI profile), so the verdict names why OpenSSL would refuse
+the certificate, not why a browser vendor's root program would.
 
 Verdicts (:data:`VERIFY_ERRORS`), stable strings like error kinds: ``None`` when the chain verifies for the
 host name, else the first reason found in the order: no certificate, unreadable, expired, not yet valid,
