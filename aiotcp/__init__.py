@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         ProxyResolveError,
         ProxyTunnelRefused,
         ReadTimeout,
+        Skipped,
         TimedOut,
         TLSError,
         TooLarge,
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from .resolver import AsyncResolver, Resolver, SystemResolver
     from .response import Headers, Response, Timings
     from .targets import Target, parse_target
+    from .tlsfacts import TLSInfo
     from .transport import ExchangeResult, TCPTransport, Transport, tcp_exchange, tcp_session
 
 # Public name -> the module that defines it.
@@ -98,6 +100,7 @@ _EXPORTS = {
             "ProxyResolveError",
             "ProxyTunnelRefused",
             "ReadTimeout",
+            "Skipped",
             "TimedOut",
             "TLSError",
             "TooLarge",
@@ -123,6 +126,7 @@ _EXPORTS = {
     "Timings": "response",
     "Target": "targets",
     "parse_target": "targets",
+    "TLSInfo": "tlsfacts",
     "ExchangeResult": "transport",
     "TCPTransport": "transport",
     "Transport": "transport",
@@ -171,9 +175,11 @@ __all__ = [
     "ResolverConfig",
     "Response",
     "Retry",
+    "Skipped",
     "SystemResolver",
     "TCPTransport",
     "TLSError",
+    "TLSInfo",
     "Target",
     "TimedOut",
     "Timeouts",

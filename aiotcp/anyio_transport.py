@@ -17,6 +17,7 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 from .budget import Budget
 from .error_mapping import map_stream_error
 from .streams import READ_SIZE, ConnectInfo, InputWatch, NetworkStream
+from .tlsfacts import TLSInfo, tls_info
 
 __all__ = ["AnyioStream"]
 
@@ -52,14 +53,14 @@ class AnyioStream(NetworkStream):
         peer = self._stream.extra(anyio.abc.SocketAttribute.remote_address)
         return (str(peer[0]), int(peer[1]))
 
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> TLSInfo:
         self._stream = await TLSStream.wrap(
             self._stream,
             hostname=hostname,
             ssl_context=context,
             standard_compatible=False,  # HTTP/1.1 frames its own end; many servers skip close_notify
         )
-        return self._stream.extra(TLSAttribute.tls_version)
+        return tls_info(self._stream.extra(TLSAttribute.ssl_object))
 
     @property
     def is_closed(self) -> bool:

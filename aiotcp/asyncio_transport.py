@@ -26,6 +26,7 @@ from .budget import Budget, Phase
 from .error_mapping import map_stream_error
 from .errors import ConnectionReset
 from .streams import ConnectInfo, InputWatch, NetworkStream
+from .tlsfacts import TLSInfo, tls_info
 
 __all__ = ["AsyncioStream"]
 
@@ -149,7 +150,7 @@ class AsyncioStream(NetworkStream):
         peer = self.transport.get_extra_info("peername")
         return (str(peer[0]), int(peer[1]))
 
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> TLSInfo:
         # Before the handshake: a close_notify may reach the protocol before this coroutine resumes.
         self.protocol.tls = True
         try:
@@ -168,7 +169,7 @@ class AsyncioStream(NetworkStream):
         # kernel.
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
-        return ssl_object.version() if ssl_object is not None else None
+        return tls_info(ssl_object) if ssl_object is not None else TLSInfo(None, None, None)
 
     @property
     def is_closed(self) -> bool:

@@ -659,6 +659,8 @@ class Client:
             dns=info.resolution,
             decoder=decoder,
             proxy=info.proxy,
+            quirks=head.quirks,
+            tls=info.tls,
         )
 
     def _with_cookies(self, target: Target, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

@@ -29,6 +29,8 @@ Kinds and the wire event behind each one::
                      more redirects than max_redirects (raised by aiotcp.client, which defines its class)
     internal         an unexpected exception (a bug in aiotcp) while handling one target; the prober
                      records it, with the exception's type and message, and goes on with the others
+    skipped          not probed: the prober gave up on the host after --max-host-errors network errors
+                     (the message says how many); nothing was sent
     error            none of the above: a connect or stream failure we do not classify (the family base
                      classes ConnectError, NetworkError); the message says what the system said
 
@@ -67,6 +69,7 @@ __all__ = [
     "ProxyResolveError",
     "ProxyTunnelRefused",
     "ReadTimeout",
+    "Skipped",
     "TLSError",
     "TimedOut",
     "TooLarge",
@@ -298,6 +301,12 @@ class InternalError(AiotcpError):
         error = cls(f"{type(exc).__name__}: {exc}", target=target)
         error.__cause__ = exc
         return error
+
+
+class Skipped(AiotcpError):
+    """A target the prober did not probe because its host had failed too often (``--max-host-errors``)."""
+
+    kind = "skipped"
 
 
 def _all_kinds() -> tuple[str, ...]:

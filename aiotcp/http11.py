@@ -31,8 +31,15 @@ The guards make the backends agree where their parsers would not:
 - a peer that is plainly not speaking HTTP is rejected from its first bytes (instead of waiting for a line
   end that may never come), and so is what follows an interim (1xx) head when it cannot start another head;
 - every head, interim or final, meets the same rules (:meth:`HTTP11Protocol._check_head`): HTTP/1.0 or 1.1,
-  status >= 100, no 101, h11's Transfer-Encoding and Content-Length rules, no control character but HTAB
-  in a header value (llhttp's rule, stricter than h11's), none of NUL/CR/LF/VT/FF in the reason phrase;
+  status >= 100, no 101, h11's Transfer-Encoding and Content-Length rules, none of NUL/CR/LF/VT/FF in a header
+  value or the reason phrase;
+- both read the same *quirks* -- deviations from RFC 9110/9112 that curl, browsers and h11 read and that can
+  neither split a message nor make its length ambiguous (:data:`QUIRKS`: other control characters in a value
+  or the reason phrase, bare LF line ends in the head, obs-fold, a Content-Length repeated with one value,
+  HTTP/1.0, no reason phrase) -- and list them in :attr:`ResponseHead.quirks`. llhttp refuses three of them;
+  a head it refuses for one of those is held until complete, rewritten the way h11 reads it and parsed again
+  (:class:`HttptoolsProtocol`). The common response pays a count of its head's line ends (for ``bare_lf``),
+  and on h11 a look at its raw head for obs-fold and repeated lengths, which h11 hides;
 - keep-alive and the reason a connection is not reusable are decided once (:meth:`HTTP11Protocol._verdict`),
   and EOF is classified the same way;
 - an error found in the middle of a chunk of bytes is raised only after the events parsed before it were
@@ -41,13 +48,13 @@ The guards make the backends agree where their parsers would not:
 Known differences, each a narrow class of malformed input on which both backends still end cleanly (events
 or an :class:`~aiotcp.errors.AiotcpError`) but not the same way:
 
-- repeated or comma-listed equal Content-Length values ("5, 5"): h11 folds them, llhttp rejects them;
 - chunk extensions: h11 takes any text after ";" up to CRLF, llhttp only ``;token[=token|quoted-string]``;
 - a chunk size of more than 20 hex digits whose value fits in 64 bits (leading zeros): h11 rejects it;
-- obs-fold (a header line continued on the next line): h11 unfolds it, llhttp rejects it;
 - a bare LF ending a line of the trailer section: h11 accepts it, llhttp rejects it;
 - a response both malformed and cut short may fail as ``protocol`` on llhttp (which sees the bad byte) and
-  as ``disconnected`` on h11 (which waits for the line end that never comes).
+  as ``disconnected`` on h11 (which waits for the line end that never comes);
+- a head with a tolerated control character in a value and all 128 bytes 0x80-0xff (nothing is left to
+  disguise the control character as for llhttp): h11 reads it, llhttp rejects it.
 """
 
 from __future__ import annotations
@@ -198,6 +205,8 @@ class ResponseHead:
     http_version: bytes
     headers: HeaderList
     interim: int = 0  # how many 1xx responses came before this one
+    #: Deviations from RFC 9110/9112 that were accepted, in the order of :data:`QUIRKS`.
+    quirks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,12 +222,15 @@ Event = ResponseHead | bytes | ResponseEnd
 _HTTP_PREFIX: Final = b"HTTP/"
 _NO_BODY_STATUS = (204, 304)
 _VERSIONS = (b"1.0", b"1.1")
-# Control characters (but HTAB) have no place in a header value (RFC 9110 5.5). llhttp refuses them all; h11
-# only NUL, CR, LF, VT and FF, so the shared check holds h11 to llhttp's rule. A reason phrase may hold any
-# of them but those five (h11's rule; llhttp takes anything).
-_BAD_VALUE_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# Control characters (but HTAB) have no place in a header value or a reason phrase (RFC 9110 5.5, RFC 9112
+# 4). NUL, CR and LF can split or smuggle a message, and VT and FF are whitespace to many parsers (h11 refuses
+# them in values, Python's strip() and split() cut at them): those stay errors. The others (ESC, BEL, DEL...)
+# carry no such risk, and curl, browsers and h11 take them: they are quirks (``ctl_in_header_value``,
+# ``ctl_in_reason``), and llhttp, which refuses them in values, is fed them disguised (see _tolerated_head).
+_CTL_BYTE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_BAD_CTL_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
+_TOLERATED_CTL_BYTE = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
 _FRAMING_NAME_LENGTHS = frozenset({len(b"transfer-encoding"), len(b"content-length"), len(b"connection")})
-_BAD_REASON_BYTE = re.compile(rb"[\x00\n\r\x0b\x0c]")
 # Digits only, as h11 requires; at most 19 so that the value fits in llhttp's 64 bits and h11's 20 digits.
 _CONTENT_LENGTH = re.compile(rb"[0-9]{1,19}")
 _H11_END: Final = h11.EndOfMessage()  # immutable: one for every request
@@ -258,6 +270,50 @@ class _Framing:
     chunked: bool = False  # Transfer-Encoding: chunked
     length: bool = False  # a Content-Length
     close: bool = False  # Connection: close
+
+
+#: What :attr:`ResponseHead.quirks` may hold: the deviations from RFC 9110/9112 a response may carry and still be
+#: read (as curl, browsers and h11 read it), because none can split a message or make its length ambiguous.
+QUIRKS: Final = {
+    "ctl_in_header_value": "a control character other than NUL, CR, LF, VT, FF (and HTAB) in a header value",
+    "ctl_in_reason": "a control character other than NUL, CR, LF, VT, FF (and HTAB) in the reason phrase",
+    "bare_lf": "a line of the head ends with LF alone instead of CRLF",
+    "obs_fold": "a header value continued on the next line (obsolete line folding), unfolded with one space",
+    "duplicate_content_length_equal": "Content-Length repeated or comma-listed with one value, read as one",
+    "http10": "an HTTP/1.0 response",
+    "no_reason": "the status line has no reason phrase",
+}
+
+
+def _add_quirk(quirks: list[str], quirk: str) -> None:
+    if quirk not in quirks:
+        quirks.append(quirk)
+
+
+def _raw_head_quirks(log: bytes | bytearray, end: int, fields: int) -> list[str]:
+    """The quirks that only the bytes of a head show, for h11, which reads them and hides them: ``bare_lf``,
+    ``obs_fold`` and ``duplicate_content_length_equal``. The head is ``log[:end]`` (not copied: this runs for
+    every response); ``fields``: how many fields h11 returned. h11 accepted the head, so every CR in it ends a
+    line, and repeated lengths were equal."""
+    quirks: list[str] = []
+    lines = log.count(b"\n", 0, end)
+    if lines != log.count(b"\r", 0, end):
+        quirks.append("bare_lf")
+    if lines != fields + 2:  # the status line, one line a field, the blank line: else folds or dropped repeats
+        head = bytes(log[:end])
+        if b"\n " in head or b"\n\t" in head:
+            quirks.append("obs_fold")
+        if head.lower().count(b"\ncontent-length:") > 1:
+            quirks.append("duplicate_content_length_equal")
+    # "5, 5", which h11 reads as "5": look at the field as sent (in its usual spellings first).
+    at = log.find(b"\nContent-Length:", 0, end)
+    if at < 0:
+        at = log.find(b"\ncontent-length:", 0, end)
+        if at < 0:
+            at = bytes(log[:end]).lower().find(b"\ncontent-length:")
+    if at >= 0 and log.find(b",", at, log.find(b"\n", at + 1, end)) >= 0:
+        _add_quirk(quirks, "duplicate_content_length_equal")
+    return quirks
 
 
 _NO_FRAMING: Final = _Framing()  # what is known before a head: nothing (shared; _check_head makes a new one)
@@ -403,6 +459,7 @@ class HTTP11Protocol(abc.ABC):
         self._prefix = b""  # the first bytes of the response, until there are enough to say "HTTP/"
         self._garbage_first = False  # the first bytes of the response cannot start a status line
         self._chunks: _ChunkScan | None = None  # the framing of a chunked body, measured (see _ChunkScan)
+        self._quirks: tuple[str, ...] = ()  # of the heads of this response so far (see QUIRKS)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} state={self._state()} cycles={self.cycles} body_bytes={self._body_bytes}>"
@@ -558,8 +615,10 @@ class HTTP11Protocol(abc.ABC):
         ``fields``: the headers whose name has the length of a framing header's, when the backend set them
         aside while parsing (else every header is looked at).
         """
-        if _BAD_REASON_BYTE.search(reason):
-            raise ProtocolError(f"invalid character in the reason phrase {quote_bytes(reason)}")
+        if _CTL_BYTE.search(reason):
+            if _BAD_CTL_BYTE.search(reason):
+                raise ProtocolError(f"invalid character in the reason phrase {quote_bytes(reason)}")
+            self._quirk("ctl_in_reason")
         if version not in _VERSIONS:
             raise ProtocolError(f"unsupported HTTP version {version.decode('ascii', 'replace')!r}")
         if status < 100:
@@ -567,12 +626,14 @@ class HTTP11Protocol(abc.ABC):
         if status == 101:
             raise ProtocolError("unexpected 101 Switching Protocols: no upgrade was requested")
         # One scan of all the values (TAB, allowed, joins them) instead of one per header: the hot path.
-        if not self._parser_checks_values and _BAD_VALUE_BYTE.search(b"\t".join([value for _, value in headers])):
+        if not self._parser_checks_values and _CTL_BYTE.search(b"\t".join([value for _, value in headers])):
             for name, value in headers:
-                if _BAD_VALUE_BYTE.search(value):
+                if _BAD_CTL_BYTE.search(value):
                     raise ProtocolError(
                         f"invalid character in the value of header {quote_bytes(name)}: {quote_bytes(value)}"
                     )
+                if _CTL_BYTE.search(value):
+                    self._quirk("ctl_in_header_value")
         framing = _Framing()
         for name, value in headers if fields is None else fields:
             if len(name) not in _FRAMING_NAME_LENGTHS:
@@ -594,6 +655,10 @@ class HTTP11Protocol(abc.ABC):
                 framing.close = True
         return framing
 
+    def _quirk(self, quirk: str) -> None:
+        if quirk not in self._quirks:
+            self._quirks = (*self._quirks, quirk)
+
     def _on_interim(
         self, status: int, reason: bytes, version: bytes, headers: HeaderList, fields: HeaderList | None = None
     ) -> None:
@@ -607,6 +672,12 @@ class HTTP11Protocol(abc.ABC):
             raise TooLarge(f"response has {len(head.headers)} headers, more than {self.limits.max_headers}")
         framing = self._check_head(head.status_code, head.reason, head.http_version, head.headers, fields)
         head.interim = self._interim
+        if head.http_version == b"1.0":
+            self._quirk("http10")
+        if not head.reason:
+            self._quirk("no_reason")
+        if self._quirks:  # in the order of QUIRKS: the backends find them in different orders
+            head.quirks = tuple(quirk for quirk in QUIRKS if quirk in self._quirks)
         self._head = head
         self._framing = framing
         self._has_body = self._method != b"HEAD" and head.status_code not in _NO_BODY_STATUS
@@ -694,6 +765,7 @@ class H11Protocol(HTTP11Protocol):
         # In the head, our cap (in _feed_guarded) fires first; in a chunked body, _ChunkScan's. h11's own cap
         # (on what it holds unparsed) is the backstop.
         self._conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=self.limits.max_header_bytes)
+        self._log: bytes | bytearray = b""  # what was fed since the last head ended: h11 hides some quirks
 
     def _encode(self, request: Request) -> bytes:
         try:
@@ -705,6 +777,14 @@ class H11Protocol(HTTP11Protocol):
         return (head or b"") + (tail or b"") + (end or b"")
 
     def _feed(self, data: bytes) -> None:
+        if self._head is None and data:
+            # Kept for _head_bytes. Usually the whole head comes in one read: then this is that read, not a copy.
+            if not self._log:
+                self._log = data
+            else:
+                if isinstance(self._log, bytes):
+                    self._log = bytearray(self._log)
+                self._log += data
         try:
             self._conn.receive_data(data)
         except RuntimeError as exc:  # data after EOF cannot happen through our transport
@@ -725,6 +805,7 @@ class H11Protocol(HTTP11Protocol):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.InformationalResponse):
+                self._raw_quirks(len(event.headers))
                 self._on_interim(
                     event.status_code, bytes(event.reason), bytes(event.http_version), list(event.headers.raw_items())
                 )
@@ -736,6 +817,7 @@ class H11Protocol(HTTP11Protocol):
                 if held:
                     self._check_looks_like_http(held)
             elif isinstance(event, h11.Response):
+                self._raw_quirks(len(event.headers), final=True)
                 self._on_head(
                     ResponseHead(
                         event.status_code,
@@ -750,6 +832,15 @@ class H11Protocol(HTTP11Protocol):
                 self._on_end()
             elif isinstance(event, h11.ConnectionClosed):
                 raise self._early_eof()
+
+    def _raw_quirks(self, fields: int, *, final: bool = False) -> None:
+        """The quirks of the head h11 just returned, from the bytes fed (less what h11 still holds); then
+        forget those bytes."""
+        log = self._log
+        end = max(0, len(log) - len(getattr(self._conn, "_receive_buffer", b"")))
+        for quirk in _raw_head_quirks(log, end, fields):
+            self._quirk(quirk)
+        self._log = b"" if final else log[end:]
 
     def _check_chunk_size(self, event: object) -> None:
         # h11 takes up to 20 hex digits of chunk size; llhttp rejects a size beyond 64 bits, and so do we.
@@ -770,6 +861,7 @@ class H11Protocol(HTTP11Protocol):
         return bytes(buffer) if buffer is not None else b""
 
     def _next_cycle(self) -> None:
+        self._log = b""
         self._conn.start_next_cycle()
 
 
@@ -783,6 +875,82 @@ class _Rewind(Exception):
 
 
 _BLANK_LINE = re.compile(rb"\n\r?\n")  # how llhttp (with lenient_optional_cr_before_lf) ends a head
+
+# llhttp's words for the errors that the quirks it refuses cause (whatever the split, it says the same).
+_QUIRK_ERRORS: Final = frozenset(
+    {
+        "Invalid header value char",  # a control character in a value
+        "Unexpected whitespace after header value",  # obs-fold
+        "Duplicate Content-Length",
+        "Invalid character in Content-Length",  # "5, 5"
+    }
+)
+_BAD_CTL_IN_HEAD = re.compile(rb"[\x00\x0b\x0c]")  # never a quirk (see _CTL_BYTE); CR and LF llhttp judges
+_OBS_FOLD = re.compile(rb"\r?\n[ \t]+")
+
+
+@dataclass(slots=True)
+class _Disguise:
+    """Control characters of a head replaced, in order, by ``marker`` (a byte the head does not hold)."""
+
+    marker: bytes
+    originals: list[bytes]
+
+    def undo(self, headers: HeaderList) -> tuple[HeaderList, HeaderList]:
+        """``headers`` with their control characters back, and the ones among them that may frame the body."""
+        originals = iter(self.originals)
+        restored: HeaderList = []
+        for name, value in headers:
+            if self.marker in value:
+                pieces = value.split(self.marker)
+                value = pieces[0] + b"".join(next(originals, b"") + piece for piece in pieces[1:])
+            restored.append((name, value))
+        fields = [
+            (name, value.lower() if name.lower() == b"transfer-encoding" else value)
+            for name, value in restored
+            if len(name) in _FRAMING_NAME_LENGTHS
+        ]
+        return restored, fields
+
+
+def _tolerated_head(head: bytes) -> tuple[bytes, list[str], _Disguise | None] | None:
+    """``head`` (complete, refused by llhttp) rewritten so that llhttp reads it as h11 does: folded lines unfolded
+    with one space, repeated equal Content-Length fields made one, control characters in the fields disguised.
+    With the quirks found; ``None`` when there was nothing to rewrite."""
+    status_end = head.find(b"\n") + 1
+    status, fields = head[:status_end], head[status_end:]
+    quirks: list[str] = []
+    if fields[:1] not in (b" ", b"\t") and _OBS_FOLD.search(fields):  # a fold of the status line h11 refuses too
+        fields = _OBS_FOLD.sub(b" ", fields)
+        quirks.append("obs_fold")
+    lines = fields.split(b"\n")
+    length: bytes | None = None
+    kept: list[bytes] = []
+    for line in lines:
+        name, colon, value = line.partition(b":")
+        if colon and name.lower() == b"content-length":
+            values = {part.strip(b" \t\r") for part in value.split(b",")}
+            if len(values) != 1 or (length is not None and values != {length}):
+                return None  # conflicting lengths: an error, which llhttp reports
+            if length is not None:
+                _add_quirk(quirks, "duplicate_content_length_equal")
+                continue  # the same length again
+            length = values.pop()
+            if b"," in value:
+                _add_quirk(quirks, "duplicate_content_length_equal")
+                line = b"Content-Length: " + length + (b"\r" if line.endswith(b"\r") else b"")
+        kept.append(line)
+    if "duplicate_content_length_equal" in quirks:
+        fields = b"\n".join(kept)
+    disguise: _Disguise | None = None
+    if _TOLERATED_CTL_BYTE.search(fields):
+        present = set(head)
+        marker = next((byte for byte in range(0x80, 0x100) if byte not in present), None)
+        if marker is not None:  # else a head holding all 128 of them: llhttp refuses it, with its own words
+            disguise = _Disguise(bytes([marker]), _TOLERATED_CTL_BYTE.findall(fields))
+            fields = _TOLERATED_CTL_BYTE.sub(disguise.marker, fields)
+            quirks.append("ctl_in_header_value")
+    return (status + fields, quirks, disguise) if quirks else None
 
 
 class HttptoolsProtocol(HTTP11Protocol):
@@ -803,29 +971,42 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._parser = self._new_parser()
         self._leftover = False  # bytes arrived after the response ended
         self._speculating = False  # in _feed_whole
-        self._strict_body = False  # the parser was told to want CRLF in a chunked body
+        self._lenient = False  # the parser takes a bare LF ending a line (see _new_parser)
         self._stall = 0  # bytes fed since the body last made progress (see _feed)
         self._progress = False
         self._reset_message()
 
-    def _new_parser(self) -> object:
+    def _new_parser(self, *, lenient: bool = False) -> object:
         parser = self._httptools.HttpResponseParser(self)
         # Leniencies that make llhttp read what h11 reads: Transfer-Encoding + Content-Length as chunked
-        # (never reused, see _verdict); whitespace after a chunk size; a bare LF ending a line of the head
-        # (switched off for the body in on_headers_complete: h11 wants CRLF there). Not lenient_headers: it
-        # would let a CR end a line and a continuation line start the headers, which h11 refuses.
+        # (never reused, see _verdict); whitespace after a chunk size; with ``lenient``, a bare LF ending a line
+        # (see _set_lenient). Not lenient_headers: it would let a CR end a line and a continuation line start
+        # the headers, which h11 refuses.
         parser.set_dangerous_leniencies(
             lenient_chunked_length=True,
             lenient_spaces_after_chunk_size=True,
-            lenient_optional_cr_before_lf=True,
+            lenient_optional_cr_before_lf=lenient,
         )
+        self._lenient = lenient
         return parser
+
+    def _set_lenient(self, lenient: bool) -> None:
+        """Whether a bare LF may end a line. A head fed the careful way may have them (h11 reads them: the
+        ``bare_lf`` quirk, found in the bytes kept); a chunked body may not (h11 wants CRLF there); a head fed
+        whole, speculatively, may not either, so that one with a bare LF goes the careful way, where it is seen
+        -- the usual head pays nothing to be checked for one."""
+        if lenient != self._lenient:
+            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=lenient)  # type: ignore[attr-defined]
+            self._lenient = lenient
 
     def _reset_message(self) -> None:
         self._reason = bytearray()
         self._raw_headers: HeaderList = []
         self._fields: HeaderList = []  # the headers that may frame the message (see _check_head)
         self._restart = False  # an interim head ended: continue with a fresh parser
+        self._log: bytes | bytearray = b""  # the bytes of this head so far, fed the careful way
+        self._held: bytearray | None = None  # a head llhttp refused for a quirk, held until it is complete
+        self._disguise: _Disguise | None = None  # how the head now being parsed was rewritten for llhttp
         self._tail = b""  # the last bytes fed of an unfinished head (a blank line may span two feeds)
         self._next_prefix: bytes | None = None  # the first bytes after an interim head, until there are 5
 
@@ -856,7 +1037,17 @@ class HttptoolsProtocol(HTTP11Protocol):
                 if not _HTTP_PREFIX.startswith(self._next_prefix):
                     self._fail(self._not_http(data[start:end]))
                     break
-            self._parse(view[start:end])
+            if self._held is not None:
+                self._hold(data[start:end])
+            else:
+                self._log_head(view[start:end])
+                if not self._lenient:
+                    self._set_lenient(True)
+                self._parse(view[start:end])
+                if self._error is not None and self._head is None and self._may_be_quirk(self._error):
+                    self._error = None
+                    self._held = bytearray()
+                    self._hold(self._log)
             self._keep_tail(data[max(start, end - 2) : end])
             start = end
             if self._restart:
@@ -942,6 +1133,7 @@ class HttptoolsProtocol(HTTP11Protocol):
         if self._error is None:
             if self._head is None:  # the head goes on in the next read, where the careful way takes over
                 self._keep_tail(data[-2:])
+                self._log_head(data)
             return True
         self._rewind()
         return False
@@ -952,10 +1144,62 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._sent = True
         self._events.clear()
         self._parser = self._new_parser()
-        self._strict_body = False
         self._leftover = False
         self._stall = 0
         self._reset_message()
+
+    # -- quirks llhttp refuses ------------------------------------------------------------------------------
+    #
+    # llhttp refuses three quirks that h11 reads (see QUIRKS): a control character in a header value, obs-fold
+    # and a repeated equal Content-Length. When llhttp refuses a head with one of the errors they cause, the
+    # head is held until its blank line, rewritten the way h11 reads it (_tolerated_head) and fed to a fresh
+    # parser; the values are given back their control characters once parsed. llhttp reports the first error
+    # in the bytes whatever the split, so whether a head is held does not depend on the split either. What
+    # the rewrite does not cure, llhttp refuses again.
+
+    def _may_be_quirk(self, error: AiotcpError) -> bool:
+        cause = error.__cause__
+        return (
+            isinstance(cause, self._httptools.HttpParserError)
+            and str(cause) in _QUIRK_ERRORS
+            and not _BAD_CTL_IN_HEAD.search(self._log)
+        )
+
+    def _hold(self, data: bytes | bytearray | memoryview) -> None:
+        held = self._held
+        assert held is not None
+        held += data
+        if _BAD_CTL_IN_HEAD.search(data):
+            self._fail(ProtocolError(f"invalid character in the response head: {quote_bytes(bytes(held[-64:]))}"))
+            return
+        if not (held.endswith(b"\n\n") or held.endswith(b"\n\r\n")):
+            return  # the head goes on
+        head = bytes(held)
+        self._held = None
+        self._log = b""
+        # Parsed again from its first byte, by a fresh parser: forget what the one that refused it reported.
+        self._parser = self._new_parser(lenient=True)
+        self._reason = bytearray()
+        self._raw_headers = []
+        self._fields = []
+        if head.count(b"\n") != head.count(b"\r\n"):
+            self._quirk("bare_lf")
+        tolerated = _tolerated_head(head)
+        if tolerated is None:
+            self._parse(head)  # nothing to cure: llhttp refuses it again, with its own words
+            return
+        rewritten, quirks, self._disguise = tolerated
+        for quirk in quirks:
+            self._quirk(quirk)
+        self._parse(rewritten)
+
+    def _log_head(self, data: bytes | memoryview) -> None:
+        if not self._log:
+            self._log = bytes(data)
+        else:
+            if isinstance(self._log, bytes):
+                self._log = bytearray(self._log)
+            self._log += data
 
     def _keep_tail(self, fed: bytes) -> None:
         """Remember the last two bytes fed of an unfinished head, across feeds however short (a blank line
@@ -1016,6 +1260,11 @@ class HttptoolsProtocol(HTTP11Protocol):
     def on_headers_complete(self) -> None:
         if self._ended or self._head is not None:
             return
+        if self._disguise is not None:
+            self._raw_headers, self._fields = self._disguise.undo(self._raw_headers)
+            self._disguise = None
+        if self._log and self._log.count(b"\n") != self._log.count(b"\r\n"):  # a head fed the careful way
+            self._quirk("bare_lf")
         parser = self._parser
         status = parser.get_status_code()  # type: ignore[attr-defined]
         version = parser.get_http_version().encode("ascii")  # type: ignore[attr-defined]
@@ -1030,8 +1279,7 @@ class HttptoolsProtocol(HTTP11Protocol):
             if self._speculating:
                 raise _Rewind  # the chunk framing must be measured before llhttp reads it: the careful way
             # h11 wants CRLF ending the lines of a chunked body. (Other bodies have no lines.)
-            parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=False)  # type: ignore[attr-defined]
-            self._strict_body = True
+            self._set_lenient(False)
         if not self._has_body:
             # llhttp does not know the request method, so it may wait for a body a HEAD reply never has.
             self._on_end()
@@ -1062,9 +1310,8 @@ class HttptoolsProtocol(HTTP11Protocol):
         if self._method == b"HEAD":
             # Start clean: after a HEAD reply llhttp may still wait for the body the headers announced.
             self._parser = self._new_parser()
-        elif self._strict_body:
-            self._parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)  # type: ignore[attr-defined]
-        self._strict_body = False
+        elif self._lenient:
+            self._set_lenient(False)  # the next head may be fed whole
         self._leftover = False
         self._stall = 0
         self._reset_message()

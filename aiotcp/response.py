@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AiotcpError
 from .resolution import Resolution
+from .tlsfacts import TLSInfo
 
 if TYPE_CHECKING:
     from .connection import BodyReader
@@ -145,6 +146,8 @@ class Response:
         dns: Resolution | None = None,
         decoder: BodyDecoder | None = None,
         proxy: str | None = None,
+        quirks: tuple[str, ...] = (),
+        tls: TLSInfo | None = None,
     ) -> None:
         self.url = url
         self.method = method
@@ -156,6 +159,12 @@ class Response:
         self.timings = timings
         #: The DNS facts of the host (a, aaaa, cname, resolver), None for an IP address or a given address.
         self.dns = dns
+        #: Deviations from RFC 9110/9112 the response was read despite, in a fixed order (``bare_lf``,
+        #: ``obs_fold``...: :data:`aiotcp.http11.QUIRKS`); empty for a response that follows the RFCs.
+        self.quirks = quirks
+        #: For https: the handshake's facts and the server's certificates as sent (``tls.certificate()``,
+        #: ``tls.verify(host)`` parse and judge them on demand); None for plain http.
+        self.tls = tls
         self.history: list[Response] = []
         #: The request as it was written on the wire (method, path, headers in order, body), or None for a
         #: response not made by a client; ``request.head()`` is its head in bytes.

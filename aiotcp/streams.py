@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .resolution import Resolution
+from .tlsfacts import TLSInfo
 
 if TYPE_CHECKING:
     import ssl
@@ -42,6 +43,8 @@ class ConnectInfo:
     resolution: Resolution | None = None
     proxy_connect_ms: float | None = None
     proxy: str | None = None
+    #: For https: what the handshake showed (version, cipher, ALPN, the peer's certificates as sent).
+    tls: TLSInfo | None = None
 
 
 class NetworkStream(abc.ABC):
@@ -110,8 +113,8 @@ class NetworkStream(abc.ABC):
     def peer(self) -> tuple[str, int]: ...
 
     @abc.abstractmethod
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
-        """Handshake on this connection; return the TLS version. Raises ``ssl.SSLError``/``OSError``."""
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> TLSInfo:
+        """Handshake on this connection; return what it showed. Raises ``ssl.SSLError``/``OSError``."""
 
 
 class InputWatch:

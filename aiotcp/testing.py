@@ -41,6 +41,7 @@ import h11
 from .errors import ConnectionReset
 from .response import Headers
 from .streams import READ_SIZE, ConnectInfo, NetworkStream
+from .tlsfacts import TLSInfo
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -51,6 +52,9 @@ if TYPE_CHECKING:
     from .targets import Target
 
 __all__ = ["Handler", "MockTransport", "Request", "Response"]
+
+# An https target of a mock transport: no handshake happens, and no certificate is sent.
+_MOCK_TLS = TLSInfo(version="mock", cipher=None, alpn=None)
 
 
 @dataclass(slots=True)
@@ -144,7 +148,7 @@ class MockTransport(Transport):
         stream.target = target.url
         stream.info = ConnectInfo(peer=(address or target.host, target.port), dns_ms=0.0, connect_ms=0.0)
         if ssl_context is not None:
-            stream.info.tls_ms, stream.info.tls_version = 0.0, "mock"
+            stream.info.tls_ms, stream.info.tls, stream.info.tls_version = 0.0, _MOCK_TLS, _MOCK_TLS.version
         return stream
 
     async def handle(self, request: Request) -> Reply:
@@ -258,5 +262,5 @@ class _MockStream(NetworkStream):
     def peer(self) -> tuple[str, int]:
         return self.info.peer
 
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
-        return "mock"
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> TLSInfo:
+        return _MOCK_TLS

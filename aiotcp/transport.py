@@ -81,6 +81,7 @@ def make_ssl_context(verify: bool | str | ssl.SSLContext = True) -> ssl.SSLConte
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+        context.set_alpn_protocols(["http/1.1"])  # as when verifying: the handshake differs in nothing else
         return context
     context = ssl.create_default_context() if verify is True else ssl.create_default_context(cafile=verify)
     context.set_alpn_protocols(["http/1.1"])
@@ -257,7 +258,8 @@ async def connect(
             if ssl_context is not None:
                 phase = "tls"
                 tls_started = time.perf_counter()
-                stream.info.tls_version = await stream.start_tls(ssl_context, target.host)
+                stream.info.tls = await stream.start_tls(ssl_context, target.host)
+                stream.info.tls_version = stream.info.tls.version
                 stream.info.tls_ms = _ms(tls_started)
             return stream
         except BaseException as exc:

@@ -3,6 +3,7 @@
     python benchmarks/bench_probe.py                 # 10,000 targets, 1 s timeout, 100 in flight
     python benchmarks/bench_probe.py --lines 1000000 --silent 0 --concurrency 200   # memory: 1M lines
     python benchmarks/bench_probe.py --baseline     # also a bare asyncio Protocol prober, for scale
+    python benchmarks/bench_probe.py --probe-args=--no-facts   # without fingerprints (the cost of the facts)
 
 The baseline does only what any prober must (connect, send ``GET /``, parse the status line with httptools,
 close; refused and timed-out targets counted) with none of aiotcp's records, error mapping or limits: the
@@ -25,6 +26,7 @@ import json
 import multiprocessing
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -144,6 +146,7 @@ def main() -> int:
     parser.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="also run a bare asyncio Protocol prober")
+    parser.add_argument("--probe-args", default="", help="more flags for aiotcp probe, e.g. --no-facts")
     args = parser.parse_args()
 
     ports: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
@@ -164,6 +167,7 @@ def main() -> int:
                 command = [
                     sys.executable, "-m", "aiotcp", "probe", targets, "-q", "-o", out,
                     "-c", str(args.concurrency), "-t", str(args.timeout), "--http", args.http,
+                    *shlex.split(args.probe_args),
                 ]  # fmt: skip
                 wall, status, usage = measure(command)
                 if status != 0:

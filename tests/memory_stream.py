@@ -57,6 +57,7 @@ from aiotcp.connection import HTTPConnection
 from aiotcp.error_mapping import map_stream_error
 from aiotcp.http11 import make_protocol
 from aiotcp.streams import READ_SIZE, ConnectInfo, NetworkStream
+from aiotcp.tlsfacts import TLSInfo
 
 __all__ = ["EOF", "OK", "RESET", "Ending", "Item", "MemoryStream", "Origin", "Peer", "ok"]
 
@@ -262,13 +263,13 @@ class MemoryStream(NetworkStream):
     def peer(self) -> tuple[str, int]:
         return self.remote.address
 
-    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> str | None:
+    async def start_tls(self, context: ssl.SSLContext, hostname: str) -> TLSInfo:
         """No handshake: records ``hostname`` and says TLSv1.3; raises ``ConnectionResetError`` after RST."""
         await anyio.lowlevel.checkpoint()
         if self._ending() is RESET:
             raise _reset_error()
         self.remote.tls_hostname = hostname
-        return "TLSv1.3"
+        return TLSInfo("TLSv1.3", None, None)
 
 
 class Origin:

@@ -105,6 +105,7 @@ def test_kinds_are_the_documented_ones() -> None:
         "local",
         "too_many_redirects",
         "internal",
+        "skipped",
         "error",
     }
     assert set(KINDS) == documented

@@ -418,8 +418,11 @@ PROTOCOL_ERRORS: dict[str, bytes] = {
     "blank-line-after-interim": b"HTTP/1.1 100 Continue\r\n\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
     "rtsp-after-interim": b"HTTP/1.1 100 Continue\r\n\r\nRTSP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
     "nul-in-reason": b"HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n",
-    "ctl-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x01b\r\nContent-Length: 0\r\n\r\n",
-    "del-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 0\r\n\r\n",
+    "ff-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x0cb\r\nContent-Length: 0\r\n\r\n",
+    "esc-then-nul-in-value": b"HTTP/1.1 200 OK\r\nX-Bad: a\x1bb\r\nX-Worse: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    "ctl-in-name": b"HTTP/1.1 200 OK\r\nX-B\x1bad: a\r\nContent-Length: 0\r\n\r\n",
+    "conflicting-after-fold": b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+    "conflicting-content-length-empty-in-list": b"HTTP/1.1 200 OK\r\nContent-Length: 2,\r\n\r\nab",
     "continuation-first": b"HTTP/1.1 200 OK\r\n Content-Length: 0\r\n\r\n",
     "101-switching": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
     "conflicting-content-length": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
@@ -469,6 +472,85 @@ def test_protocol_error(backend: str, name: str, feed: str) -> None:
         assert all(isinstance(e, bytes) for e in outcome.events[1:])
     else:
         assert outcome.events == []
+
+
+# -- quirks: what the RFCs do not allow but curl, browsers and h11 read, read the same way by both parsers ------------
+
+QUIRK_CASES: dict[str, tuple[bytes, tuple[str, ...], bytes, list[tuple[bytes, bytes]]]] = {
+    # name: (wire, quirks, reason, headers); each body is b"ok"
+    "esc-in-value": (
+        b"HTTP/1.1 200 OK\r\nServer: \x1b[31mred\x1b[0m\r\nX: \x01\x7f\x1f\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value",),
+        b"OK",
+        [(b"Server", b"\x1b[31mred\x1b[0m"), (b"X", b"\x01\x7f\x1f"), (b"Content-Length", b"2")],
+    ),
+    "esc-in-value-with-every-high-byte": (
+        # No byte is free to disguise the ESC as for llhttp: refused, with llhttp's words (h11 reads it).
+        b"HTTP/1.1 200 OK\r\nX: " + bytes(range(0x80, 0x100)) + b"\x1b\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value",),
+        b"OK",
+        [(b"X", bytes(range(0x80, 0x100)) + b"\x1b"), (b"Content-Length", b"2")],
+    ),
+    "esc-in-reason": (
+        b"HTTP/1.1 200 O\x1bK\r\nContent-Length: 2\r\n\r\nok",
+        ("ctl_in_reason",),
+        b"O\x1bK",
+        [(b"Content-Length", b"2")],
+    ),
+    "bare-lf": (b"HTTP/1.1 200 OK\nContent-Length: 2\r\n\nok", ("bare_lf",), b"OK", [(b"Content-Length", b"2")]),
+    "obs-fold": (
+        b"HTTP/1.1 200 OK\r\nX: a \r\n\t b\r\nContent-Length: 2\r\n\r\nok",
+        ("obs_fold",),
+        b"OK",
+        [(b"X", b"a  b"), (b"Content-Length", b"2")],
+    ),
+    "repeated-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 2\r\n\r\nok",
+        ("duplicate_content_length_equal",),
+        b"OK",
+        [(b"Content-Length", b"2")],
+    ),
+    "listed-length": (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2 , 2\r\n\r\nok",
+        ("duplicate_content_length_equal",),
+        b"OK",
+        [(b"Content-Length", b"2")],
+    ),
+    "http10-no-reason": (
+        b"HTTP/1.0 200\r\nContent-Length: 2\r\n\r\nok",
+        ("http10", "no_reason"),
+        b"",
+        [(b"Content-Length", b"2")],
+    ),
+    "quirks-in-interim-and-final": (
+        b"HTTP/1.1 103 Hints\r\nLink: \x01\r\n\r\nHTTP/1.1 200 OK\nX: a\r\n b\r\nContent-Length: 2\r\n"
+        b"Content-Length: 2\r\n\r\nok",
+        ("ctl_in_header_value", "bare_lf", "obs_fold", "duplicate_content_length_equal"),
+        b"OK",
+        [(b"X", b"a b"), (b"Content-Length", b"2")],
+    ),
+}
+
+
+@pytest.mark.parametrize("feed", FEEDS)
+@pytest.mark.parametrize("name", QUIRK_CASES)
+def test_quirk_is_read_and_recorded(backend: str, name: str, feed: str) -> None:
+    wire, quirks, reason, headers = QUIRK_CASES[name]
+    if name == "esc-in-value-with-every-high-byte" and backend == "httptools":
+        assert run(backend, FEEDS[feed](wire)).summary == ("error", "protocol")
+        return
+    outcome = run(backend, FEEDS[feed](wire))
+    assert outcome.error is None, outcome
+    assert outcome.head.quirks == quirks
+    assert outcome.head.reason == reason
+    assert outcome.head.headers == headers
+    assert outcome.body == b"ok"
+    assert outcome.end.reusable == ("http10" not in quirks)  # an HTTP/1.0 response closes the connection
+
+
+def test_a_plain_response_has_no_quirks(backend: str) -> None:
+    outcome = run(backend, [b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\nok"])
+    assert outcome.head.quirks == ()
 
 
 @FUZZ
@@ -1001,11 +1083,11 @@ def assert_same_outcome(split: Outcome, whole: Outcome) -> None:
 
 
 # A grammar of responses, valid and not, for the differential test. It leaves out the few classes of input
-# on which the backends cannot agree (listed in the module docstring of aiotcp.http11): repeated or listed
-# equal Content-Length values; chunk extensions other than ";token[=token]", or followed by whitespace; chunk
-# sizes of more than 20 digits; obs-fold (a header line continued on the next); bare LF line ends after the
-# head (chunk lines, trailers). Everything else -- versions, status codes, reason phrases, names, values with
-# control characters, framing, interim responses, trailers, truncation, leftovers -- is fair game.
+# on which the backends cannot agree (listed in the module docstring of aiotcp.http11): chunk extensions other
+# than ";token[=token]", or followed by whitespace; chunk sizes of more than 20 digits; bare LF line ends after
+# the head (chunk lines, trailers). Everything else -- versions, status codes, reason phrases, names, values
+# with control characters, quirks (obs-fold, repeated equal lengths), framing, interim responses, trailers,
+# truncation, leftovers -- is fair game.
 _VALUE_BYTES = st.sampled_from([b"a", b"Z", b"0", b" ", b"\t", b"\xc3\xa9", b"\xff", b",", b"\x01", b"\x7f", b'"'])
 _BAD_VALUE_BYTES = st.sampled_from([b"\x00", b"\r", b"\x0b", b"\x0c", b"\n"])
 
@@ -1033,6 +1115,9 @@ def responses(draw: st.DrawFn) -> bytes:
         for code in draw(st.lists(st.sampled_from([100, 102, 103, 101]), max_size=2))
     )
     fields = draw(st.lists(header_fields(), max_size=4))
+    if fields and draw(st.integers(0, 5)) == 0:  # obs-fold: the first field's value goes on on the next line
+        name, value = fields[0]
+        fields[0] = (name, value + eol + draw(st.sampled_from([b" ", b"\t", b"  "])) + b"folded")
     body = draw(st.binary(max_size=20))
     framing = draw(st.sampled_from(["length", "chunked", "none", "both", "bad-length"]))
     if draw(st.booleans()):
@@ -1040,6 +1125,13 @@ def responses(draw: st.DrawFn) -> bytes:
     payload = b""
     if framing in ("length", "both"):
         fields.append((b"Content-Length", b"%d" % (len(body) + draw(st.sampled_from([0, 0, 0, 1, -1])))))
+        repeat = draw(st.sampled_from([None] * 6 + ["field", "list", "other"]))
+        if repeat == "field":
+            fields.append((b"content-length", fields[-1][1]))
+        elif repeat == "list":
+            fields[-1] = (b"Content-Length", fields[-1][1] + b", " + fields[-1][1])
+        elif repeat == "other":
+            fields.append((b"Content-Length", fields[-1][1] + b"0"))
     if framing == "bad-length":
         fields.append((b"Content-Length", draw(st.sampled_from([b"1 2", b"x", b"-0", b"1" * 22, b""]))))
     if framing in ("chunked", "both"):
@@ -1081,3 +1173,11 @@ def test_backends_agree(data: bytes, head: bool, points: list[int]) -> None:
         # both malformed and cut short (llhttp sees the bad byte; h11 waits for a line end that never comes).
         elif fast.error.kind != reference.error.kind:
             assert {fast.error.kind, reference.error.kind} == {"protocol", "disconnected"}, (fast, reference)
+
+
+def test_bare_lf_ending_a_head_whose_body_holds_crlfcrlf(backend: str) -> None:
+    # The first CRLFCRLF is in the body: the head ended before it, at a blank line with a bare LF.
+    for feed in FEEDS.values():
+        outcome = run(backend, feed(b"HTTP/1.1 200 OK\r\nContent-Length: 6\n\nok\r\n\r\n"))
+        assert outcome.head.quirks == ("bare_lf",)
+        assert outcome.body == b"ok\r\n\r\n"

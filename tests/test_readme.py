@@ -1,4 +1,5 @@
-"""The README's Python examples run as written, and its two set-up commands are the ones CI runs."""
+"""The README's Python examples run as written, its two set-up commands are the ones CI runs, and its record
+schema and kinds tables list every field and kind."""
 
 from __future__ import annotations
 
@@ -35,3 +36,19 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "pip install --quiet -e '.[test]'" in ci
     assert "python -m pytest" in README
     assert ci.rstrip().endswith(".venv/bin/python -m pytest")
+
+
+def test_the_record_schema_table_lists_every_field() -> None:
+    from aiotcp.probe import FIELD_NAMES
+
+    table = README.split("### Record schema", 1)[1].split("\n\n", 2)[1]
+    listed = set(re.findall(r"`([a-z0-9_]+)`", "\n".join(line.split("|")[1] for line in table.splitlines())))
+    assert set(FIELD_NAMES) <= listed, set(FIELD_NAMES) - listed
+
+
+def test_the_kinds_table_lists_every_kind() -> None:
+    from aiotcp.errors import KINDS
+
+    table = README.split("## Error kinds", 1)[1].split("\n\n", 2)[1]
+    listed = set(re.findall(r"^\| `([a-z_]+)`", table, re.MULTILINE))
+    assert set(KINDS) - {"error"} <= listed, set(KINDS) - listed

@@ -34,8 +34,11 @@ from ..probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_job
 from ..probe import dask as distributed
 from ..probe.engine import WINDOW_STALL_S
 from ..probe.journal import Journal, JournalMismatch
+from ..probe.matchers import Matchers
 from ..probe.output import RecordWriter, make_writer
 from ..targets import parse_ports
+from ..text import escape_control
+from ..tlsfacts import load_ca
 from .common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -50,6 +53,7 @@ from .common import (
     make_console,
     positive_float,
     positive_int,
+    read_input,
     resolver_options,
 )
 
@@ -85,6 +89,34 @@ def register(commands: Any) -> None:
     probe.add_argument("-p", "--ports", type=_ports, default=(), help="ports for lines without one: 80,443,8000-8010")
     probe.add_argument("--scheme", choices=["http", "https", "auto"], default="auto", help="for lines without one")
     probe.add_argument("--verify", action="store_true", help="verify TLS certificates (off: see the service)")
+    probe.add_argument(
+        "--ca",
+        metavar="FILE",
+        help="PEM CA bundle that cert_verify_error (and --verify) judge chains against (default: the system's)",
+    )
+    probe.add_argument(
+        "--no-facts",
+        action="store_true",
+        help="skip certificate facts and body/header hashes, words and lines (those fields stay null)",
+    )
+    probe.add_argument(
+        "--favicon", action="store_true", help="fetch the favicon: favicon_mmh3 (Shodan's hash) and favicon_url"
+    )
+    probe.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="/A,/B",
+        help="probe each path on every target: one record each (repeatable)",
+    )
+    probe.add_argument("--path-file", metavar="FILE", help="paths to probe on every target, one per line")
+    probe.add_argument(
+        "--max-host-errors",
+        type=positive_int,
+        metavar="N",
+        help="after N network errors on a target's paths, record the rest as skipped without probing them",
+    )
+    _add_matcher_arguments(probe)
     probe.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="response parser")
     probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
     probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
@@ -105,6 +137,67 @@ def register(commands: Any) -> None:
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
     _add_scale_out_arguments(probe)
     probe.set_defaults(handler=main_probe)
+
+
+_MATCHERS = (
+    ("code", "CODES", "status codes and ranges: 200,301-308"),
+    ("length", "N", "lengths and ranges (Content-Length, else the body bytes read): 0,1000-2000"),
+    ("string", "TEXT", "text in the body read"),
+    ("regex", "REGEX", "a Python regular expression found in the body read"),
+)
+
+
+def _add_matcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--match-*`` / ``--filter-*`` (:mod:`aiotcp.probe.matchers`): which records are written."""
+    for name, metavar, what in _MATCHERS:
+        parser.add_argument(
+            f"--match-{name}", action="append", default=[], metavar=metavar, help=f"write only records with {what}"
+        )
+        parser.add_argument(
+            f"--filter-{name}", action="append", default=[], metavar=metavar, help=f"do not write records with {what}"
+        )
+
+
+def _matchers(args: argparse.Namespace) -> Matchers:
+    """Raises UsageError naming the flag, for a value that is not a code, length or regular expression."""
+    try:
+        return Matchers.build(
+            **{
+                f"{verb}_{name}": getattr(args, f"{verb}_{name}")
+                for verb in ("match", "filter")
+                for name, _, _ in _MATCHERS
+            }
+        )
+    except ValueError as exc:
+        raise UsageError(f"--{exc}") from None
+
+
+def _paths(args: argparse.Namespace) -> tuple[str, ...]:
+    """The paths of ``--path`` and ``--path-file``, in order, without repeats. Raises UsageError naming the flag
+    for an unreadable file (a path that is not one is caught by ProbeOptions, also before any probe)."""
+    paths = [piece.strip() for value in args.path for piece in value.split(",") if piece.strip()]
+    if args.path_file is not None:
+        text = read_input(args.path_file, "--path-file").decode("utf-8", errors="surrogateescape")
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                if not line.startswith("/"):
+                    raise UsageError(f"--path-file: line {number}: {escape_control(line)!s} does not start with '/'")
+                paths.append(line)
+        if not paths:
+            raise UsageError(f"--path-file: {escape_control(args.path_file)} holds no path")
+    return tuple(dict.fromkeys(paths))
+
+
+def _check_ca(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        load_ca(path)
+    except OSError as exc:
+        raise UsageError(f"--ca: cannot read {escape_control(path)}: {describe_os_error(exc)}") from None
+    except ValueError:
+        raise UsageError(f"--ca: {escape_control(path)} holds no PEM certificate") from None
 
 
 def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
@@ -247,6 +340,8 @@ class Stats:
         self.statuses: collections.Counter[int] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
         self.last_line = 0
+        self.matched = 0  # records written because they passed the matchers and filters
+        self.filtered = 0  # records not written because of them
 
     def add(self, result: ProbeResult) -> None:
         self.records += 1
@@ -279,6 +374,9 @@ def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
     for kind, count in stats.errors.most_common():
         table.add_row(f"error: {kind}", str(count))
     table.add_section()
+    if stats.matched or stats.filtered:
+        table.add_row("matched (written)", str(stats.matched))
+        table.add_row("filtered (not written)", str(stats.filtered))
     table.add_row("total probed", str(stats.records))
     if stats.replayed:
         table.add_row("from the journal", str(stats.replayed))
@@ -290,6 +388,9 @@ def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
 def main_probe(args: argparse.Namespace) -> int:
     if args.window is not None and args.order != "input":
         raise UsageError("--window sets the window of --order input; add --order input, or drop --window")
+    matchers = _matchers(args)
+    paths = _paths(args)
+    _check_ca(args.ca)
     # With --dask the probes run on the workers, which fit -c to their own open-file limit.
     concurrency, warning = (args.concurrency, None) if args.dask else raise_fd_limit(args.concurrency)
     if warning:
@@ -314,6 +415,12 @@ def main_probe(args: argparse.Namespace) -> int:
             http=args.http,
             all_ips=args.all_ips,
             proxy=args.proxy,
+            paths=paths,
+            max_host_errors=args.max_host_errors,
+            favicon=args.favicon,
+            facts=not args.no_facts,
+            ca=args.ca,
+            keep_body=matchers.needs_body,
             **resolver_options(args),
         )
     except ValueError as exc:
@@ -357,6 +464,7 @@ def main_probe(args: argparse.Namespace) -> int:
                 stats,
                 status,
                 client,
+                matchers,
                 backend_options={"use_uvloop": have_uvloop()},
             )
         except distributed.DaskUnavailable as exc:
@@ -411,10 +519,13 @@ async def _run(
     stats: Stats,
     status: StatusLine | None,
     client: Any = None,
+    matchers: Matchers | None = None,
 ) -> int:
+    matchers = matchers or Matchers()
     if journal is not None:
         for record in journal.replay():
-            if not args.only_ok or record.get("ok"):
+            written = record.pop(_NOT_WRITTEN, True)
+            if written and (not args.only_ok or record.get("ok")):
                 writer.write(record)
             stats.replayed += 1
     progress = _Progress(stats, _count_lines(args.file), status) if status is not None else None
@@ -437,9 +548,18 @@ async def _run(
         async with aclosing(numbered), aclosing(jobs), aclosing(results):
             async for result in results:
                 record = result.as_dict()
+                keep = not matchers.active or matchers.keep(result)
+                result.body = None
                 if journal is not None:
-                    journal.append(result.seq, record, result.parts)
-                if not args.only_ok or result.ok:
+                    # Every record is journaled (--resume accounts for every target); a filtered one is marked, so
+                    # that a resumed run leaves it out too.
+                    journal.append(result.seq, record if keep else {**record, _NOT_WRITTEN: False}, result.parts)
+                if matchers.active:
+                    if keep:
+                        stats.matched += 1
+                    else:
+                        stats.filtered += 1
+                if keep and (not args.only_ok or result.ok):
                     writer.write(record)
                 stats.add(result)
                 now = time.monotonic()
@@ -458,6 +578,9 @@ async def _run(
     if not args.quiet:
         make_console(sys.stderr).print(_summary(stats))
     return EXIT_OK
+
+
+_NOT_WRITTEN = "written"  # a journal line's mark for a record the matchers kept out of the output
 
 
 class _StallWarning:

@@ -4,6 +4,7 @@
 - :mod:`.jobs` -- numbering the input (lines, ranges, ports) into jobs;
 - :mod:`.records` -- :class:`ProbeResult`, the record and its schema;
 - :mod:`.retry` -- the retry / scheme-switch decision, a pure function;
+- :mod:`.matchers` -- which records are written (``--match-*`` / ``--filter-*``);
 - :mod:`.limits` -- the global rate and the per-host cap;
 - :mod:`.journal`, :mod:`.output`, :mod:`.sharding`, :mod:`.dask` -- ``--resume``, record writers,
   ``--shard`` and ``--dask``.

@@ -121,9 +121,10 @@ def chunk_time_limit(options: ProbeOptions, jobs: int) -> float:
     waves = math.ceil(jobs / options.concurrency)
     if options.per_host is not None:
         waves = max(waves, math.ceil(jobs / options.per_host))  # all on one host: per_host at a time
-    seconds = waves * options.timeout
+    # A job probes each of its paths in turn, each within its own deadline (the favicon within the same one).
+    seconds = waves * options.timeout * max(1, len(options.paths))
     if options.rate is not None:
-        seconds += jobs / options.rate
+        seconds += jobs * max(1, len(options.paths)) / options.rate
     return seconds
 
 

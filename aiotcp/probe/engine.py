@@ -28,6 +28,7 @@ from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import ExitStack, aclosing, suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
+from urllib.parse import urljoin
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -35,19 +36,50 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from ..budget import Budget
 from ..client import Client
 from ..config import Limits, Timeouts
-from ..errors import AiotcpError, ConnectError, DNSError, InternalError
+from ..errors import AiotcpError, ConnectError, DNSError, InternalError, InvalidTarget, Skipped
 from ..http11 import available_backends
 from ..proxy import parse_proxy
 from ..resolution import Nameserver, Resolution, ResolverConfig, parse_nameservers
-from ..targets import Target
+from ..response import Response
+from ..targets import Target, parse_target
+from ..tlsfacts import verify_error_from_message
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
 from .limits import HostLimiter, RateLimiter
-from .records import ProbeResult, fill_dns, fill_dns_error, fill_from_response, is_ip, now_iso
+from .records import (
+    ProbeResult,
+    favicon_hash,
+    favicon_link,
+    fill_dns,
+    fill_dns_error,
+    fill_fingerprints,
+    fill_from_response,
+    fill_tls,
+    is_ip,
+    now_iso,
+)
 from .retry import Attempts, Stop, Switch, decide, decide_answer
 
 __all__ = ["WINDOW_STALL_S", "ProbeOptions", "Prober", "probe_jobs", "probe_many"]
 
 _TLS_PORTS = frozenset({443, 8443, 9443, 4443})
+#: The error kinds that count towards ``max_host_errors``: the host did not answer as a server does.
+NETWORK_KINDS = frozenset(
+    {
+        "dns",
+        "refused",
+        "unreachable",
+        "connect_timeout",
+        "tls",
+        "reset",
+        "disconnected",
+        "read_timeout",
+        "write_timeout",
+        "timeout",
+        "error",
+    }
+)
+#: Bytes of a favicon read at most (a larger one gets no hash: it would not be the one Shodan saw).
+FAVICON_MAX = 1024 * 1024
 #: With ``order="input"``: how long the next target may wait for room in the re-ordering window before
 #: ``on_window_stall`` is told.
 WINDOW_STALL_S = 1.0
@@ -83,8 +115,21 @@ class ProbeOptions:
     resolvers: tuple[Nameserver, ...] = ()
     all_ips: bool = False
     proxy: str | None = None
+    paths: tuple[str, ...] = ()
+    max_host_errors: int | None = None
+    favicon: bool = False
+    facts: bool = True
+    ca: str | None = None
+    keep_body: bool = False
 
     def __post_init__(self) -> None:
+        if self.paths:
+            try:
+                object.__setattr__(self, "paths", tuple(_DUMMY.with_path(path).path for path in self.paths))
+            except InvalidTarget as exc:
+                raise ValueError(exc.message) from None
+        if self.max_host_errors is not None and self.max_host_errors < 1:
+            raise ValueError(f"max_host_errors must be at least 1, got {self.max_host_errors!r}")
         if self.resolvers:
             object.__setattr__(self, "resolvers", parse_nameservers(self.resolvers))
         if not isinstance(self.resolver, ResolverConfig) and self.resolver not in ("auto", "system"):
@@ -130,6 +175,9 @@ def _identity_unless_given(headers: tuple[tuple[str, str], ...]) -> list[tuple[s
     return [("Accept-Encoding", "identity")]
 
 
+_DUMMY = Target("http", "127.0.0.1", 80)
+
+
 # -- one probe ---------------------------------------------------------------------------------------------
 
 
@@ -150,7 +198,7 @@ class Prober:
                 max_body_bytes=None,
                 max_decompression_ratio=None,
             ),
-            verify=options.verify,
+            verify=(options.ca or True) if options.verify else False,
             headers=[*_identity_unless_given(options.headers), *options.headers, ("Connection", "close")],
             follow_redirects=options.follow_redirects,
             max_redirects=options.max_redirects,
@@ -172,10 +220,27 @@ class Prober:
         return ("https", "http") if job.port in _TLS_PORTS else ("http", "https")
 
     async def probe_records(self, job: Job) -> list[ProbeResult]:
-        """The records of one job: one, or with ``all_ips`` one per address of a name (in happy-eyeballs
-        order, each probed on its own with the name's facts); a name that does not resolve gets one."""
-        if not self.options.all_ips or job.spec is None or job.result is not None or is_ip(job.spec.host):
+        """The records of one job (see :meth:`_records`); when there are several, each knows their number, so
+        that ``--resume`` counts the job done only once all of them are journaled."""
+        records = await self._records(job)
+        if len(records) > 1:
+            for record in records:
+                record.parts = len(records)
+        return records
+
+    async def _records(self, job: Job) -> list[ProbeResult]:
+        """The records of one job: one per path (``paths``, else the target's own), and with ``all_ips`` one
+        per address of a name and path (in happy-eyeballs order, each probed on its own with the name's facts);
+        a name that does not resolve gets one per path. After ``max_host_errors`` network errors among them,
+        the rest are ``skipped`` records."""
+        if job.result is not None:  # a line that is no target: one record, whatever the paths
             return [await self.probe(job)]
+        paths: tuple[str | None, ...] = self.options.paths or (None,)
+        if not self.options.all_ips or job.spec is None or is_ip(job.spec.host):
+            if len(paths) == 1:
+                return [await self.probe(job, path=paths[0])]
+            errors = [0]
+            return [await self.probe(job, path=path, errors=errors) for path in paths]
         timeouts = self.timeouts
         started = time.perf_counter()
         resolution: Resolution | None = None
@@ -187,15 +252,26 @@ class Prober:
             # asked again, with the retries it is entitled to).
             return [await self.probe(job)]
         resolution = replace(resolution, dns_ms=round((time.perf_counter() - started) * 1000.0, 3))
-        addresses = resolution.addresses()
-        records = [await self.probe(job, address=address, resolution=resolution) for address in addresses]
-        for record in records:
-            record.parts = len(records)
-        return records
+        errors = [0]
+        return [
+            await self.probe(job, address=address, resolution=resolution, path=path, errors=errors)
+            for address in resolution.addresses()
+            for path in paths
+        ]
 
-    async def probe(self, job: Job, *, address: str | None = None, resolution: Resolution | None = None) -> ProbeResult:
+    async def probe(
+        self,
+        job: Job,
+        *,
+        address: str | None = None,
+        resolution: Resolution | None = None,
+        path: str | None = None,
+        errors: list[int] | None = None,
+    ) -> ProbeResult:
         """One record for ``job``; ``address`` connects there instead of resolving (``resolution`` holds the
-        name's facts for the record)."""
+        name's facts for the record); ``path`` asks for that path instead of the target's. ``errors`` counts the
+        network errors of the job's records so far: once it reaches ``max_host_errors`` the record is
+        ``skipped``, without a probe."""
         if job.result is not None:
             job.result.timestamp = now_iso()
             return job.result
@@ -203,6 +279,16 @@ class Prober:
         options = self.options
         host = job.spec.host
         result = ProbeResult(input=job.text, line=job.line, host=host, port=job.port, seq=job.seq)
+        limit = options.max_host_errors
+        if errors is not None and limit is not None and errors[0] >= limit:
+            skipped = Skipped(f"not probed: {host} gave {errors[0]} network errors (max_host_errors {limit})")
+            target = job.spec.resolve(default_scheme=self.schemes_for(job)[0], default_port=job.port)
+            target = target.with_path(path) if path is not None else target
+            result.url, result.scheme, result.port, result.path = target.url, target.scheme, target.port, target.path
+            result.error, result.error_message = skipped.kind, skipped.message
+            result.timestamp = now_iso()
+            result.ip = address or (host if is_ip(host) else None)
+            return result
         schemes = self.schemes_for(job)
         attempts = Attempts(schemes, schemes[0])
         if self.hosts is not None:
@@ -220,7 +306,14 @@ class Prober:
             while True:
                 result.attempts += 1
                 target = job.spec.resolve(default_scheme=attempts.scheme, default_port=job.port)
-                result.url, result.scheme, result.port = target.url, target.scheme, target.port
+                if path is not None:
+                    target = target.with_path(path)
+                result.url, result.scheme, result.port, result.path = (
+                    target.url,
+                    target.scheme,
+                    target.port,
+                    target.path,
+                )
                 try:
                     switch = await self._exchange(target, result, budget, attempts, address)
                     if switch is None:
@@ -246,6 +339,8 @@ class Prober:
                         result.error, result.error_message = error.kind, error.message
                         if isinstance(error, ConnectError):
                             fill_dns_error(result, error)
+                            if error.kind == "tls":  # with verify on, a refused certificate says why
+                                result.cert_verify_error = verify_error_from_message(error.message)
                         decision = decide(
                             error,
                             attempts,
@@ -270,6 +365,8 @@ class Prober:
             if self.hosts is not None:
                 self.hosts.release(host)
         result.ok = result.error is None
+        if errors is not None and result.error in NETWORK_KINDS:
+            errors[0] += 1
         result.time_ms = round((time.perf_counter() - started) * 1000.0, 3)
         result.timestamp = now_iso()
         if result.ip is None and is_ip(host):
@@ -297,9 +394,61 @@ class Prober:
             if isinstance(decision, Switch):
                 return decision
             fill_from_response(result, response, content)
-            return None
+            options = self.options
+            if options.facts:
+                fill_fingerprints(result, response.headers.raw, content)
+                if response.tls is not None:
+                    fill_tls(result, response.tls, _host_of(response.url), options.ca)
+            if options.keep_body:
+                result.body = content
         finally:
             await response.aclose()
+        if self.options.favicon and self.options.method == "GET":
+            await self._favicon(result, response, content, budget)
+        return None
+
+    async def _favicon(self, result: ProbeResult, page: Response, body: bytes, budget: Budget) -> None:
+        """``favicon_mmh3`` and ``favicon_url``: from the page's ``<link rel=icon>`` (on the same host), else
+        ``/favicon.ico``; the first that answers 2xx with a body of at most :data:`FAVICON_MAX` bytes. A
+        favicon that cannot be had leaves both null: it never costs the record."""
+        base = parse_target(page.url)
+        candidates: list[Target] = []
+        link = favicon_link(body) if "html" in (page.headers.get("content-type") or "text/html") else None
+        if link is not None and not link.startswith("data:"):
+            with suppress(InvalidTarget, ValueError):
+                linked = parse_target(urljoin(page.url, link))
+                if linked.host == base.host:
+                    candidates.append(linked)
+        default = base.with_path("/favicon.ico")
+        if default not in candidates:
+            candidates.append(default)
+        for target in candidates:
+            try:
+                response = await self.client.send("GET", target, budget=budget)
+                try:
+                    if not 200 <= response.status_code < 300:
+                        continue
+                    data = bytearray()
+                    async for chunk in response.stream():
+                        data += chunk
+                        if len(data) > FAVICON_MAX:
+                            break
+                finally:
+                    await response.aclose()
+            except AiotcpError:
+                continue
+            if data and len(data) <= FAVICON_MAX:
+                result.favicon_mmh3 = favicon_hash(bytes(data))
+                result.favicon_url = target.url
+                return
+
+
+def _host_of(url: str) -> str:
+    """The host of a URL the client built (``scheme://host:port/...``, IPv6 in brackets)."""
+    authority = url.partition("://")[2].partition("/")[0]
+    if authority.startswith("["):
+        return authority[1 : authority.index("]")]
+    return authority.rpartition(":")[0] or authority
 
 
 # -- the pipeline ------------------------------------------------------------------------------------------

@@ -133,6 +133,7 @@ async def play(row: Behaviour, parser: str, delivery: str, reliability: Any, bac
                 assert response is not None
                 if row.body is not None:
                     assert response.content == row.body, f"{label}: {response.content[:80]!r} from {where()}"
+                assert response.quirks == row.quirks, f"{label}: quirks {response.quirks} from {where()}"
                 if row.fresh_after:
                     # Whatever the server sent after the response has arrived (and been read by the loop):
                     # the next request goes on a new connection and gets FRESH, never the leftover bytes.

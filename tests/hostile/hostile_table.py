@@ -1,13 +1,13 @@
 """The behaviour table: every hostile server behaviour the suite plays, and what aiotcp must make of it.
 
 One row per behaviour. ``expect`` is the outcome on both parsers -- ``"ok"`` (a response, checked further by
-``body`` and ``fresh_after``) or an error ``kind`` -- unless ``parsers`` names a parser that legitimately
+``body``, ``quirks`` and ``fresh_after``) or an error ``kind`` -- unless ``parsers`` names a parser that legitimately
 differs (``why`` then says why; aiotcp/http11.py lists the known disagreements). ``deadline`` is the second
 by which the outcome must be there (plus ``SLACK``); for the timeout rows it is the timeout that must fire.
 
-The network rows (concerns ``close``, ``keepalive``, ``status``, ``framing``, ``caps``, ``timeouts``) are played
-by tests/hostile/test_hostile_wire.py on asyncio with both parsers, each reply delivered whole, one byte at a
-time and at seeded random split points (rows with ``splits=False`` carry no bytes worth splitting), and the
+The network rows (concerns ``close``, ``keepalive``, ``status``, ``framing``, ``quirks``, ``caps``, ``timeouts``)
+are played by tests/hostile/test_hostile_wire.py on asyncio with both parsers, each reply delivered whole, one
+byte at a time and at seeded random split points (rows with ``splits=False`` carry no bytes worth splitting), and the
 rows with ``trio=True`` on trio as well. The TLS rows are played by test_hostile_tls.py, the local-fault
 rows by test_hostile_local.py, the client-state rows by test_hostile_pool_limits.py and
 test_hostile_many_fds.py, and the bad-input rows by test_hostile_input.py; the rows that carry a
@@ -80,6 +80,7 @@ class Behaviour:
     method: str = "GET"
     warmup: bool = False  # a first GET answered WARM on connection 0 (the keep-alive rows)
     body: bytes | None = None  # for "ok": the body the response must carry
+    quirks: tuple[str, ...] = ()  # for "ok": the response's quirks (Response.quirks), on both parsers
     fresh_after: bool = False  # for "ok": the connection must not be reused; a next GET gets FRESH anew
     accepted: int | None = None  # connections the server must have accepted in the end
     splits: bool = True  # play with the three delivery modes
@@ -558,12 +559,28 @@ BEHAVIOURS: list[Behaviour] = [
     ),
     _row(
         "content-length-repeated-equal",
-        "framing",
+        "quirks",
         "ok",
-        "the same length twice: h11 folds equal values (RFC 9110 8.6 allows it), llhttp rejects any repeat",
+        "the same length twice: one length, read as one (RFC 9110 8.6 allows it; h11 and curl do)",
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-        parsers={"httptools": "protocol"},
         body=b"abc",
+        quirks=("duplicate_content_length_equal",),
+    ),
+    _row(
+        "content-length-listed-equal",
+        "quirks",
+        "ok",
+        "the same length listed twice in one field: read as one",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        body=b"abc",
+        quirks=("duplicate_content_length_equal",),
+    ),
+    _row(
+        "content-length-listed-conflicting",
+        "framing",
+        "protocol",
+        "two different lengths in one field",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 4\r\n\r\nabc",
     ),
     _row(
         "content-length-plus",
@@ -650,11 +667,107 @@ BEHAVIOURS: list[Behaviour] = [
     ),
     _row(
         "esc-in-header-value",
+        "quirks",
+        "ok",
+        "an escape sequence in a Server header: read as curl, browsers and h11 read it (it cannot split the "
+        "message), recorded, and escaped wherever it is printed",
+        b"HTTP/1.1 200 OK\r\nServer: evil\x1b[31mred\r\nContent-Length: 2\r\n\r\nok",
+        body=b"ok",
+        quirks=("ctl_in_header_value",),
+        trio=True,
+    ),
+    _row(
+        "bel-del-us-in-header-values",
+        "quirks",
+        "ok",
+        "BEL, DEL and US in values, in a chunked response",
+        CH.replace(b"\r\n\r\n", b"\r\nX-A: \x07\x7f\r\nX-B: a\x1fb\r\n\r\n") + b"2\r\nok\r\n0\r\n\r\n",
+        body=b"ok",
+        quirks=("ctl_in_header_value",),
+    ),
+    _row(
+        "vt-in-header-value",
         "framing",
         "protocol",
-        "control characters but HTAB have no place in a value",
-        b"HTTP/1.1 200 OK\r\nServer: evil\x1b[31mred\r\nContent-Length: 0\r\n\r\n",
-        trio=True,
+        "VT is whitespace to many parsers (h11 refuses it): a value that could be read two ways",
+        b"HTTP/1.1 200 OK\r\nX-Bad: a\x0bb\r\nContent-Length: 0\r\n\r\n",
+    ),
+    _row(
+        "ff-in-header-value",
+        "framing",
+        "protocol",
+        "FF, likewise",
+        b"HTTP/1.1 200 OK\r\nX-Bad: a\x0cb\r\nContent-Length: 0\r\n\r\n",
+    ),
+    _row(
+        "esc-then-nul-in-header-values",
+        "framing",
+        "protocol",
+        "a tolerated control character does not make a NUL after it tolerated",
+        b"HTTP/1.1 200 OK\r\nX-A: \x1b\r\nX-Bad: a\x00b\r\nContent-Length: 0\r\n\r\n",
+    ),
+    _row(
+        "esc-in-header-name",
+        "framing",
+        "protocol",
+        "a name is a token: no control character",
+        b"HTTP/1.1 200 OK\r\nX-B\x1bad: a\r\nContent-Length: 0\r\n\r\n",
+    ),
+    _row(
+        "bare-lf-head",
+        "quirks",
+        "ok",
+        "the lines of the head end with LF alone (RFC 9112 2.2 lets a recipient accept it; everyone does)",
+        b"HTTP/1.1 200 OK\nServer: lf\nContent-Length: 2\n\nok",
+        body=b"ok",
+        quirks=("bare_lf",),
+    ),
+    _row(
+        "obs-fold",
+        "quirks",
+        "ok",
+        "a header value continued on the next line: unfolded with one space (RFC 9112 5.2)",
+        b"HTTP/1.1 200 OK\r\nX-Folded: a\r\n  b\r\nContent-Length: 2\r\n\r\nok",
+        body=b"ok",
+        quirks=("obs_fold",),
+    ),
+    _row(
+        "obs-fold-of-the-status-line",
+        "framing",
+        "protocol",
+        "a continuation line right after the status line continues no field",
+        b"HTTP/1.1 200 OK\r\n X-Folded: a\r\nContent-Length: 2\r\n\r\nok",
+    ),
+    _row(
+        "http10-response",
+        "quirks",
+        "ok",
+        "an HTTP/1.0 reply to an HTTP/1.1 request: read, and the connection closed after it",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        close=True,
+        body=b"ok",
+        quirks=("http10",),
+        fresh_after=True,
+    ),
+    _row(
+        "no-reason-phrase",
+        "quirks",
+        "ok",
+        "a status line without a reason phrase (nor the space before it)",
+        b"HTTP/1.1 204\r\n\r\n",
+        body=b"",
+        quirks=("no_reason",),
+    ),
+    _row(
+        "every-quirk-at-once",
+        "quirks",
+        "ok",
+        "all of them, in an interim head and the final one: recorded once each, in a fixed order",
+        b"HTTP/1.1 103 Hints\r\nLink: \x01\r\n\r\nHTTP/1.0 200\nX: a\r\n b\r\nServer: \x1b\r\n"
+        b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+        close=True,
+        body=b"ok",
+        quirks=("ctl_in_header_value", "bare_lf", "obs_fold", "duplicate_content_length_equal", "http10", "no_reason"),
     ),
     _row(
         "nul-in-reason",
@@ -672,11 +785,12 @@ BEHAVIOURS: list[Behaviour] = [
     ),
     _row(
         "esc-in-reason",
-        "framing",
+        "quirks",
         "ok",
         "the reason phrase is data nobody acts on: kept (h11's rule), and escaped wherever it is printed",
         b"HTTP/1.1 200 Evil\x1b[2J\x1b]0;owned\x07\r\nContent-Length: 2\r\n\r\nok",
         body=b"ok",
+        quirks=("ctl_in_reason",),
     ),
     # -- size caps --------------------------------------------------------------------------------------------
     _row(
