@@ -9,6 +9,7 @@ picks one. Tests implement it in memory to drive the connection and the pool wit
 from __future__ import annotations
 
 import abc
+import errno
 import select
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -105,9 +106,9 @@ class NetworkStream(abc.ABC):
 
     @classmethod
     async def open_unix(cls, path: str) -> NetworkStream:
-        """Connect to a Unix domain socket. Raises ``OSError`` as the OS reports it (``NotImplementedError``
-        where the stream has no Unix sockets)."""
-        raise NotImplementedError(f"{cls.__name__} cannot connect to a Unix socket")
+        """Connect to a Unix domain socket. Raises ``OSError`` as the OS reports it (``EAFNOSUPPORT`` where the
+        stream has no Unix sockets)."""
+        raise OSError(errno.EAFNOSUPPORT, f"{cls.__name__} cannot connect to a Unix socket")
 
     @abc.abstractmethod
     def peer(self) -> tuple[str, int]: ...

@@ -257,7 +257,7 @@ class _MockStream(NetworkStream):
 
     @classmethod
     async def open(cls, address: str, port: int, *, local_address: str | None = None) -> NetworkStream:
-        raise NotImplementedError("mock streams are made by MockTransport.connect")
+        raise TypeError("mock streams are made by MockTransport.connect, not opened")
 
     def peer(self) -> tuple[str, int]:
         return self.info.peer

@@ -128,10 +128,10 @@ def test_a_cname_loop_and_an_endless_chain_are_problems_not_answers() -> None:
     assert problem is not None
     assert "loop" in problem
     chain = [cname(f"h{i}.test", f"h{i + 1}.test") for i in range(MAX_CHAIN + 1)] + [
-        a(f"h{MAX_CHAIN + 1}.test", "1.1.1.1")
+        a(f"h{MAX_CHAIN + 1}.test", "192.0.2.11")
     ]
     assert follow_chain("h0.test", chain, TYPE_A)[3] == f"CNAME chain longer than {MAX_CHAIN}"
-    assert follow_chain("h1.test", chain, TYPE_A)[0] == ["1.1.1.1"]  # exactly MAX_CHAIN hops is fine
+    assert follow_chain("h1.test", chain, TYPE_A)[0] == ["192.0.2.11"]  # exactly MAX_CHAIN hops is fine
 
 
 def test_addresses_are_checked_deduplicated_and_capped() -> None:
