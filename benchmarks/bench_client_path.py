@@ -2,7 +2,8 @@
 """The client request path, CPU per request: two aiotcp trees side by side, or one tree direct and through proxies.
 
 Each measurement is a child process that imports ``aiotcp`` from a given tree and sends ``--requests``
-sequential ``GET /`` (whole body read) over one keep-alive connection of one ``Client`` to the built-in server
+sequential ``GET /`` (whole body read) over one keep-alive connection of one ``Client`` (or, with ``--tasks N``,
+from N tasks at once over N pooled connections) to the built-in server
 (its own process), after a warm-up; it reports the child's own CPU time (user + system) per request, so the
 server's and any proxy's CPU are not counted. Rows are alternated round by round and the medians printed,
 with the ratio of each row to the first.
@@ -39,6 +40,7 @@ import anyio
 import aiotcp
 
 url, loop, http, requests, proxy = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6] or None
+tasks = int(sys.argv[7])
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -49,14 +51,21 @@ async def main():
     if proxy:
         options["proxy"] = proxy
     async with aiotcp.Client(**options) as client:
-        for _ in range(max(200, requests // 10)):
-            await client.get(url)
+        async def loop_of(count):
+            for _ in range(count):
+                response = await client.get(url)
+                assert response.status_code == 200
+
+        async def run(count):
+            async with anyio.create_task_group() as group:
+                for _ in range(tasks):
+                    group.start_soon(loop_of, count // tasks)
+
+        await run(max(200 * tasks, requests // 10))
         start_cpu, start = cpu(), time.perf_counter()
-        for _ in range(requests):
-            response = await client.get(url)
-            assert response.status_code == 200
+        await run(requests)
         used, wall = cpu() - start_cpu, time.perf_counter() - start
-        assert client.pool.opened == 1, client.pool
+        assert client.pool.opened == tasks, client.pool
     print(json.dumps({"cpu_us": used / requests * 1e6, "rps": requests / wall}))
 
 if loop == "trio":
@@ -82,9 +91,11 @@ main()
 """
 
 
-def run_child(tree: str, url: str, loop: str, http: str, requests: int, proxy: str | None) -> dict[str, float]:
+def run_child(
+    tree: str, url: str, loop: str, http: str, requests: int, proxy: str | None, tasks: int = 1
+) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, os.path.abspath(tree), url, loop, http, str(requests), proxy or ""],
+        [sys.executable, "-c", _CHILD, os.path.abspath(tree), url, loop, http, str(requests), proxy or "", str(tasks)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -102,6 +113,9 @@ def main() -> int:
     parser.add_argument("--http", action="append", choices=("h11", "httptools"), help="(repeat)")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--tasks", type=int, default=1, help="concurrent tasks sharing the client's pool, one connection each (1)"
+    )
     parser.add_argument("--proxies", action="store_true", help="direct vs HTTP proxy vs SOCKS5 (pproxy)")
     parser.add_argument(
         "--via", action="append", default=[], metavar="NAME=URL", help="also through this running proxy (repeat)"
@@ -133,9 +147,12 @@ def main() -> int:
                     for name, tree, route, via in rows:
                         label = f"{name} {route}" if len(routes) > 1 else name
                         samples.setdefault(label, []).append(
-                            run_child(tree, target.url, loop, http, args.requests, via)
+                            run_child(tree, target.url, loop, http, args.requests, via, args.tasks)
                         )
-                what = f"{args.requests} sequential GETs on one keep-alive connection, {args.rounds} rounds"
+                how = (
+                    "on one keep-alive connection" if args.tasks == 1 else f"from {args.tasks} tasks, a connection each"
+                )
+                what = f"{args.requests} sequential GETs {how}, {args.rounds} rounds"
                 print(f"\n{loop}, {http}, {what}")
                 first = None
                 for label, runs in samples.items():
