@@ -39,8 +39,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+#: The phases a deadline can run out in (``AiotcpError.timeout_phase``, the probe records' ``timeout_phase``):
+#: resolving the name, the TCP connect, the TLS handshake, writing the request, reading the response (its
+#: head or its body), and waiting for a pooled connection (the library's pool; never in a probe record).
+TIMEOUT_PHASES: tuple[str, ...] = ("dns", "connect", "tls", "write", "read", "pool")
+
 __all__ = [
     "KINDS",
+    "TIMEOUT_PHASES",
     "AiotcpError",
     "ConnectError",
     "ConnectTimeout",
@@ -69,14 +75,21 @@ __all__ = [
 
 
 class AiotcpError(Exception):
-    """Base of every error aiotcp raises. ``kind`` names what happened; ``target`` names where."""
+    """Base of every error aiotcp raises. ``kind`` names what happened; ``target`` names where.
+
+    ``timeout_phase`` is set on an error that a deadline caused (whatever its kind: ``timeout``,
+    ``connect_timeout``, ``read_timeout``, ``write_timeout``, ``pool_timeout``, and the ``tls`` or ``dns`` of a
+    handshake or a lookup left unanswered): the phase that was waiting when it ran out, one of
+    :data:`TIMEOUT_PHASES`. None for every other error.
+    """
 
     kind: ClassVar[str] = "error"
 
-    def __init__(self, message: str, *, target: str | None = None) -> None:
+    def __init__(self, message: str, *, target: str | None = None, timeout_phase: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
+        self.timeout_phase = timeout_phase
 
     def __str__(self) -> str:
         return f"{self.target}: {self.message}" if self.target else self.message
@@ -86,7 +99,7 @@ class AiotcpError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (bench workers, Dask); keep the keyword-only target.
-        return (_rebuild, (type(self), self.message, self.target))
+        return (_rebuild, (type(self), self.message, self.target, self.timeout_phase))
 
     def for_target(self, target: str) -> AiotcpError:
         """Fill in the target if the raiser did not know it; return self for ``raise ... from``."""
@@ -95,8 +108,8 @@ class AiotcpError(Exception):
         return self
 
 
-def _rebuild(cls: type[AiotcpError], message: str, target: str | None) -> AiotcpError:
-    return cls(message, target=target)
+def _rebuild(cls: type[AiotcpError], message: str, target: str | None, timeout_phase: str | None = None) -> AiotcpError:
+    return cls(message, target=target, timeout_phase=timeout_phase)
 
 
 class InvalidInput(AiotcpError, ValueError):

@@ -174,11 +174,15 @@ async def connect(
             raise
     assert scope.cancelled_caught
     error = budget.expired("connect", name)
+    waiting = "connect" if phase == "tcp" else phase  # the phase of the connect that ran out (timeout_phase)
     if phase == "tls" and error.kind == "connect_timeout":
         # TCP is up but the handshake went unanswered (a TLS tarpit, or plaintext service on this port).
-        raise TLSError(f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name)
+        raise TLSError(
+            f"TLS handshake not answered within {budget.timeouts.connect:g}s", target=name, timeout_phase=waiting
+        )
     if phase == "dns" and error.kind == "connect_timeout":
-        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name)
+        raise DNSError(f"no DNS answer within {budget.timeouts.connect:g}s", target=name, timeout_phase=waiting)
+    error.timeout_phase = waiting
     raise error
 
 

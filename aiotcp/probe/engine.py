@@ -2,8 +2,16 @@
 
 Theory of operation
 -------------------
-``probe_many`` is a pipeline of three stages joined by bounded queues, so memory grows with ``concurrency``
-and never with the number of targets:
+``probe_many`` numbers the input (:mod:`.jobs`) and hands the jobs to :func:`probe_jobs`, which runs one of two
+engines; both give the same records for the same options (tests/test_probe_lean.py holds them to it):
+
+- the **lean** engine (:mod:`.fast`), when running on asyncio with llhttp: callbacks on the loop, no task per
+  target; https, host names and redirects are handed, attempt by attempt, to the reference engine's exchange;
+- the **reference** engine (:mod:`.prober` and the pipeline below): portable (asyncio or trio, h11 or llhttp),
+  every attempt through :class:`aiotcp.Client`.
+
+The reference pipeline is three stages joined by bounded queues, so memory grows with ``concurrency`` and
+never with the number of targets:
 
 1. A *feeder* walks the input lazily (lines, CIDR ranges, port lists) and turns it into numbered
    :class:`Job` s. A line that cannot be parsed becomes a job that already holds its ``invalid_target`` record.
@@ -11,7 +19,8 @@ and never with the number of targets:
    probe: connect, one request with ``Connection: close``, the head and up to ``max_body`` bytes of the body.
    Transient failures are retried with jittered exponential back-off while the per-target deadline allows,
    and a guessed scheme is switched when the answer shows the other was meant (:mod:`.retry` decides).
-   A failure never escapes a worker: it becomes the record's ``error`` kind.
+   A failure never escapes a worker: it becomes the record's ``error`` kind. A worker takes no new job while
+   the loop lags (:class:`~aiotcp.probe.pacing.LoopMonitor`).
 3. The caller iterates the results, in completion order or, with ``order="input"``, re-ordered through a
    window of at most ``reorder_window`` records (the feeder blocks when the window is full).
 
@@ -21,204 +30,23 @@ Job numbers (``seq``, :mod:`.jobs`) depend only on the input, so they identify a
 
 from __future__ import annotations
 
-import math
-import random
-import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from contextlib import ExitStack, aclosing
-from dataclasses import dataclass, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from ..budget import Budget
-from ..client import Client
-from ..config import Limits, Timeouts
-from ..errors import AiotcpError, InternalError
-from ..http11 import available_backends
-from ..targets import Target
+from .fast import lean_available, probe_jobs_lean
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
-from .limits import HostLimiter, RateLimiter
-from .records import ProbeResult, fill_from_response, is_ip, now_iso
-from .retry import Attempts, Stop, Switch, decide
+from .options import ProbeOptions
+from .pacing import LoadReport, LoopMonitor
+from .prober import Prober
+from .records import ProbeResult
 
 __all__ = ["ProbeOptions", "Prober", "probe_jobs", "probe_many"]
 
-_TLS_PORTS = frozenset({443, 8443, 9443, 4443})
-
-Scheme = Literal["http", "https", "auto"]
 _Item = TypeVar("_Item")
-Order = Literal["completion", "input"]
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeOptions:
-    """What ``probe_many`` does with each target. See :func:`probe_many` for the meaning of each field."""
-
-    method: str = "GET"
-    concurrency: int = 100
-    timeout: float = 10.0
-    connect_timeout: float | None = None
-    rate: float | None = None
-    per_host: int | None = None
-    retries: int = 0
-    backoff: float = 0.25
-    follow_redirects: bool = False
-    max_redirects: int = 10
-    headers: tuple[tuple[str, str], ...] = ()
-    max_body: int = 64 * 1024
-    order: Order = "completion"
-    reorder_window: int | None = None
-    scheme: Scheme = "auto"
-    ports: tuple[int, ...] = ()
-    verify: bool = False
-    http: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.method.upper() not in ("GET", "HEAD"):
-            raise ValueError(f"method must be GET or HEAD, got {self.method!r}")
-        if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency!r}")
-        for name in ("timeout", "connect_timeout", "rate", "backoff"):
-            value = getattr(self, name)
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if self.per_host is not None and self.per_host < 1:
-            raise ValueError(f"per_host must be at least 1, got {self.per_host!r}")
-        if self.retries < 0 or self.max_body < 0:
-            raise ValueError("retries and max_body must be >= 0")
-        if self.order not in ("completion", "input"):
-            raise ValueError(f"order must be 'completion' or 'input', got {self.order!r}")
-        if self.scheme not in ("http", "https", "auto"):
-            raise ValueError(f"scheme must be http, https or auto, got {self.scheme!r}")
-        if self.reorder_window is not None and self.reorder_window < 1:
-            raise ValueError(f"reorder_window must be at least 1, got {self.reorder_window!r}")
-
-    @property
-    def window(self) -> int:
-        """Records that may wait for an earlier one in ``order="input"``."""
-        return self.reorder_window or max(4 * self.concurrency, 256)
-
-    @property
-    def backend(self) -> str:
-        return available_backends()[0] if self.http == "auto" else self.http
-
-
-# -- one probe ---------------------------------------------------------------------------------------------
-
-
-class Prober:
-    """Runs the probes of one ``probe_many`` call: shared client, limiters and options."""
-
-    def __init__(self, options: ProbeOptions) -> None:
-        self.options = options
-        self.timeouts = Timeouts.one_deadline(options.timeout, options.connect_timeout)
-        self.client = Client(
-            timeout=self.timeouts,
-            # Every probe has its own connection (Connection: close), so the pool only counts sockets.
-            limits=Limits(max_connections=options.concurrency, keepalive_expiry=None, max_body_bytes=None),
-            verify=options.verify,
-            headers=[*options.headers, ("Connection", "close")],
-            follow_redirects=options.follow_redirects,
-            max_redirects=options.max_redirects,
-            http=options.backend,
-        )
-        self.rate = RateLimiter(options.rate) if options.rate else None
-        self.hosts = HostLimiter(options.per_host) if options.per_host else None
-
-    def schemes_for(self, job: Job) -> tuple[str, ...]:
-        assert job.spec is not None
-        if job.spec.scheme is not None:
-            return (job.spec.scheme,)
-        if self.options.scheme != "auto":
-            return (self.options.scheme,)
-        # auto: guess from the port, and switch once if the answer says the guess was wrong.
-        return ("https", "http") if job.port in _TLS_PORTS else ("http", "https")
-
-    async def probe(self, job: Job) -> ProbeResult:
-        if job.result is not None:
-            job.result.timestamp = now_iso()
-            return job.result
-        assert job.spec is not None
-        options = self.options
-        host = job.spec.host
-        result = ProbeResult(input=job.text, line=job.line, host=host, port=job.port, seq=job.seq)
-        schemes = self.schemes_for(job)
-        attempts = Attempts(schemes, schemes[0])
-        if self.hosts is not None:
-            await self.hosts.acquire(host)
-        try:
-            # The clock starts when the target's turn comes: waiting for our own limits (a per-host slot, a
-            # rate slot) is not the target's time, or a long list would time out targets never contacted.
-            if self.rate is not None:
-                await self.rate.wait()
-            started = time.perf_counter()
-            # One budget for the target: every attempt and every wait draws on the same deadline.
-            budget = Budget.start(self.timeouts)
-            # The http guess that got no byte back, while https is tried for it (see retry.decide).
-            silent_guess: tuple[AiotcpError, Target] | None = None
-            while True:
-                result.attempts += 1
-                target = job.spec.resolve(default_scheme=attempts.scheme, default_port=job.port)
-                result.url, result.scheme, result.port = target.url, target.scheme, target.port
-                try:
-                    await self._exchange(target, result, budget)
-                    result.error = result.error_message = None
-                    break
-                except Exception as exc:
-                    if not isinstance(exc, AiotcpError):
-                        # A bug met on one target must cost that target's record, not the run (and every
-                        # record after it). The record names the exception; it is not retried.
-                        internal = InternalError.wrap(exc, target.url)
-                        result.error, result.error_message = internal.kind, internal.message
-                        break
-                    error: AiotcpError = exc
-                    if silent_guess is not None:  # https did not answer either: back to the guess, its error
-                        (error, target), silent_guess = silent_guess, None
-                        attempts = replace(attempts, scheme=schemes[0])
-                        result.url, result.scheme, result.port = target.url, target.scheme, target.port
-                    result.error, result.error_message = error.kind, error.message
-                    decision = decide(
-                        error,
-                        attempts,
-                        retries=options.retries,
-                        backoff=options.backoff,
-                        remaining=budget.remaining(),
-                        jitter=random.uniform(0.5, 1.5),
-                    )
-                    if isinstance(decision, Stop):
-                        break
-                    attempts = decision.attempts
-                    if isinstance(decision, Switch):
-                        if decision.silence:
-                            silent_guess = (error, target)
-                    else:
-                        await anyio.sleep(decision.pause)
-                if self.rate is not None:
-                    await self.rate.wait()
-        finally:
-            if self.hosts is not None:
-                self.hosts.release(host)
-        result.ok = result.error is None
-        result.time_ms = round((time.perf_counter() - started) * 1000.0, 3)
-        result.timestamp = now_iso()
-        if result.ip is None and is_ip(host):
-            result.ip = host
-        return result
-
-    async def _exchange(self, target: Target, result: ProbeResult, budget: Budget) -> None:
-        response = await self.client.send(self.options.method, target, budget=budget)
-        try:
-            body = bytearray()
-            if self.options.max_body:
-                async for chunk in response.stream():
-                    body += chunk
-                    if len(body) >= self.options.max_body:
-                        break  # enough for a title; closing the response closes the connection
-            fill_from_response(result, response, bytes(body[: self.options.max_body]))
-        finally:
-            await response.aclose()
 
 
 # -- the pipeline ------------------------------------------------------------------------------------------
@@ -229,6 +57,7 @@ async def probe_many(
     options: ProbeOptions | None = None,
     *,
     skip: Callable[[int], bool] | None = None,
+    report: LoadReport | None = None,
     **option_values: Any,
 ) -> AsyncGenerator[ProbeResult, None]:
     """Probe every target of ``targets``; yield one :class:`ProbeResult` per target, never raising for one.
@@ -246,6 +75,8 @@ async def probe_many(
     certificates (off by default: a prober wants to see the service, not judge its certificate).
 
     ``skip(seq)``: jobs for which it returns True are not probed and yield nothing (``--resume`` uses it).
+    ``engine``: ``auto`` (lean on asyncio with llhttp, else reference), ``lean`` or ``reference``.
+    ``report``: a :class:`~aiotcp.probe.pacing.LoadReport` that receives the run's own load.
 
     Raises ``ValueError`` for bad options, before anything is probed. Cancelling the iteration, or leaving it
     early with ``aclose()``, stops every probe and closes every socket. Leave early only through ``aclose()``
@@ -258,7 +89,7 @@ async def probe_many(
     # Both generators are closed here, in this task, when the caller leaves early: left to the garbage
     # collector, probe_jobs would be closed from another task and its task group could not exit.
     jobs = iter_jobs(targets, ports=opts.ports)
-    async with aclosing(jobs), aclosing(probe_jobs(jobs, opts, skip=skip)) as results:
+    async with aclosing(jobs), aclosing(probe_jobs(jobs, opts, skip=skip, report=report)) as results:
         async for result in results:
             yield result
 
@@ -268,11 +99,38 @@ async def probe_jobs(
     options: ProbeOptions,
     *,
     skip: Callable[[int], bool] | None = None,
+    report: LoadReport | None = None,
 ) -> AsyncGenerator[ProbeResult, None]:
     """Probe already numbered jobs (see :func:`iter_jobs`): the engine under :func:`probe_many`, for callers
-    that number the input themselves and probe parts of it elsewhere (sharding, Dask workers)."""
+    that number the input themselves and probe parts of it elsewhere (sharding, ``--workers``, Dask).
+
+    ``report``, when given, receives the run's own load (loop lag, concurrency; :mod:`.pacing`). Raises
+    ``ValueError`` for ``engine="lean"`` where it cannot run (trio, or without llhttp).
+    """
+    if lean_available(options):
+        engine = probe_jobs_lean(jobs, options, skip=skip, report=report)
+    elif options.engine == "lean":
+        raise ValueError("engine 'lean' runs on an asyncio event loop (this one is not)")
+    else:
+        engine = _probe_jobs_reference(jobs, options, skip=skip, report=report)
+    async with aclosing(engine) as results:
+        async for result in results:
+            yield result
+
+
+async def _probe_jobs_reference(
+    jobs: AsyncIterable[Job] | Iterable[Job],
+    options: ProbeOptions,
+    *,
+    skip: Callable[[int], bool] | None,
+    report: LoadReport | None,
+) -> AsyncGenerator[ProbeResult, None]:
     opts = options
     prober = Prober(opts)
+    report = report if report is not None else LoadReport()
+    report.engine, report.concurrency = "reference", opts.concurrency
+    busy = [0]  # workers with a probe in flight
+    monitor = LoopMonitor(opts.timeout, report, lambda: busy[0])
     # Jobs travel with their dispatch number: contiguous even when `skip` leaves holes in `seq`, so the
     # re-ordering stage knows exactly which record comes next.
     send_jobs, receive_jobs = anyio.create_memory_object_stream[tuple[int, Job]](opts.concurrency)
@@ -293,9 +151,17 @@ async def probe_jobs(
 
     async def work(results: MemoryObjectSendStream[tuple[int, ProbeResult]]) -> None:
         with results:  # the last worker to finish ends the results stream
-            while (item := await _take(receive_jobs)) is not None:
+            while True:
+                await monitor.wait_open()  # while the loop lags, no new probe until it catches up
+                if (item := await _take(receive_jobs)) is None:
+                    break
                 index, job = item
-                await _put(results, (index, await prober.probe(job)))
+                busy[0] += 1
+                try:
+                    result = await prober.probe(job)
+                finally:
+                    busy[0] -= 1
+                await _put(results, (index, result))
 
     with ExitStack() as streams:
         # Every stream is closed here too: a task cancelled before its first step never closes its own.
@@ -305,6 +171,7 @@ async def probe_jobs(
         send_results.close()
         try:
             async with anyio.create_task_group() as group:
+                group.start_soon(monitor.run)
                 group.start_soon(feed)
                 for clone in clones:
                     group.start_soon(work, clone)

@@ -1,0 +1,870 @@
+"""The lean engine: probes driven by callbacks on the running asyncio loop, llhttp through httptools.
+
+Theory of operation
+-------------------
+A plain-http attempt at an IP address (most of any list) is a non-blocking socket and three callbacks: the
+socket is created and ``connect_ex`` issued, ``add_writer`` says when the connect ended, the request goes out
+with one ``send`` and ``add_reader`` feeds each ``recv`` to the same sans-IO parser the reference engine uses
+(:class:`~aiotcp.http11.HttptoolsProtocol`, so every guard and every verdict of the hostile suite holds). One
+timer per phase, no task, no future, no stream, no pool: the record is filled once, from the parser's head
+and the first ``max_body`` bytes (:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
+
+Every other attempt -- https, a host name (DNS, happy eyeballs), ``follow_redirects`` -- is handed to the
+reference engine's :meth:`~aiotcp.probe.prober.Prober.exchange` in a task, with the same budget; a target can
+switch paths between attempts (an http guess answered by TLS goes on as https). What happens between attempts
+(the error recorded, retry, scheme switch) is :class:`~aiotcp.probe.attempts.TargetAttempts`, shared with the
+reference engine, so the two make the same record from the same events (tests/test_probe_lean.py).
+
+Pipeline. A feeder task takes numbered jobs and starts probes while there is a free slot (``concurrency``),
+room in the input-order window, and admission from the :class:`~aiotcp.probe.pacing.LoopMonitor` (the loop
+is not lagging); it starts at most :data:`LAUNCH_BATCH` per loop iteration, so a free ``-c 10000`` never
+issues 10,000 connects before reading a single answer. Finished records go to a queue that the generator
+yields from.
+
+Deadlines measure the network, not our loop:
+
+- the clock of a target starts when its turn comes (after our per-host and rate limits), and each phase's
+  timer is set when that phase starts;
+- a deadline is extended by the stall credit that accrued during the probe (the loop's lateness beyond its lag
+  limit: our CPU, a hog, a garbage collection; at most one more ``timeout``);
+- before a timer judges, the probe looks at what the kernel already holds: a connect that completed, bytes that
+  arrived. Only what is still missing then is a timeout, and the record says in which phase
+  (``timeout_phase``: connect, write or read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import random
+import select
+import socket
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
+from contextlib import aclosing
+from typing import Final, Literal
+
+import anyio
+
+from ..budget import Budget
+from ..client import Client
+from ..error_mapping import map_connect_error, map_stream_error
+from ..errors import AiotcpError
+from ..http11 import HttptoolsProtocol, PlainResponseParser, Request, ResponseEnd, ResponseHead
+from ..targets import Target
+from .attempts import TargetAttempts
+from .jobs import Job, as_async_iterator
+from .options import ProbeOptions
+from .pacing import LoadReport, LoopMonitor
+from .prober import Prober
+from .records import ProbeResult, fill_from_head, now_iso
+from .retry import Retry, Stop
+
+__all__ = ["LAUNCH_BATCH", "lean_available", "probe_jobs_lean"]
+
+#: Probes started per loop iteration at most (then the loop reads what came back before starting more).
+LAUNCH_BATCH: Final = 64
+_READ_SIZE: Final = 64 * 1024
+# Reads a timer makes of what the kernel holds before it judges (a flood cannot keep it from judging).
+_DRAIN_READS: Final = 16
+_SLACK: Final = 1e-3  # the loop's timers keep milliseconds: one may fire a hair early
+_CONNECTING: Final = (0, errno.EINPROGRESS)
+# What send() says on a socket whose connect is still under way (Linux: EAGAIN; BSDs: ENOTCONN).
+_STILL_CONNECTING: Final = frozenset({errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOTCONN, errno.EINPROGRESS})
+_NONBLOCK: Final = getattr(socket, "SOCK_NONBLOCK", 0)
+_EPOLLIN: Final = getattr(select, "EPOLLIN", 1)
+_EPOLLOUT: Final = getattr(select, "EPOLLOUT", 4)
+_EPOLL_ERR: Final = getattr(select, "EPOLLERR", 8) | getattr(select, "EPOLLHUP", 16)
+_EPOLLIN_OR_ERR: Final = _EPOLLIN | _EPOLL_ERR
+_EPOLLOUT_OR_ERR: Final = _EPOLLOUT | _EPOLL_ERR
+_STREAM: Final = socket.SOCK_STREAM | _NONBLOCK
+_SAMPLE_TARGET: Final = Target("http", "127.0.0.1", 80, "/")
+Phase = Literal["connect", "write", "read"]
+
+
+def lean_available(options: ProbeOptions) -> bool:
+    """Whether the lean engine can run these options here: on an asyncio loop, parsing with llhttp."""
+    if options.engine == "reference" or options.backend != "httptools":
+        return False
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    import sniffio  # anyio's dependency: trio runs no asyncio loop, but be sure
+
+    return sniffio.current_async_library() == "asyncio"
+
+
+def _ms(since: float, until: float) -> float:
+    return round((until - since) * 1000.0, 3)
+
+
+class _Requests:
+    """The request bytes of a lean attempt: what :meth:`Client.build_request` gives, from a template.
+
+    Requests differ only in their path and Host, so the headers after Host are encoded once; with a Host of
+    the user's own (``-H 'Host: ...'``) every request is built in full.
+    """
+
+    def __init__(self, client: Client, method: str) -> None:
+        self._client = client
+        self._method = method
+        #: The request the parser is told about (method and ``Connection: close``: all it looks at).
+        self.sample: Request = client.build_request(method=method, target=_SAMPLE_TARGET)
+        wire = self.sample.encode()
+        self._start = method.upper().encode("ascii") + b" "
+        head = self._start + b"/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        self._tail: bytes | None = wire[len(head) :] if wire.startswith(head) else None
+
+    def wire(self, target: Target) -> bytes:
+        if self._tail is None:
+            return self._client.build_request(method=self._method, target=target).encode()
+        # A Target's path and authority are validated printable ASCII: what Request would check again.
+        return b"".join(
+            (
+                self._start,
+                target.path.encode("ascii"),
+                b" HTTP/1.1\r\nHost: ",
+                target.authority.encode("ascii"),
+                b"\r\n",
+                self._tail,
+            )
+        )
+
+
+class _LoopWatch:
+    """Readiness of the probes' sockets through the loop's own ``add_reader`` / ``add_writer``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def set(self, probe: _Probe, read: bool, write: bool) -> None:
+        """Watch ``probe.fd`` for reading and/or writing (both False: for nothing)."""
+        loop, fd = self.loop, probe.fd
+        # The reader first: on uvloop, dropping the last interest of an fd closes its watch and the next
+        # interest opens a new one (two system calls more).
+        if read and not probe.reading:
+            loop.add_reader(fd, probe.on_readable)
+        if write and not probe.writing:
+            loop.add_writer(fd, probe.on_writable)
+        if not write and probe.writing:
+            loop.remove_writer(fd)
+        if not read and probe.reading:
+            loop.remove_reader(fd)
+        probe.reading, probe.writing = read, write
+
+    def close(self) -> None:
+        pass
+
+
+class _EpollWatch:
+    """Readiness of the probes' sockets through an epoll set of our own, which the loop watches as one fd.
+
+    Per probe that is one ``epoll_ctl`` (ADD; a MOD if the connect had to be waited for), and none to leave:
+    closing a socket (never ``dup()``-ed) drops it from the set. Through the loop's ``add_reader`` /
+    ``add_writer`` (libuv's poll handles) the same costs six ``epoll_ctl`` and an ``ioctl``. An event for an
+    fd that was closed and opened again during the same dispatch is stale and skipped (level-triggered: the
+    new socket's own events come at the next poll).
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._epoll = select.epoll()
+        self._probes: dict[int, _Probe] = {}
+        self._fresh: set[int] = set()  # fds (re)registered during the dispatch under way
+        self._dispatching = False
+        loop.add_reader(self._epoll.fileno(), self._dispatch)
+
+    def set(self, probe: _Probe, read: bool, write: bool) -> None:
+        """Watch ``probe.fd`` for reading and/or writing (both False: for nothing)."""
+        fd = probe.fd
+        mask = (_EPOLLIN if read else 0) | (_EPOLLOUT if write else 0)
+        if probe.reading or probe.writing:
+            if mask:
+                self._epoll.modify(fd, mask)
+            else:
+                self._epoll.unregister(fd)
+                del self._probes[fd]
+        elif mask:
+            self._epoll.register(fd, mask)
+            self._probes[fd] = probe
+            if self._dispatching:
+                self._fresh.add(fd)
+        probe.reading, probe.writing = read, write
+
+    def forget(self, probe: _Probe) -> None:
+        """``probe.fd`` is about to be closed (which takes it out of the set)."""
+        if probe.reading or probe.writing:
+            del self._probes[probe.fd]
+            probe.reading = probe.writing = False
+
+    def _dispatch(self) -> None:
+        probes = self._probes
+        self._dispatching = True
+        try:
+            for fd, events in self._epoll.poll(0):
+                probe = probes.get(fd)
+                if probe is None or fd in self._fresh:
+                    continue
+                if probe.writing and events & _EPOLLOUT_OR_ERR:
+                    probe.on_writable()
+                    if probes.get(fd) is not probe:
+                        continue
+                if probe.reading and events & _EPOLLIN_OR_ERR:
+                    probe.on_readable()
+        finally:
+            self._dispatching = False
+            self._fresh.clear()
+
+    def close(self) -> None:
+        self.loop.remove_reader(self._epoll.fileno())
+        self._epoll.close()
+
+
+class _Run:
+    """One call of :func:`probe_jobs_lean`: the shared state of its probes and its two queues."""
+
+    def __init__(self, options: ProbeOptions, report: LoadReport) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.options = options
+        self.prober = Prober(options)
+        self.requests = _Requests(self.prober.client, options.method)
+        self.lean_ok = not options.follow_redirects  # a redirect chain is the client's job
+        # PlainResponseParser vouches only for answers to a GET (a HEAD reply has no body, whatever it says).
+        self.plain_ok = options.method.upper() == "GET"
+        self.report = report
+        report.engine = "lean"
+        report.concurrency = options.concurrency
+        self.monitor = LoopMonitor(options.timeout, report, self._count, self._wake_feeder)
+        self.watch: _EpollWatch | _LoopWatch = (
+            _EpollWatch(self.loop) if hasattr(select, "epoll") else _LoopWatch(self.loop)
+        )
+        self.probes: set[_Probe] = set()
+        self.in_flight = 0
+        self.window = options.window if options.order == "input" else None
+        self.dispatched = 0
+        self.yielded = 0  # records yielded (input order: the window runs from here)
+        self.held: dict[int, ProbeResult] = {}  # input order: records waiting for an earlier one
+        self.ready: deque[ProbeResult] = deque()
+        self.fed_all = False
+        self._consumer: asyncio.Future[None] | None = None
+        self._feeder: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<lean run in_flight={self.in_flight} ready={len(self.ready)} {self.monitor!r}>"
+
+    def _count(self) -> int:
+        return self.in_flight
+
+    def new_budget(self) -> Budget:
+        """A target's budget, on the loop's clock (what ``Budget.start`` gives, without looking the loop up)."""
+        timeouts = self.prober.timeouts
+        clock = self.loop.time
+        return Budget(timeouts, None if timeouts.total is None else clock() + timeouts.total, clock)
+
+    # -- the two waits ---------------------------------------------------------------------------------------
+
+    def _wake_feeder(self) -> None:
+        waiter = self._feeder
+        if waiter is not None:
+            self._feeder = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def wake_consumer(self) -> None:
+        waiter = self._consumer
+        if waiter is not None:
+            self._consumer = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait_for_records(self) -> None:
+        self._consumer = self.loop.create_future()
+        await self._consumer
+
+    def may_launch(self) -> bool:
+        if self.in_flight >= self.options.concurrency or not self.monitor.open:
+            return False
+        return self.window is None or self.dispatched < self.yielded + self.window
+
+    async def feed(self, jobs: AsyncIterable[Job] | Iterable[Job], skip: Callable[[int], bool] | None) -> None:
+        """Start a probe for every job (but those ``skip`` names), as slots, window and admission allow."""
+        launched = 0
+        try:
+            async with aclosing(as_async_iterator(jobs)) as numbered:
+                async for job in numbered:
+                    if skip is not None and skip(job.seq):
+                        continue
+                    while not self.may_launch():
+                        self._feeder = self.loop.create_future()
+                        await self._feeder
+                        launched = 0
+                    self.launch(job)
+                    launched += 1
+                    if launched >= LAUNCH_BATCH:
+                        launched = 0
+                        await asyncio.sleep(0)  # let the loop read what came back before starting more
+        finally:
+            self.fed_all = True
+            self.wake_consumer()
+
+    # -- probes ------------------------------------------------------------------------------------------------
+
+    def launch(self, job: Job) -> None:
+        index = self.dispatched
+        self.dispatched += 1
+        self.in_flight += 1
+        if job.result is not None:  # a line that did not parse: its record is ready
+            job.result.timestamp = now_iso()
+            self.completed(None, index, job.result)
+            return
+        probe = _Probe(self, job, index)
+        self.probes.add(probe)
+        probe.start()
+
+    def completed(self, probe: _Probe | None, index: int, result: ProbeResult) -> None:
+        if probe is not None:
+            self.probes.discard(probe)
+        self.in_flight -= 1
+        if self.window is None:
+            self.ready.append(result)
+        else:
+            held = self.held
+            held[index] = result
+            next_index = self.yielded + len(self.ready)
+            while next_index in held:
+                self.ready.append(held.pop(next_index))
+                next_index += 1
+        self.wake_consumer()
+        if self._feeder is not None and self.may_launch():
+            self._wake_feeder()
+
+    def took(self) -> None:
+        """The consumer took a record (the input-order window moves)."""
+        self.yielded += 1
+        if self.window is not None and self._feeder is not None and self.may_launch():
+            self._wake_feeder()
+
+    def abort(self) -> None:
+        """Stop every probe now and close its socket (leaving early, cancellation)."""
+        for probe in list(self.probes):
+            probe.abort()
+        self.probes.clear()
+
+
+class _Probe:
+    """One target: its attempts, each lean (callbacks) or handed to the reference engine (a task)."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "budget",
+        "connect_ms",
+        "connected_at",
+        "due",
+        "fd",
+        "finished",
+        "head",
+        "index",
+        "parser",
+        "phase",
+        "plain",
+        "reading",
+        "reads",
+        "run",
+        "sock",
+        "stall0",
+        "started",
+        "task",
+        "timer",
+        "ttfb_ms",
+        "unsent",
+        "writing",
+    )
+
+    def __init__(self, run: _Run, job: Job, index: int) -> None:
+        self.run = run
+        self.index = index
+        self.attempts = TargetAttempts(job, run.options.scheme)
+        self.budget: Budget | None = None
+        self.stall0 = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.sock: socket.socket | None = None
+        self.fd = -1
+        self.reading = self.writing = False
+        self.parser: HttptoolsProtocol | None = None
+        # llhttp alone while it vouches for the response, with the reads so far (to replay into `parser` the
+        # moment it does not).
+        self.plain: PlainResponseParser | None = None
+        self.reads: list[bytes] = []
+        self.phase: Phase = "connect"
+        self.due = 0.0  # when the current phase's timer judges (the loop's clock), before stall credit
+        self.started = 0.0  # time.perf_counter() at the start of the attempt
+        self.connected_at = 0.0
+        self.connect_ms: float | None = None
+        self.ttfb_ms: float | None = None
+        self.head: ResponseHead | None = None
+        self.body = bytearray()
+        self.unsent = b""
+        self.finished = False
+
+    def __repr__(self) -> str:
+        state = "finished" if self.finished else "delegated" if self.task is not None else self.phase
+        return f"<lean probe {self.attempts.job.text!r} {state} attempts={self.attempts.result.attempts}>"
+
+    # -- a target's turn: per-host slot, rate slot, then the attempts -----------------------------------------
+
+    def start(self) -> None:
+        hosts = self.run.prober.hosts
+        if hosts is not None:
+            host = self.attempts.result.host
+            assert host is not None
+            if not hosts.try_acquire(host):
+                hosts.wait_turn(host, self._turn_soon)
+                return
+        self._turn()
+
+    def _turn_soon(self) -> None:
+        # Called from another probe's release(): start on the next iteration, not inside its callback.
+        self.run.loop.call_soon(self._turn)
+
+    def _turn(self) -> None:
+        rate = self.run.prober.rate
+        if rate is not None:
+            delay = rate.reserve(self.run.loop.time())
+            if delay > 0:
+                self.timer = self.run.loop.call_later(delay, self._go)
+                return
+        self._go()
+
+    def _go(self) -> None:
+        # The target's clock starts now: our own limits were not its time.
+        self.timer = None
+        self.attempts.started = time.perf_counter()
+        self.budget = self.run.new_budget()
+        self.stall0 = self.run.monitor.stalled_now()
+        self._attempt()
+
+    def _next_attempt(self) -> None:
+        self.timer = None
+        rate = self.run.prober.rate
+        if rate is not None:
+            delay = rate.reserve(self.run.loop.time())
+            if delay > 0:
+                self.timer = self.run.loop.call_later(delay, self._attempt)
+                return
+        self._attempt()
+
+    def _attempt(self) -> None:
+        self.timer = None
+        try:
+            target = self.attempts.begin()
+            if self.run.lean_ok and target.scheme == "http" and target.is_ip:
+                self._open(target)
+            else:
+                self._delegate(target)
+        except Exception as exc:
+            self._failed(exc)
+
+    # -- a lean attempt --------------------------------------------------------------------------------------
+
+    def _open(self, target: Target) -> None:
+        self.parser = self.plain = None
+        self.head = None
+        self.connect_ms = self.ttfb_ms = None
+        self.phase = "connect"
+        self.started = time.perf_counter()
+        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
+        try:
+            sock = socket.socket(family, _STREAM)
+        except OSError as exc:
+            self._failed(map_connect_error(exc, target.url, phase="tcp"))
+            return
+        if not _STREAM & _NONBLOCK:
+            sock.setblocking(False)  # pragma: no cover - where SOCK_NONBLOCK does not exist
+        self.sock, self.fd = sock, sock.fileno()
+        code = sock.connect_ex((target.host, target.port))
+        if code not in _CONNECTING:
+            self._failed(map_connect_error(OSError(code, os.strerror(code)), target.url, phase="tcp"))
+            return
+        budget = self.budget
+        assert budget is not None
+        loop = self.run.loop
+        # Try the request at once: where the handshake is done before connect returns (loopback, a LAN), this
+        # saves a wait and a change of what the loop watches. A socket still connecting says EAGAIN.
+        wire = self.run.requests.wire(target)
+        try:
+            sent = sock.send(wire)
+        except (BlockingIOError, InterruptedError):
+            sent = -1
+        except OSError as exc:
+            if exc.errno not in _STILL_CONNECTING:
+                self._failed(map_connect_error(exc, target.url, phase="tcp"))  # the connect failed (refused...)
+                return
+            sent = -1
+        if sent < 0:
+            self.unsent = wire
+            self.run.watch.set(self, read=False, write=True)
+            self.due = loop.time() + budget.limit("connect")
+            self.timer = loop.call_at(self.due, self._on_timer)
+            return
+        self._sending(wire, sent)
+        deadline = budget.deadline
+        assert deadline is not None
+        self.due = deadline
+        self.timer = loop.call_at(deadline, self._on_timer)
+
+    def _sending(self, wire: bytes, sent: int) -> None:
+        """The connect is done and ``sent`` bytes of the request went out: watch for the answer (and for room
+        to write the rest)."""
+        self.connected_at = now = time.perf_counter()
+        self.connect_ms = _ms(self.started, now)
+        run = self.run
+        if run.plain_ok:
+            self.plain = PlainResponseParser()
+            self.reads = []
+        else:
+            self._new_parser()
+        if sent < len(wire):
+            self.unsent = wire[sent:]
+            self.phase = "write"
+        else:
+            self.unsent = b""
+            self.phase = "read"
+        run.watch.set(self, read=True, write=self.phase == "write")
+
+    def on_writable(self) -> None:
+        try:
+            if self.phase == "connect":
+                self._connected()
+            else:
+                self._send_rest()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _connected(self, code: int | None = None) -> None:
+        """The connect ended (the socket is writable, or a timer found it so): send the request. ``code``: the
+        socket's error, if the caller read it already."""
+        sock = self.sock
+        assert sock is not None
+        target = self.attempts.target
+        assert target is not None
+        if code is None:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if code:
+            self._failed(map_connect_error(OSError(code, os.strerror(code)), target.url, phase="tcp"))
+            return
+        wire = self.unsent
+        try:
+            sent = sock.send(wire)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._failed(map_stream_error(exc, target.url, phase="write"))
+            return
+        self._sending(wire, sent)
+        budget = self.budget
+        assert budget is not None
+        deadline = budget.deadline
+        assert deadline is not None
+        if self.due != deadline:  # the connect had a timeout of its own: now the total deadline runs
+            self.due = deadline
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.run.loop.call_at(deadline, self._on_timer)
+
+    def _send_rest(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        try:
+            sent = sock.send(self.unsent)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            target = self.attempts.target
+            assert target is not None
+            self._failed(map_stream_error(exc, target.url, phase="write"))
+            return
+        self.unsent = self.unsent[sent:]
+        if not self.unsent:
+            self.phase = "read"
+            self.run.watch.set(self, read=True, write=False)
+
+    def on_readable(self) -> None:
+        try:
+            self._read()
+        except Exception as exc:
+            self._failed(exc)
+
+    def _read(self) -> bool:
+        """Read once and parse; False when the kernel had nothing for us."""
+        sock = self.sock
+        assert sock is not None
+        try:
+            data = sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            target = self.attempts.target
+            assert target is not None
+            self._failed(map_stream_error(exc, target.url, phase="read"))
+            return True
+        if data and self.ttfb_ms is None:
+            self.ttfb_ms = int((time.perf_counter() - self.started) * 1e6 + 0.5) / 1000.0  # as Client times it
+        plain = self.plain
+        if plain is None:
+            self._parse(data)
+        elif plain.feed(data, self.run.prober.limits):
+            head = plain.head
+            assert head is not None
+            max_body = self.run.options.max_body
+            if plain.complete or len(plain.body) >= max_body:
+                self._done(head, bytes(plain.body[:max_body]))
+            else:
+                self.reads.append(data)
+        else:  # llhttp alone cannot vouch for this response: HttptoolsProtocol reads it from the start
+            reads, self.reads = self.reads, []
+            reads.append(data)
+            self._new_parser()
+            for chunk in reads:
+                self._parse(chunk)
+                if self.sock is not sock:  # the attempt ended
+                    break
+        return True
+
+    def _new_parser(self) -> HttptoolsProtocol:
+        self.plain = None
+        parser = self.parser = HttptoolsProtocol(self.run.prober.limits)
+        parser.send_request(self.run.requests.sample)  # the method and Connection: close: all it reads of it
+        return parser
+
+    def _parse(self, data: bytes) -> None:
+        parser = self.parser
+        assert parser is not None
+        try:
+            parser.receive_data(data)
+            self._pull(parser)
+        except AiotcpError as exc:
+            self._failed(exc)
+
+    def _pull(self, parser: HttptoolsProtocol) -> None:
+        """Take the parsed events as the reference engine does: the head, then the body up to ``max_body``."""
+        max_body = self.run.options.max_body
+        head = self.head
+        if head is None:
+            event = parser.next_event()
+            if event is None:
+                return
+            assert isinstance(event, ResponseHead)
+            if not max_body:
+                self._done(event, b"")
+                return
+            head = self.head = event
+            self.body = bytearray()
+        body = self.body
+        while (event := parser.next_event()) is not None:
+            if isinstance(event, ResponseEnd):
+                self._done(head, bytes(body[:max_body]))
+                return
+            assert isinstance(event, bytes)
+            body += event
+            if len(body) >= max_body:
+                self._done(head, bytes(body[:max_body]))  # enough for a title
+                return
+
+    def _done(self, head: ResponseHead, body: bytes) -> None:
+        """The attempt got its response: fill the record, close, finish."""
+        target = self.attempts.target
+        assert target is not None
+        assert self.sock is not None
+        ip = self.sock.getpeername()[0] if ":" in target.host else target.host  # as the kernel writes it
+        self._close()
+        fill_from_head(
+            self.attempts.result,
+            url=target.url,
+            ip=str(ip),
+            status_code=head.status_code,
+            reason=head.reason.decode("latin-1"),
+            http_version=head.http_version.decode("ascii", "replace"),
+            headers=head.headers,
+            body=body,
+            connect_ms=self.connect_ms,
+            tls_ms=None,
+            ttfb_ms=self.ttfb_ms,
+        )
+        self.attempts.succeeded()
+        self._end()
+
+    def _on_timer(self) -> None:
+        """A phase's timer: judge, unless our own stall owes the probe time or the kernel holds its answer."""
+        self.timer = None
+        try:
+            run = self.run
+            loop = run.loop
+            credit = run.monitor.stalled_now() - self.stall0
+            if credit > run.options.timeout:
+                credit = run.options.timeout
+            due = self.due + credit
+            if loop.time() < due - _SLACK:
+                self.timer = loop.call_at(due, self._on_timer)
+                return
+            phase = self.phase
+            sock = self.sock
+            assert sock is not None
+            if phase == "connect":
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # (reading it clears it)
+                if code or _is_connected(sock):
+                    self._connected(code)  # it ended while our loop was busy: go on (or fail) as it says
+                    return
+            elif phase == "read":
+                for _ in range(_DRAIN_READS):
+                    if self.finished or self.sock is not sock or not self._read():
+                        break
+                if self.finished or self.sock is not sock:
+                    return
+            target = self.attempts.target
+            budget = self.budget
+            assert target is not None
+            assert budget is not None
+            error = budget.expired(phase, target.url)
+            error.timeout_phase = phase
+            self._failed(error)
+        except Exception as exc:
+            self._failed(exc)
+
+    # -- an attempt the reference engine does ------------------------------------------------------------------
+
+    def _delegate(self, target: Target) -> None:
+        budget = self.budget
+        assert budget is not None
+        task = self.task = self.run.loop.create_task(self.run.prober.exchange(target, self.attempts.result, budget))
+        task.add_done_callback(self._delegated)
+
+    def _delegated(self, task: asyncio.Task[None]) -> None:
+        self.task = None
+        if task.cancelled() or self.finished:
+            return
+        exc = task.exception()
+        if exc is None:
+            self.attempts.succeeded()
+            self._end()
+        elif isinstance(exc, Exception):
+            self._failed(exc)
+        else:  # pragma: no cover - KeyboardInterrupt, SystemExit: not a target's record
+            raise exc
+
+    # -- between attempts, and the end ---------------------------------------------------------------------------
+
+    def _failed(self, exc: Exception) -> None:
+        """The attempt failed: record it and do what :func:`~aiotcp.probe.retry.decide` says."""
+        if self.finished:
+            return
+        self._close()
+        options = self.run.options
+        budget = self.budget
+        decision = self.attempts.failed(
+            exc,
+            retries=options.retries,
+            backoff=options.backoff,
+            remaining=budget.remaining() if budget is not None else 0.0,
+            jitter=random.uniform(0.5, 1.5),
+        )
+        if isinstance(decision, Stop):
+            self._end()
+        elif isinstance(decision, Retry):
+            self.timer = self.run.loop.call_later(decision.pause, self._next_attempt)
+        else:
+            self._next_attempt()
+
+    def _close(self) -> None:
+        """Close the attempt's socket and cancel its timer (idempotent)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        sock = self.sock
+        if sock is None:
+            return
+        self.sock = None
+        watch = self.run.watch
+        if isinstance(watch, _EpollWatch):
+            watch.forget(self)
+        else:
+            watch.set(self, read=False, write=False)
+        sock.close()
+
+    def _end(self) -> None:
+        self.finished = True
+        run = self.run
+        hosts = run.prober.hosts
+        if hosts is not None:
+            host = self.attempts.result.host
+            assert host is not None
+            hosts.release(host)
+        run.completed(self, self.index, self.attempts.finish())
+
+    def abort(self) -> None:
+        """Stop now, without a record (the run is being left)."""
+        self.finished = True
+        self._close()
+        if self.task is not None:
+            self.task.cancel()
+        hosts = self.run.prober.hosts
+        host = self.attempts.result.host
+        if hosts is not None and host is not None:
+            with contextlib.suppress(ValueError):
+                hosts.cancel_wait(host, self._turn_soon)
+
+
+def _is_connected(sock: socket.socket) -> bool:
+    try:
+        sock.getpeername()
+    except OSError:
+        return False
+    return True
+
+
+async def probe_jobs_lean(
+    jobs: AsyncIterable[Job] | Iterable[Job],
+    options: ProbeOptions,
+    *,
+    skip: Callable[[int], bool] | None = None,
+    report: LoadReport | None = None,
+) -> AsyncGenerator[ProbeResult, None]:
+    """:func:`aiotcp.probe.probe_jobs` on the lean engine (see the module docstring); on an asyncio loop.
+
+    ``report`` receives the run's load figures (:class:`~aiotcp.probe.pacing.LoadReport`). Leaving early
+    (``aclose()``) or cancelling stops every probe and closes every socket before returning.
+    """
+    run = _Run(options, report if report is not None else LoadReport())
+    loop = run.loop
+    feeder = loop.create_task(run.feed(jobs, skip))
+    feeder.add_done_callback(lambda _: run.wake_consumer())
+    run.monitor.start(loop)
+    try:
+        while True:
+            ready = run.ready
+            while ready:
+                result = ready.popleft()
+                run.took()
+                yield result
+            if feeder.done():
+                failure = None if feeder.cancelled() else feeder.exception()
+                if failure is not None:
+                    raise failure
+                if run.fed_all and not run.in_flight and not run.ready:
+                    return
+            await run.wait_for_records()
+    finally:
+        run.monitor.stop()
+        feeder.cancel()
+        tasks = [feeder, *(probe.task for probe in run.probes if probe.task is not None)]
+        run.abort()
+        run.watch.close()
+        # Shielded: a cancelled caller still gets every socket closed before we return.
+        with anyio.CancelScope(shield=True):
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await run.prober.client.aclose()
