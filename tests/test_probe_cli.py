@@ -28,7 +28,7 @@ WAIT_S = 10.0
 SCHEMA = [
     "input", "line", "url", "scheme", "host", "ip", "port", "ok", "status_code", "reason", "http_version",
     "content_length", "content_type", "server", "title", "location", "connect_ms", "tls_ms", "ttfb_ms",
-    "time_ms", "attempts", "error", "error_message", "timestamp",
+    "time_ms", "attempts", "error", "error_message", "timeout_phase", "timestamp",
 ]  # fmt: skip
 
 

@@ -1,8 +1,10 @@
-"""``aiotcp probe [FILE|-]``: the command around :func:`aiotcp.probe.probe_many`.
+"""``aiotcp probe [FILE|-]``: the command around :func:`aiotcp.probe.probe_jobs`.
 
 Reads targets line by line (never the whole list), writes one record per target as it completes (JSONL,
 CSV or text), journals finished records for ``--resume``, shows live progress on a terminal and a summary
-at the end.
+at the end (also as JSON with ``--summary-json``). The probes run in this process, in ``--workers``
+processes (:mod:`aiotcp.probe.workers`) or on a Dask cluster (:mod:`aiotcp.probe.dask`); the output,
+journal and summary are the same whichever.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import collections
 import hashlib
 import io
+import json
 import os
 import sys
 import time
@@ -23,10 +26,11 @@ import anyio
 from ..accelerators import have_uvloop
 from ..errors import InvalidTarget
 from ..fdlimit import raise_fd_limit
-from ..probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
+from ..probe import FIELD_NAMES, LoadReport, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
 from ..probe import dask as distributed
 from ..probe.journal import Journal, JournalMismatch
-from ..probe.output import RecordWriter, make_writer
+from ..probe.output import JSONLWriter, RecordWriter, make_writer
+from ..probe.workers import WorkerFailed, probe_in_processes, resolve_workers
 from ..targets import parse_ports
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_header_option, positive_float, positive_int
 
@@ -58,18 +62,35 @@ def register(commands: Any) -> None:
     probe.add_argument("--scheme", choices=["http", "https", "auto"], default="auto", help="for lines without one")
     probe.add_argument("--verify", action="store_true", help="verify TLS certificates (off: see the service)")
     probe.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="response parser")
+    probe.add_argument(
+        "--engine",
+        choices=["auto", "lean", "reference"],
+        default="auto",
+        help="lean: callbacks on asyncio with llhttp; reference: the portable path through Client (auto: lean "
+        "when it can run)",
+    )
     probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
     probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
     probe.add_argument("--order", choices=["completion", "input"], default="completion")
     probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
     probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    probe.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON to FILE")
     _add_scale_out_arguments(probe)
     probe.set_defaults(handler=main_probe)
 
 
 def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--shard I/N`` (:mod:`aiotcp.probe.sharding`), ``--dask`` and ``--chunk-size`` (:mod:`aiotcp.probe.dask`)."""
+    """``--workers`` (:mod:`aiotcp.probe.workers`), ``--shard I/N`` (:mod:`aiotcp.probe.sharding`), ``--dask``
+    and ``--chunk-size`` (:mod:`aiotcp.probe.dask`)."""
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="probe in N processes on this machine (auto: one per CPU), one output; -c is split over them (1)",
+    )
     parser.add_argument(
         "--shard",
         type=_shard,
@@ -90,6 +111,13 @@ def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="with --dask: targets per task (default 10 x --concurrency, at least 100)",
     )
+
+
+def _workers(text: str) -> int:
+    try:
+        return resolve_workers("auto" if text == "auto" else positive_int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _shard(text: str) -> sharding.Shard:
@@ -180,6 +208,7 @@ class Stats:
         self.ok = 0
         self.statuses: collections.Counter[int] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
+        self.timeout_phases: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, phase)
         self.last_line = 0
 
     def add(self, result: ProbeResult) -> None:
@@ -192,6 +221,8 @@ class Stats:
                 self.statuses[result.status_code] += 1
         else:
             self.errors[result.error] += 1
+            if result.timeout_phase is not None:
+                self.timeout_phases[result.error, result.timeout_phase] += 1
 
     @property
     def elapsed(self) -> float:
@@ -202,7 +233,12 @@ class Stats:
         return self.records / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _summary(stats: Stats, replayed: int) -> Any:
+def _phases(stats: Stats, kind: str) -> str:
+    phases = [f"{phase} {count}" for (of, phase), count in stats.timeout_phases.most_common() if of == kind]
+    return f" (in {', '.join(phases)})" if phases else ""
+
+
+def _summary(stats: Stats, replayed: int, load: LoadReport, workers: int) -> Any:
     from rich.table import Table
 
     table = Table(title="aiotcp probe", show_header=True, title_justify="left")
@@ -211,19 +247,59 @@ def _summary(stats: Stats, replayed: int) -> Any:
     for status, count in sorted(stats.statuses.items()):
         table.add_row(f"HTTP {status}", str(count))
     for kind, count in stats.errors.most_common():
-        table.add_row(f"error: {kind}", str(count))
+        table.add_row(f"error: {kind}{_phases(stats, kind)}", str(count))
     table.add_section()
     table.add_row("total probed", str(stats.records))
     if replayed:
         table.add_row("from the journal", str(replayed))
     table.add_row("wall time", f"{stats.elapsed:.2f} s")
     table.add_row("probes/s", f"{stats.rate:,.0f}")
+    if load.ticks:
+        table.add_section()
+        where = f", {workers} processes" if workers > 1 else ""
+        table.add_row("engine", f"{load.engine}{where}")
+        table.add_row(
+            "concurrency: mean / max / asked",
+            f"{load.mean_in_flight:,.0f} / {load.in_flight_max:,} / {load.concurrency:,}",
+        )
+        table.add_row("loop lag p50 / p99", f"{load.lag_percentile(50):g} / {load.lag_percentile(99):g} ms")
+        table.add_row("new probes held back", f"{load.held_share:.0%} of the time")
+    if load.prober_bound:
+        table.caption = (
+            f"The prober was the bottleneck: its event loop lagged (p99 {load.lag_percentile(99):g} ms, limit "
+            f"{load.lag_limit_ms:g} ms) and held new probes back {load.held_share:.0%} of the time, so it ran at "
+            f"{load.mean_in_flight:,.0f} probes in flight on average, not {load.concurrency:,}. Deadlines were "
+            "measured without its stalls; a lower -c, or --workers, would be as fast."
+        )
     return table
 
 
+def _summary_json(stats: Stats, replayed: int, load: LoadReport, workers: int) -> dict[str, Any]:
+    return {
+        "schema": "aiotcp.probe-summary/1",
+        "records": stats.records,
+        "ok": stats.ok,
+        "from_journal": replayed,
+        "statuses": {str(status): count for status, count in sorted(stats.statuses.items())},
+        "errors": dict(stats.errors.most_common()),
+        "timeout_phases": {
+            kind: {phase: count for (of, phase), count in stats.timeout_phases.items() if of == kind}
+            for kind in sorted({kind for kind, _ in stats.timeout_phases})
+        },
+        "wall_s": round(stats.elapsed, 3),
+        "probes_per_s": round(stats.rate, 1),
+        "workers": workers,
+        "load": load.as_dict(),
+    }
+
+
 def main_probe(args: argparse.Namespace) -> int:
-    # With --dask the probes run on the workers, which fit -c to their own open-file limit.
-    concurrency, warning = (args.concurrency, None) if args.dask else raise_fd_limit(args.concurrency)
+    if args.dask and args.workers > 1:
+        print("error: usage: --workers and --dask do not combine: Dask has its own workers", file=sys.stderr)
+        return EXIT_USAGE
+    # With --dask or --workers the probes run in other processes, which fit -c to their own open-file limit.
+    far = args.dask or args.workers > 1
+    concurrency, warning = (args.concurrency, None) if far else raise_fd_limit(args.concurrency)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     try:
@@ -243,6 +319,7 @@ def main_probe(args: argparse.Namespace) -> int:
             ports=args.ports,
             verify=args.verify,
             http=args.http,
+            engine=args.engine,
         )
     except ValueError as exc:
         print(f"error: usage: {exc}", file=sys.stderr)
@@ -284,6 +361,10 @@ def main_probe(args: argparse.Namespace) -> int:
         except distributed.DaskError as exc:
             print(f"error: dask: {exc}", file=sys.stderr)
             return EXIT_FAILED
+        except WorkerFailed as exc:
+            resume = "rerun the same command to probe the rest" if args.resume else "use --resume to finish lists"
+            print(f"error: workers: {exc}; {resume}", file=sys.stderr)
+            return EXIT_FAILED
 
 
 async def _run(
@@ -310,22 +391,34 @@ async def _run(
     if journal is not None and args.file == "-":
         lines = _checked(lines, journal, mismatch)
     numbered = iter_jobs(lines, ports=options.ports)
-    jobs = sharding.select(numbered, args.shard)
-    results = (
-        probe_jobs(jobs, options, skip=skip)
-        if client is None
-        else distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
-    )
+    jobs = numbered if args.shard is None else sharding.select(numbered, args.shard)
+    load = LoadReport()
+    if client is not None:
+        results = distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
+    elif args.workers > 1:
+        results = probe_in_processes(
+            lines,
+            options,
+            workers=args.workers,
+            shard=args.shard,
+            done=journal.done_bitmap() if journal is not None else b"",
+            report=load,
+            on_warning=lambda text: print(f"warning: {text}", file=sys.stderr),
+        )
+    else:
+        results = probe_jobs(jobs, options, skip=skip, report=load)
+    encode = journal is not None or isinstance(writer, JSONLWriter)
     # aclosing: whatever ends the loop (an error writing, Ctrl-C), the probes stop and their sockets close
     # here, in this task.
     try:
         async with aclosing(numbered), aclosing(jobs), aclosing(results):
             async for result in results:
-                record = result.as_dict()
+                encoded = result.to_json() if encode else None
                 if journal is not None:
-                    journal.append(result.seq, record)
+                    assert encoded is not None
+                    journal.append_json(result.seq, encoded)
                 if not args.only_ok or result.ok:
-                    writer.write(record)
+                    writer.write_result(result, encoded)
                 stats.add(result)
                 now = time.monotonic()
                 if now - last_flush >= _FLUSH_EVERY:
@@ -343,7 +436,10 @@ async def _run(
     if show:
         from rich.console import Console
 
-        Console(stderr=True).print(_summary(stats, replayed))
+        Console(stderr=True).print(_summary(stats, replayed, load, args.workers))
+    if args.summary_json:
+        text = json.dumps(_summary_json(stats, replayed, load, args.workers), indent=2) + "\n"
+        await anyio.Path(args.summary_json).write_text(text, encoding="utf-8")
     return EXIT_OK
 
 

@@ -51,6 +51,7 @@ import anyio
 
 from ..budget import Budget
 from ..client import Client
+from ..config import Limits
 from ..error_mapping import map_connect_error, map_stream_error
 from ..errors import AiotcpError
 from ..http11 import HttptoolsProtocol, PlainResponseParser, Request, ResponseEnd, ResponseHead
@@ -63,7 +64,7 @@ from .prober import Prober
 from .records import ProbeResult, fill_from_head, now_iso
 from .retry import Retry, Stop
 
-__all__ = ["LAUNCH_BATCH", "lean_available", "probe_jobs_lean"]
+__all__ = ["LAUNCH_BATCH", "ResponseReader", "lean_available", "probe_jobs_lean"]
 
 #: Probes started per loop iteration at most (then the loop reads what came back before starting more).
 LAUNCH_BATCH: Final = 64
@@ -133,6 +134,89 @@ class _Requests:
                 self._tail,
             )
         )
+
+
+class ResponseReader:
+    """The response of one lean attempt, sans I/O: what the reference engine makes of the same reads.
+
+    The reads go to :class:`~aiotcp.http11.PlainResponseParser` (llhttp alone) while it vouches for the
+    response; at its first doubt every read so far is replayed into a fresh
+    :class:`~aiotcp.http11.HttptoolsProtocol`, which then reads the rest. The events are taken as
+    :meth:`Prober.exchange <aiotcp.probe.prober.Prober.exchange>` takes them through the client: the head, then
+    the body until it ends or reaches ``max_body`` bytes (then reading stops: what would come after is never
+    looked at).
+    """
+
+    __slots__ = ("_body", "_head", "_limits", "_max_body", "_parser", "_plain", "_reads", "_request")
+
+    def __init__(self, limits: Limits, request: Request, max_body: int, *, plain: bool) -> None:
+        self._limits = limits
+        self._request = request  # the parser reads its method and Connection: close
+        self._max_body = max_body
+        self._plain: PlainResponseParser | None = PlainResponseParser() if plain else None
+        self._reads: list[bytes] = []  # while plain: every read so far (for the replay)
+        self._parser: HttptoolsProtocol | None = None if plain else self._new_parser()
+        self._head: ResponseHead | None = None
+        self._body = bytearray()
+
+    def __repr__(self) -> str:
+        by = "llhttp" if self._plain is not None else "HttptoolsProtocol"
+        return f"<ResponseReader by {by} head={self._head is not None} body_bytes={len(self._body)}>"
+
+    def _new_parser(self) -> HttptoolsProtocol:
+        parser = HttptoolsProtocol(self._limits)
+        parser.send_request(self._request)
+        return parser
+
+    def feed(self, data: bytes) -> tuple[ResponseHead, bytes] | None:
+        """Take one read (``b""``: the peer closed). The head and the body (at most ``max_body`` bytes) once
+        the response is read as far as the prober reads it; None while more is needed.
+
+        Raises the :class:`~aiotcp.errors.AiotcpError` the reference engine would (``protocol``,
+        ``too_large``, ``disconnected``); after a result or an error, feed no more.
+        """
+        plain = self._plain
+        if plain is None:
+            return self._feed_parser(data)
+        if plain.feed(data, self._limits):
+            head = plain.head
+            assert head is not None
+            if plain.complete or len(plain.body) >= self._max_body:
+                return head, bytes(plain.body[: self._max_body])
+            self._reads.append(data)
+            return None
+        # llhttp alone cannot vouch for this response: HttptoolsProtocol reads it from the start.
+        reads, self._reads, self._plain = self._reads, [], None
+        reads.append(data)
+        self._parser = self._new_parser()
+        for read in reads:
+            if (done := self._feed_parser(read)) is not None:
+                return done
+        return None
+
+    def _feed_parser(self, data: bytes) -> tuple[ResponseHead, bytes] | None:
+        parser = self._parser
+        assert parser is not None
+        parser.receive_data(data)
+        max_body = self._max_body
+        head = self._head
+        if head is None:
+            event = parser.next_event()
+            if event is None:
+                return None
+            assert isinstance(event, ResponseHead)
+            if not max_body:
+                return event, b""
+            head = self._head = event
+        body = self._body
+        while (event := parser.next_event()) is not None:
+            if isinstance(event, ResponseEnd):
+                return head, bytes(body[:max_body])
+            assert isinstance(event, bytes)
+            body += event
+            if len(body) >= max_body:
+                return head, bytes(body[:max_body])  # enough for a title
+        return None
 
 
 class _LoopWatch:
@@ -360,20 +444,16 @@ class _Probe:
 
     __slots__ = (
         "attempts",
-        "body",
         "budget",
         "connect_ms",
         "connected_at",
         "due",
         "fd",
         "finished",
-        "head",
         "index",
-        "parser",
         "phase",
-        "plain",
+        "reader",
         "reading",
-        "reads",
         "run",
         "sock",
         "stall0",
@@ -396,19 +476,13 @@ class _Probe:
         self.sock: socket.socket | None = None
         self.fd = -1
         self.reading = self.writing = False
-        self.parser: HttptoolsProtocol | None = None
-        # llhttp alone while it vouches for the response, with the reads so far (to replay into `parser` the
-        # moment it does not).
-        self.plain: PlainResponseParser | None = None
-        self.reads: list[bytes] = []
+        self.reader: ResponseReader | None = None
         self.phase: Phase = "connect"
         self.due = 0.0  # when the current phase's timer judges (the loop's clock), before stall credit
         self.started = 0.0  # time.perf_counter() at the start of the attempt
         self.connected_at = 0.0
         self.connect_ms: float | None = None
         self.ttfb_ms: float | None = None
-        self.head: ResponseHead | None = None
-        self.body = bytearray()
         self.unsent = b""
         self.finished = False
 
@@ -473,8 +547,7 @@ class _Probe:
     # -- a lean attempt --------------------------------------------------------------------------------------
 
     def _open(self, target: Target) -> None:
-        self.parser = self.plain = None
-        self.head = None
+        self.reader = None
         self.connect_ms = self.ttfb_ms = None
         self.phase = "connect"
         self.started = time.perf_counter()
@@ -524,11 +597,7 @@ class _Probe:
         self.connected_at = now = time.perf_counter()
         self.connect_ms = _ms(self.started, now)
         run = self.run
-        if run.plain_ok:
-            self.plain = PlainResponseParser()
-            self.reads = []
-        else:
-            self._new_parser()
+        self.reader = ResponseReader(run.prober.limits, run.requests.sample, run.options.max_body, plain=run.plain_ok)
         if sent < len(wire):
             self.unsent = wire[sent:]
             self.phase = "write"
@@ -615,66 +684,16 @@ class _Probe:
             return True
         if data and self.ttfb_ms is None:
             self.ttfb_ms = int((time.perf_counter() - self.started) * 1e6 + 0.5) / 1000.0  # as Client times it
-        plain = self.plain
-        if plain is None:
-            self._parse(data)
-        elif plain.feed(data, self.run.prober.limits):
-            head = plain.head
-            assert head is not None
-            max_body = self.run.options.max_body
-            if plain.complete or len(plain.body) >= max_body:
-                self._done(head, bytes(plain.body[:max_body]))
-            else:
-                self.reads.append(data)
-        else:  # llhttp alone cannot vouch for this response: HttptoolsProtocol reads it from the start
-            reads, self.reads = self.reads, []
-            reads.append(data)
-            self._new_parser()
-            for chunk in reads:
-                self._parse(chunk)
-                if self.sock is not sock:  # the attempt ended
-                    break
-        return True
-
-    def _new_parser(self) -> HttptoolsProtocol:
-        self.plain = None
-        parser = self.parser = HttptoolsProtocol(self.run.prober.limits)
-        parser.send_request(self.run.requests.sample)  # the method and Connection: close: all it reads of it
-        return parser
-
-    def _parse(self, data: bytes) -> None:
-        parser = self.parser
-        assert parser is not None
+        reader = self.reader
+        assert reader is not None
         try:
-            parser.receive_data(data)
-            self._pull(parser)
+            done = reader.feed(data)
         except AiotcpError as exc:
             self._failed(exc)
-
-    def _pull(self, parser: HttptoolsProtocol) -> None:
-        """Take the parsed events as the reference engine does: the head, then the body up to ``max_body``."""
-        max_body = self.run.options.max_body
-        head = self.head
-        if head is None:
-            event = parser.next_event()
-            if event is None:
-                return
-            assert isinstance(event, ResponseHead)
-            if not max_body:
-                self._done(event, b"")
-                return
-            head = self.head = event
-            self.body = bytearray()
-        body = self.body
-        while (event := parser.next_event()) is not None:
-            if isinstance(event, ResponseEnd):
-                self._done(head, bytes(body[:max_body]))
-                return
-            assert isinstance(event, bytes)
-            body += event
-            if len(body) >= max_body:
-                self._done(head, bytes(body[:max_body]))  # enough for a title
-                return
+            return True
+        if done is not None:
+            self._done(*done)
+        return True
 
     def _done(self, head: ResponseHead, body: bytes) -> None:
         """The attempt got its response: fill the record, close, finish."""

@@ -85,6 +85,15 @@ async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncGener
             text = item.strip()
             if not text or text.startswith("#"):
                 continue
+            if "/" not in text and not ports:  # not a range nor a URL, and one port at most: one job
+                try:
+                    spec = parse_spec(text)
+                except InvalidTarget as exc:
+                    yield _invalid(seq, line, text, exc)
+                else:
+                    yield Job(seq, line, text, spec, spec.port)
+                seq += 1
+                continue
             for job in _jobs_for_line(seq, line, text, ports):
                 seq = job.seq + 1
                 yield job

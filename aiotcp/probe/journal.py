@@ -141,6 +141,11 @@ class Journal:
         index, bit = divmod(seq, 8)
         return index < len(self._done) and bool(self._done[index] & (1 << bit))
 
+    def done_bitmap(self) -> bytes:
+        """The ``seq`` s on disk when the journal was opened, as a bitmap (bit ``seq % 8`` of byte ``seq // 8``):
+        what ``--workers`` processes are given to skip."""
+        return bytes(self._done)
+
     def replay(self) -> Iterator[dict[str, Any]]:
         """The records on disk when the journal was opened, streamed from the file, without ``seq``."""
         with open(self.path, "rb") as file:
@@ -160,6 +165,16 @@ class Journal:
     def append(self, seq: int, record: dict[str, Any]) -> None:
         """Add a finished record. Written in batches: a crash loses at most the last batch, never a half."""
         self._write_line({**record, "seq": seq})
+        self._appended()
+
+    def append_json(self, seq: int, record_json: str) -> None:
+        """:meth:`append` for a record already encoded as one JSON object (``ProbeResult.to_json()``): the same
+        line, without decoding and encoding it again."""
+        text = f'{record_json[:-1]},"seq":{seq}}}'
+        self._file.write(text.encode("utf-8", "backslashreplace") + b"\n")
+        self._appended()
+
+    def _appended(self) -> None:
         self._pending += 1
         now = time.monotonic()
         if self._pending >= _FLUSH_RECORDS or now - self._last_flush >= _FLUSH_EVERY:

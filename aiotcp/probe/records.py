@@ -25,6 +25,7 @@ __all__ = ["FIELD_NAMES", "ProbeResult", "fill_from_head", "fill_from_response",
 
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_LIMIT = 512
+_TITLE_SCAN = 4096
 _SPACES = re.compile(r"\s+")
 
 
@@ -134,11 +135,29 @@ def now_iso() -> str:
     return f"{_second_stamp[1]}.{int((now - second) * 1000):03d}Z"
 
 
-def _title(body: bytes, charset: str | None) -> str | None:
+def _title_bytes(body: bytes) -> bytes | None:
+    """What ``_TITLE`` captures in ``body``, or None. Looked for by ``find`` in a lowercased copy of the first
+    :data:`_TITLE_SCAN` bytes first (the title is near the top of a page, and a case-insensitive regex over the
+    whole body costs more than the rest of a record); the regex decides when the prefix does not."""
+    head = body[:_TITLE_SCAN].lower()  # bytes.lower() and IGNORECASE on a bytes pattern: both ASCII only
+    start = head.find(b"<title")
+    if start >= 0:
+        close = head.find(b">", start + 6)  # [^>]*> ends at the first ">"
+        if close >= 0:
+            end = head.find(b"</title", close + 1)  # (.*?)</title ends at the first "</title" after it
+            if end >= 0:
+                return body[close + 1 : end]
+    if len(body) <= _TITLE_SCAN:
+        return None  # the prefix was the whole body: the regex would find nothing either
     match = _TITLE.search(body)
-    if match is None:
+    return None if match is None else match.group(1)
+
+
+def _title(body: bytes, charset: str | None) -> str | None:
+    found = _title_bytes(body)
+    if found is None:
         return None
-    raw = match.group(1)[: _TITLE_LIMIT * 4]
+    raw = found[: _TITLE_LIMIT * 4]
     text = _decode(raw, charset)
     text = _SPACES.sub(" ", html.unescape(text)).strip()
     return text[:_TITLE_LIMIT] or None
