@@ -263,13 +263,13 @@ def _summary(stats: Stats, replayed: int, load: LoadReport, workers: int) -> Any
             f"{load.mean_in_flight:,.0f} / {load.in_flight_max:,} / {load.concurrency:,}",
         )
         table.add_row("loop lag p50 / p99", f"{load.lag_percentile(50):g} / {load.lag_percentile(99):g} ms")
-        table.add_row("new probes held back", f"{load.held_share:.0%} of the time")
+        table.add_row("concurrency capped (loop lag)", f"{load.held_share:.0%} of the time")
     if load.prober_bound:
         table.caption = (
             f"The prober was the bottleneck: its event loop lagged (p99 {load.lag_percentile(99):g} ms, limit "
-            f"{load.lag_limit_ms:g} ms) and held new probes back {load.held_share:.0%} of the time, so it ran at "
+            f"{load.lag_limit_ms:g} ms), so it capped its concurrency {load.held_share:.0%} of the time and ran at "
             f"{load.mean_in_flight:,.0f} probes in flight on average, not {load.concurrency:,}. Deadlines were "
-            "measured without its stalls; a lower -c, or --workers, would be as fast."
+            "measured without its stalls; a lower -c would be as fast, --workers faster if cores are free."
         )
     return table
 

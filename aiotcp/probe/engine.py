@@ -130,7 +130,7 @@ async def _probe_jobs_reference(
     report = report if report is not None else LoadReport()
     report.engine, report.concurrency = "reference", opts.concurrency
     busy = [0]  # workers with a probe in flight
-    monitor = LoopMonitor(opts.timeout, report, lambda: busy[0])
+    monitor = LoopMonitor(opts.timeout, opts.concurrency, report, lambda: busy[0])
     # Jobs travel with their dispatch number: contiguous even when `skip` leaves holes in `seq`, so the
     # re-ordering stage knows exactly which record comes next.
     send_jobs, receive_jobs = anyio.create_memory_object_stream[tuple[int, Job]](opts.concurrency)
@@ -152,7 +152,7 @@ async def _probe_jobs_reference(
     async def work(results: MemoryObjectSendStream[tuple[int, ProbeResult]]) -> None:
         with results:  # the last worker to finish ends the results stream
             while True:
-                await monitor.wait_open()  # while the loop lags, no new probe until it catches up
+                await monitor.wait_room()  # while the loop lags, fewer probes in flight
                 if (item := await _take(receive_jobs)) is None:
                     break
                 index, job = item
@@ -161,6 +161,7 @@ async def _probe_jobs_reference(
                     result = await prober.probe(job)
                 finally:
                     busy[0] -= 1
+                    monitor.room_made()
                 await _put(results, (index, result))
 
     with ExitStack() as streams:

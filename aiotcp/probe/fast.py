@@ -163,6 +163,11 @@ class ResponseReader:
         by = "llhttp" if self._plain is not None else "HttptoolsProtocol"
         return f"<ResponseReader by {by} head={self._head is not None} body_bytes={len(self._body)}>"
 
+    @property
+    def by_llhttp_alone(self) -> bool:
+        """Whether llhttp alone has read the response so far (PlainResponseParser vouched for all of it)."""
+        return self._plain is not None
+
     def _new_parser(self) -> HttptoolsProtocol:
         parser = HttptoolsProtocol(self._limits)
         parser.send_request(self._request)
@@ -322,7 +327,7 @@ class _Run:
         self.report = report
         report.engine = "lean"
         report.concurrency = options.concurrency
-        self.monitor = LoopMonitor(options.timeout, report, self._count, self._wake_feeder)
+        self.monitor = LoopMonitor(options.timeout, options.concurrency, report, self._count, self._wake_feeder)
         self.watch: _EpollWatch | _LoopWatch = (
             _EpollWatch(self.loop) if hasattr(select, "epoll") else _LoopWatch(self.loop)
         )
@@ -370,7 +375,7 @@ class _Run:
         await self._consumer
 
     def may_launch(self) -> bool:
-        if self.in_flight >= self.options.concurrency or not self.monitor.open:
+        if self.in_flight >= self.monitor.cap:  # (the cap is -c but while the loop lags)
             return False
         return self.window is None or self.dispatched < self.yielded + self.window
 

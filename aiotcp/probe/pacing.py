@@ -3,11 +3,14 @@
 A prober's first duty is a true verdict. A deadline that runs out while the probe waits for *our* CPU measures
 the prober, not the target; so the loop's lag is measured all along and used three ways:
 
-- **Admission.** :class:`LoopMonitor` ticks every :data:`TICK_S`; a tick that comes more than ``lag_limit``
-  late (10 % of the per-target timeout, 5-250 ms) means the loop is behind, and no new probe starts until a
-  tick comes on time again. So ``-c 10000`` on a machine that serves 2,000 runs at about 2,000: no faster,
-  and not wrong. (A lag under the limit is left alone: on a shared machine the loop runs a few milliseconds
-  late all the time, and holding probes back for that would only make the run slower.)
+- **Admission.** :class:`LoopMonitor` ticks every :data:`TICK_S` and keeps a cap on the probes in flight
+  (adaptive concurrency): a tick that comes more than ``lag_limit`` late (10 % of the per-target timeout,
+  5-250 ms) means the loop is behind, and the cap drops by a quarter; every tick on time raises it by a
+  sixteenth, up to ``-c``. No new probe starts while the cap is reached. So ``-c 10000`` on a machine that
+  serves 2,000 runs at about 2,000: no faster, and not wrong. The cap never drops below :data:`MIN_CAP` (or
+  ``-c``): when the lag is not ours (a hog elsewhere), holding everything back would stop the run and help no
+  one. A lag under the limit is left alone: on a shared machine the loop runs a few milliseconds late all the
+  time, and holding probes back for that would only make the run slower.
 - **Stall credit.** The lateness beyond ``stall_tolerance`` (2 % of the timeout, 2-50 ms) adds up in
   :attr:`LoopMonitor.stalled` (seconds the loop was stalled: our own CPU, a hog, a garbage collection, a slow
   disk for the output). The lean engine extends a probe's deadlines by what accrued during its life (at most
@@ -30,10 +33,12 @@ from typing import Any
 
 import anyio
 
-__all__ = ["TICK_S", "LoadReport", "LoopMonitor", "lag_limit_for", "stall_tolerance_for"]
+__all__ = ["MIN_CAP", "TICK_S", "LoadReport", "LoopMonitor", "lag_limit_for", "stall_tolerance_for"]
 
 #: Seconds between two ticks of the monitor.
 TICK_S = 0.01
+#: The cap on probes in flight never drops below this (nor ``-c``).
+MIN_CAP = 64
 #: The share of the ticks with admission held back above which the prober, not the network, set the pace.
 PROBER_BOUND_SHARE = 0.05
 
@@ -62,7 +67,7 @@ class LoadReport:
     """What a run's own load was: loop lag, concurrency, admission. Merged over ``--workers`` processes.
 
     ``lag_ms`` is a histogram (bucket -> ticks); ``in_flight_sum`` / ``ticks`` is the mean number of probes
-    in flight; ``held_ticks`` the ticks during which admission held new probes back.
+    in flight; ``held_ticks`` the ticks during which the cap on probes in flight was below ``concurrency``.
     """
 
     engine: str = ""
@@ -77,7 +82,8 @@ class LoadReport:
     processes: int = 1
 
     def record(self, lag: float, in_flight: int, held: bool) -> None:
-        """One tick: the loop ran ``lag`` seconds late with ``in_flight`` probes, admission ``held`` or not."""
+        """One tick: the loop ran ``lag`` seconds late with ``in_flight`` probes, the cap below ``-c``
+        (``held``) or not."""
         self.ticks += 1
         self.held_ticks += held
         self.in_flight_sum += in_flight
@@ -109,12 +115,12 @@ class LoadReport:
 
     @property
     def held_share(self) -> float:
-        """The share of the run during which admission held new probes back."""
+        """The share of the run during which the cap on probes in flight was below what was asked for."""
         return self.held_ticks / self.ticks if self.ticks else 0.0
 
     @property
     def prober_bound(self) -> bool:
-        """Whether the prober's own CPU set the pace (the loop lagged enough to hold probes back)."""
+        """Whether the prober itself set the pace: its loop lagged enough for the cap to hold probes back."""
         return self.held_share > PROBER_BOUND_SHARE
 
     def lag_percentile(self, percent: float) -> float:
@@ -143,43 +149,49 @@ class LoadReport:
                 "max": max(self.lag_ms, default=0.0),
                 "limit": self.lag_limit_ms,
             },
-            "admission_held_share": round(self.held_share, 4),
+            "capped_share": round(self.held_share, 4),
             "stalled_s": round(self.stalled_s, 3),
             "prober_bound": self.prober_bound,
         }
 
 
 class LoopMonitor:
-    """Measures the running loop's lag every :data:`TICK_S`; decides admission; accrues stall credit.
+    """Measures the running loop's lag every :data:`TICK_S`; keeps the cap on probes in flight; accrues stall
+    credit (see the module docstring).
 
-    ``in_flight`` is read at every tick (the engine's count of probes in flight). ``on_open`` is called when
-    admission opens again after being held.
+    ``concurrency`` is what was asked for (the most the cap can be). ``in_flight`` is read at every tick (the
+    engine's count of probes in flight). ``on_room`` is called when the cap grows.
     """
 
     def __init__(
         self,
         timeout: float,
+        concurrency: int,
         report: LoadReport,
         in_flight: Callable[[], int],
-        on_open: Callable[[], object] | None = None,
+        on_room: Callable[[], object] | None = None,
     ) -> None:
         self.lag_limit = lag_limit_for(timeout)
         self.stall_tolerance = stall_tolerance_for(timeout)
+        self.concurrency = concurrency
+        self.floor = min(concurrency, MIN_CAP)
+        #: How many probes may be in flight now.
+        self.cap = concurrency
         self.report = report
         report.lag_limit_ms = round(self.lag_limit * 1000.0, 3)
         self._in_flight = in_flight
-        self._on_open = on_open
-        #: Whether new probes may start now.
-        self.open = True
+        self._on_room = on_room
         #: Seconds the loop spent late beyond ``stall_tolerance``, since the monitor started.
         self.stalled = 0.0
         self._due = 0.0  # time.perf_counter() of the next tick
         self._handle: asyncio.TimerHandle | None = None
-        self._reopened: anyio.Event | None = None  # for wait_open(), while admission is held
+        self._grown: anyio.Event | None = None  # for wait_room(), while the cap is reached
 
     def __repr__(self) -> str:
-        state = "open" if self.open else "held"
-        return f"<LoopMonitor {state} lag_limit={self.lag_limit * 1000:.1f}ms stalled={self.stalled:.3f}s>"
+        return (
+            f"<LoopMonitor cap={self.cap}/{self.concurrency} lag_limit={self.lag_limit * 1000:.1f}ms"
+            f" stalled={self.stalled:.3f}s>"
+        )
 
     def stalled_now(self) -> float:
         """:attr:`stalled`, plus the lateness of a tick that is due and has not run yet (a stall in progress)."""
@@ -192,17 +204,20 @@ class LoopMonitor:
             lag = 0.0
         if lag > self.stall_tolerance:
             self.stalled += lag - self.stall_tolerance
-        late = lag > self.lag_limit
-        self.report.record(lag, self._in_flight(), not self.open or late)
-        if late:
-            self.open = False
-        elif not self.open:
-            self.open = True
-            if self._on_open is not None:
-                self._on_open()
-            if self._reopened is not None:
-                self._reopened.set()
-                self._reopened = None
+        cap = self.cap
+        if lag > self.lag_limit:
+            cap = max(self.floor, cap * 3 // 4)
+        elif cap < self.concurrency:
+            cap = min(self.concurrency, cap + max(1, cap // 16))
+        grown = cap > self.cap
+        self.cap = cap
+        self.report.record(lag, self._in_flight(), cap < self.concurrency)
+        if grown:
+            if self._on_room is not None:
+                self._on_room()
+            if self._grown is not None:
+                self._grown.set()
+                self._grown = None
         self._due = now + TICK_S
 
     # -- on an asyncio loop: a timer ---------------------------------------------------------------------------
@@ -225,13 +240,19 @@ class LoopMonitor:
 
     # -- on any anyio backend: a task ------------------------------------------------------------------------
 
-    async def wait_open(self) -> None:
-        """Return once new probes may start (at once if they may now). For tasks of the reference engine."""
-        if self.open:
-            return
-        if self._reopened is None:
-            self._reopened = anyio.Event()
-        await self._reopened.wait()
+    async def wait_room(self) -> None:
+        """Return once one more probe may start (at once if it may now). For tasks of the reference engine,
+        which call :meth:`room_made` when a probe ends."""
+        while self._in_flight() >= self.cap:
+            if self._grown is None:
+                self._grown = anyio.Event()
+            await self._grown.wait()
+
+    def room_made(self) -> None:
+        """A probe ended: wake the tasks in :meth:`wait_room` (they look at the count again)."""
+        if self._grown is not None:
+            self._grown.set()
+            self._grown = None
 
     async def run(self) -> None:
         """Tick until cancelled (the reference engine runs this in its task group)."""
