@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, aclosing
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
@@ -27,10 +27,11 @@ from ..accelerators import have_uvloop
 from ..errors import InvalidTarget
 from ..fdlimit import raise_fd_limit
 from ..probe import FIELD_NAMES, LoadReport, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
-from ..probe import dask as distributed
 from ..probe.journal import Journal, JournalMismatch
 from ..probe.output import JSONLWriter, RecordWriter, make_writer
-from ..probe.workers import WorkerFailed, probe_in_processes, resolve_workers
+
+if TYPE_CHECKING:  # --dask and --workers load their modules when asked for: every probe starts faster
+    from ..probe import dask as distributed
 from ..targets import parse_ports
 from .common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_header_option, positive_float, positive_int
 
@@ -114,10 +115,8 @@ def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _workers(text: str) -> int:
-    try:
-        return resolve_workers("auto" if text == "auto" else positive_int(text))
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    """``-w N|auto``: auto is one worker per CPU."""
+    return max(1, os.cpu_count() or 1) if text == "auto" else positive_int(text)
 
 
 def _shard(text: str) -> sharding.Shard:
@@ -128,6 +127,8 @@ def _shard(text: str) -> sharding.Shard:
 
 
 def _dask_target(text: str) -> distributed.DaskTarget:
+    from ..probe import dask as distributed
+
     try:
         return distributed.parse_dask_target(text)
     except ValueError as exc:
@@ -343,6 +344,17 @@ def main_probe(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         writer = make_writer(fmt, out, FIELD_NAMES)
         show = not args.quiet
+        dask_unavailable: tuple[type[Exception], ...] = ()
+        dask_failed: tuple[type[Exception], ...] = ()
+        workers_failed: tuple[type[Exception], ...] = ()
+        if args.dask:
+            from ..probe import dask as distributed
+
+            dask_unavailable, dask_failed = (distributed.DaskUnavailable,), (distributed.DaskError,)
+        if args.workers > 1:
+            from ..probe.workers import WorkerFailed
+
+            workers_failed = (WorkerFailed,)
         try:
             client = stack.enter_context(distributed.connect(args.dask)) if args.dask else None
             return anyio.run(
@@ -355,13 +367,13 @@ def main_probe(args: argparse.Namespace) -> int:
                 client,
                 backend_options={"use_uvloop": have_uvloop()},
             )
-        except distributed.DaskUnavailable as exc:
+        except dask_unavailable as exc:
             print(f"error: usage: --dask: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except distributed.DaskError as exc:
+        except dask_failed as exc:
             print(f"error: dask: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        except WorkerFailed as exc:
+        except workers_failed as exc:
             resume = "rerun the same command to probe the rest" if args.resume else "use --resume to finish lists"
             print(f"error: workers: {exc}; {resume}", file=sys.stderr)
             return EXIT_FAILED
@@ -394,8 +406,12 @@ async def _run(
     jobs = numbered if args.shard is None else sharding.select(numbered, args.shard)
     load = LoadReport()
     if client is not None:
+        from ..probe import dask as distributed
+
         results = distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
     elif args.workers > 1:
+        from ..probe.workers import probe_in_processes
+
         results = probe_in_processes(
             lines,
             options,

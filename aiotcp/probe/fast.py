@@ -5,9 +5,10 @@ Theory of operation
 A plain-http attempt at an IP address (most of any list) is a non-blocking socket and three callbacks: the
 socket is created and ``connect_ex`` issued, ``add_writer`` says when the connect ended, the request goes out
 with one ``send`` and ``add_reader`` feeds each ``recv`` to the same sans-IO parser the reference engine uses
-(:class:`~aiotcp.http11.HttptoolsProtocol`, so every guard and every verdict of the hostile suite holds). One
-timer per phase, no task, no future, no stream, no pool: the record is filled once, from the parser's head
-and the first ``max_body`` bytes (:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
+(:class:`~aiotcp.http11.HttptoolsProtocol`, so every guard and every verdict of the hostile suite holds). No
+task, no future, no stream, no pool, no timer (the deadlines of all probes are one heap, looked at every
+tick of the loop monitor): the record is filled once, from the parser's head and the first ``max_body``
+bytes (:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
 
 Every other attempt -- https, a host name (DNS, happy eyeballs), ``follow_redirects`` -- is handed to the
 reference engine's :meth:`~aiotcp.probe.prober.Prober.exchange` in a task, with the same budget; a target can
@@ -25,11 +26,14 @@ Deadlines measure the network, not our loop:
 
 - the clock of a target starts when its turn comes (after our per-host and rate limits), and each phase's
   timer is set when that phase starts;
-- a deadline is extended by the stall credit that accrued during the probe (the loop's lateness beyond its lag
-  limit: our CPU, a hog, a garbage collection; at most one more ``timeout``);
-- before a timer judges, the probe looks at what the kernel already holds: a connect that completed, bytes that
-  arrived. Only what is still missing then is a timeout, and the record says in which phase
+- a deadline is extended by the stall credit that accrued during the probe (the loop's lateness beyond its
+  stall tolerance: our CPU, a hog, a garbage collection; at most one more ``timeout``);
+- before a deadline judges, the probe looks at what the kernel already holds: a connect that completed, bytes
+  that arrived. Only what is still missing then is a timeout, and the record says in which phase
   (``timeout_phase``: connect, write or read).
+
+A deadline is judged at the first tick of the monitor after it (every :data:`~aiotcp.probe.pacing.TICK_S`):
+at most 10 ms late, which the record's ``time_ms`` shows.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import heapq
+import itertools
 import os
 import random
 import select
@@ -44,7 +50,6 @@ import socket
 import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
-from contextlib import aclosing
 from typing import Final, Literal
 
 import anyio
@@ -313,6 +318,17 @@ class _EpollWatch:
         self._epoll.close()
 
 
+class _Deadline:
+    """When a probe's current phase is judged. Small on purpose: it waits in the queue until then, and lets go
+    of its probe the moment the probe moves on (a finished probe is freed at once)."""
+
+    __slots__ = ("probe", "when")
+
+    def __init__(self, when: float, probe: _Probe) -> None:
+        self.when = when
+        self.probe: _Probe | None = probe
+
+
 class _Run:
     """One call of :func:`probe_jobs_lean`: the shared state of its probes and its two queues."""
 
@@ -327,7 +343,14 @@ class _Run:
         self.report = report
         report.engine = "lean"
         report.concurrency = options.concurrency
-        self.monitor = LoopMonitor(options.timeout, options.concurrency, report, self._count, self._wake_feeder)
+        self.monitor = LoopMonitor(
+            options.timeout, options.concurrency, report, self._count, self._wake_feeder, on_tick=self.sweep
+        )
+        # The deadlines of the probes' phases: almost all come in time order (now + the same timeout), so a
+        # queue takes them and a heap the few that do not. An entry whose probe moved on has no probe.
+        self.deadlines: deque[_Deadline] = deque()
+        self.odd_deadlines: list[tuple[float, int, _Deadline]] = []
+        self._armed = itertools.count()
         self.watch: _EpollWatch | _LoopWatch = (
             _EpollWatch(self.loop) if hasattr(select, "epoll") else _LoopWatch(self.loop)
         )
@@ -347,6 +370,33 @@ class _Run:
 
     def _count(self) -> int:
         return self.in_flight
+
+    def arm(self, probe: _Probe, when: float) -> None:
+        """Judge ``probe`` at ``when`` (the loop's clock), in place of any deadline it had."""
+        probe.disarm()
+        deadline = probe.deadline = _Deadline(when, probe)
+        deadlines = self.deadlines
+        if not deadlines or when >= deadlines[-1].when:
+            deadlines.append(deadline)
+        else:
+            heapq.heappush(self.odd_deadlines, (when, next(self._armed), deadline))
+
+    def sweep(self) -> None:
+        """At every tick of the monitor: the probes whose deadline came. A queue of every probe's deadline
+        instead of a timer each (making and cancelling a timer costs more than the rest of a short probe);
+        a deadline is judged at the first tick after it, at most :data:`~aiotcp.probe.pacing.TICK_S` late."""
+        now = self.loop.time() + _SLACK
+        due: list[_Deadline] = []
+        deadlines, odd = self.deadlines, self.odd_deadlines
+        while deadlines and deadlines[0].when <= now:
+            due.append(deadlines.popleft())
+        while odd and odd[0][0] <= now:
+            due.append(heapq.heappop(odd)[2])
+        for deadline in due:
+            probe = deadline.probe
+            if probe is not None:
+                probe.deadline = deadline.probe = None
+                probe.on_deadline()
 
     def new_budget(self) -> Budget:
         """A target's budget, on the loop's clock (what ``Budget.start`` gives, without looking the loop up)."""
@@ -383,19 +433,20 @@ class _Run:
         """Start a probe for every job (but those ``skip`` names), as slots, window and admission allow."""
         launched = 0
         try:
-            async with aclosing(as_async_iterator(jobs)) as numbered:
-                async for job in numbered:
-                    if skip is not None and skip(job.seq):
-                        continue
-                    while not self.may_launch():
-                        self._feeder = self.loop.create_future()
-                        await self._feeder
-                        launched = 0
-                    self.launch(job)
-                    launched += 1
-                    if launched >= LAUNCH_BATCH:
-                        launched = 0
-                        await asyncio.sleep(0)  # let the loop read what came back before starting more
+            # (An async iterable is taken as it is, its owner closes it; a sync one through a wrapper.)
+            numbered = jobs if isinstance(jobs, AsyncIterable) else as_async_iterator(jobs)
+            async for job in numbered:
+                if skip is not None and skip(job.seq):
+                    continue
+                while not self.may_launch():
+                    self._feeder = self.loop.create_future()
+                    await self._feeder
+                    launched = 0
+                self.launch(job)
+                launched += 1
+                if launched >= LAUNCH_BATCH:
+                    launched = 0
+                    await asyncio.sleep(0)  # let the loop read what came back before starting more
         finally:
             self.fed_all = True
             self.wake_consumer()
@@ -452,6 +503,7 @@ class _Probe:
         "budget",
         "connect_ms",
         "connected_at",
+        "deadline",
         "due",
         "fd",
         "finished",
@@ -476,7 +528,8 @@ class _Probe:
         self.attempts = TargetAttempts(job, run.options.scheme)
         self.budget: Budget | None = None
         self.stall0 = 0.0
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # a wait: for a rate slot, a retry's pause
+        self.deadline: _Deadline | None = None  # when the current phase is judged (see _Run.arm)
         self.task: asyncio.Task[None] | None = None
         self.sock: socket.socket | None = None
         self.fd = -1
@@ -588,13 +641,13 @@ class _Probe:
             self.unsent = wire
             self.run.watch.set(self, read=False, write=True)
             self.due = loop.time() + budget.limit("connect")
-            self.timer = loop.call_at(self.due, self._on_timer)
+            self.run.arm(self, self.due)
             return
         self._sending(wire, sent)
         deadline = budget.deadline
         assert deadline is not None
         self.due = deadline
-        self.timer = loop.call_at(deadline, self._on_timer)
+        self.run.arm(self, deadline)
 
     def _sending(self, wire: bytes, sent: int) -> None:
         """The connect is done and ``sent`` bytes of the request went out: watch for the answer (and for room
@@ -647,9 +700,7 @@ class _Probe:
         assert deadline is not None
         if self.due != deadline:  # the connect had a timeout of its own: now the total deadline runs
             self.due = deadline
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.run.loop.call_at(deadline, self._on_timer)
+            self.run.arm(self, deadline)
 
     def _send_rest(self) -> None:
         sock = self.sock
@@ -723,9 +774,9 @@ class _Probe:
         self.attempts.succeeded()
         self._end()
 
-    def _on_timer(self) -> None:
-        """A phase's timer: judge, unless our own stall owes the probe time or the kernel holds its answer."""
-        self.timer = None
+    def on_deadline(self) -> None:
+        """A phase's deadline came (:meth:`_Run.sweep`): judge, unless our own stall owes the probe time or the
+        kernel holds its answer."""
         try:
             run = self.run
             loop = run.loop
@@ -734,7 +785,7 @@ class _Probe:
                 credit = run.options.timeout
             due = self.due + credit
             if loop.time() < due - _SLACK:
-                self.timer = loop.call_at(due, self._on_timer)
+                run.arm(self, due)
                 return
             phase = self.phase
             sock = self.sock
@@ -804,8 +855,17 @@ class _Probe:
         else:
             self._next_attempt()
 
+    def disarm(self) -> None:
+        """Drop the current deadline (its queue entry lets go of this probe)."""
+        if self.deadline is not None:
+            self.deadline.probe = None
+            self.deadline = None
+
     def _close(self) -> None:
-        """Close the attempt's socket and cancel its timer (idempotent)."""
+        """Close the attempt's socket and drop its deadline, its wait and its parser (idempotent). (A finished
+        probe stays referenced by the deadline queue until its deadline: it must hold little by then.)"""
+        self.disarm()
+        self.reader = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -160,7 +160,8 @@ class LoopMonitor:
     credit (see the module docstring).
 
     ``concurrency`` is what was asked for (the most the cap can be). ``in_flight`` is read at every tick (the
-    engine's count of probes in flight). ``on_room`` is called when the cap grows.
+    engine's count of probes in flight). ``on_room`` is called when the cap grows, ``on_tick`` after every
+    tick (the lean engine judges its probes' deadlines then).
     """
 
     def __init__(
@@ -170,6 +171,8 @@ class LoopMonitor:
         report: LoadReport,
         in_flight: Callable[[], int],
         on_room: Callable[[], object] | None = None,
+        *,
+        on_tick: Callable[[], object] | None = None,
     ) -> None:
         self.lag_limit = lag_limit_for(timeout)
         self.stall_tolerance = stall_tolerance_for(timeout)
@@ -181,6 +184,7 @@ class LoopMonitor:
         report.lag_limit_ms = round(self.lag_limit * 1000.0, 3)
         self._in_flight = in_flight
         self._on_room = on_room
+        self._on_tick = on_tick
         #: Seconds the loop spent late beyond ``stall_tolerance``, since the monitor started.
         self.stalled = 0.0
         self._due = 0.0  # time.perf_counter() of the next tick
@@ -219,6 +223,8 @@ class LoopMonitor:
                 self._grown.set()
                 self._grown = None
         self._due = now + TICK_S
+        if self._on_tick is not None:
+            self._on_tick()
 
     # -- on an asyncio loop: a timer ---------------------------------------------------------------------------
 

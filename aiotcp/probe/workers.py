@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
-import os
 import signal
 import threading
 import time
@@ -50,7 +49,7 @@ from .pacing import LoadReport
 from .records import ProbeResult
 from .sharding import Shard
 
-__all__ = ["POLL_S", "START_TIMEOUT_S", "WorkerFailed", "probe_in_processes", "resolve_workers"]
+__all__ = ["POLL_S", "START_TIMEOUT_S", "WorkerFailed", "probe_in_processes", "worker_shard"]
 
 #: Longest wait for a message before the parent looks at the workers' health again.
 POLL_S = 0.5
@@ -65,15 +64,6 @@ _END = None  # the last message of the lines pipe
 
 class WorkerFailed(RuntimeError):
     """A worker process died or failed before sending all its records."""
-
-
-def resolve_workers(workers: int | str) -> int:
-    """``auto`` -> one worker per CPU; a number as it is. Raises ``ValueError`` for less than 1."""
-    if workers == "auto":
-        return max(1, os.cpu_count() or 1)
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be at least 1 or 'auto', got {workers!r}")
-    return workers
 
 
 def _share(total: int, parts: int, index: int) -> int:
