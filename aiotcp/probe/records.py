@@ -26,7 +26,6 @@ __all__ = ["FIELD_NAMES", "ProbeResult", "fill_from_head", "fill_from_response",
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
 _TITLE_LIMIT = 512
 _TITLE_SCAN = 4096
-_SPACES = re.compile(r"\s+")
 
 
 @dataclass(slots=True)
@@ -159,7 +158,10 @@ def _title(body: bytes, charset: str | None) -> str | None:
         return None
     raw = found[: _TITLE_LIMIT * 4]
     text = _decode(raw, charset)
-    text = _SPACES.sub(" ", html.unescape(text)).strip()
+    if "&" in text:
+        text = html.unescape(text)
+    # Whitespace runs to one space, and none at the ends: str.split() splits where the regex \s+ matches.
+    text = " ".join(text.split())
     return text[:_TITLE_LIMIT] or None
 
 
@@ -213,13 +215,14 @@ def fill_from_head(
     """Fill ``result`` from one response: its status line, its raw ``headers`` (as received), the first
     ``body`` bytes and the phase timings. Header values read as :class:`~aiotcp.Headers` reads them (a
     repeated field joined with ``", "``)."""
-    kept: dict[str, list[str]] = {}
+    picked: dict[str, str] = {}
     for name, value in headers:
         if len(name) in _KEPT_LENGTHS:
             key = name.decode("latin-1").lower()
             if key in _KEPT_HEADERS:
-                kept.setdefault(key, []).append(decode_header_value(value))
-    picked = {key: ", ".join(values) for key, values in kept.items()}
+                text = decode_header_value(value)
+                before = picked.get(key)
+                picked[key] = text if before is None else f"{before}, {text}"  # as Headers joins repeats
     result.url = url
     result.ip = ip
     result.status_code = status_code
