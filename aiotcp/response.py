@@ -38,8 +38,10 @@ def _text_codec(name: str) -> str | None:
     return codec.name
 
 
+@functools.lru_cache(maxsize=1024)
 def charset_of(content_type: str | None) -> str | None:
-    """The charset a Content-Type value names, if it is a text encoding Python knows (``None`` otherwise)."""
+    """The charset a Content-Type value names, if it is a text encoding Python knows (``None`` otherwise).
+    (Cached: servers send the same few Content-Types, and a prober asks once per target.)"""
     if not content_type:
         return None
     for param in content_type.split(";")[1:]:

@@ -362,3 +362,16 @@ async def test_a_timer_reads_what_the_kernel_holds_before_it_judges(
         stall.close()
         trigger.close()
     assert (record.error, record.status_code) == (None, 200)  # answered at 0.1 s, read at 0.55 s
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_the_lean_engine_asked_for_on_trio_is_refused_and_auto_runs_the_reference(
+    anyio_backend: str, server: TargetServer
+) -> None:
+    with pytest.raises(ValueError, match="engine 'lean' runs on an asyncio event loop"):
+        async with aclosing(probe_many([f"127.0.0.1:{server.port}"], engine="lean")) as results:
+            await results.__anext__()
+    report = LoadReport()
+    async with aclosing(probe_many([f"127.0.0.1:{server.port}"], report=report)) as results:
+        (record,) = [result async for result in results]
+    assert (record.status_code, report.engine) == (200, "reference")

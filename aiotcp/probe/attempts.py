@@ -10,6 +10,7 @@ events.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 
@@ -37,6 +38,12 @@ def schemes_for(spec: TargetSpec, port: int | None, scheme: Scheme) -> tuple[str
     return ("https", "http") if port in TLS_PORTS else ("http", "https")
 
 
+@functools.lru_cache(maxsize=8)
+def _first(schemes: tuple[str, ...]) -> Attempts:
+    """Where every target's attempts start (a frozen value: one per tuple of schemes serves every target)."""
+    return Attempts(schemes, schemes[0])
+
+
 class TargetAttempts:
     """The attempts at one parsed job (``job.spec`` set) and the record they build.
 
@@ -51,7 +58,7 @@ class TargetAttempts:
         self.job = job
         self.result = ProbeResult(input=job.text, line=job.line, host=spec.host, port=job.port, seq=job.seq)
         self.schemes = schemes_for(spec, job.port, scheme)
-        self.attempts = Attempts(self.schemes, self.schemes[0])
+        self.attempts = _first(self.schemes)
         self.target: Target | None = None
         self.started = 0.0  # time.perf_counter() when the target's turn came (the record's time_ms runs from it)
         # The http guess that got no byte back, while https is tried for it (see retry.decide).

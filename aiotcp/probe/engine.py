@@ -94,7 +94,7 @@ async def probe_many(
             yield result
 
 
-async def probe_jobs(
+def probe_jobs(
     jobs: AsyncIterable[Job] | Iterable[Job],
     options: ProbeOptions,
     *,
@@ -102,20 +102,18 @@ async def probe_jobs(
     report: LoadReport | None = None,
 ) -> AsyncGenerator[ProbeResult, None]:
     """Probe already numbered jobs (see :func:`iter_jobs`): the engine under :func:`probe_many`, for callers
-    that number the input themselves and probe parts of it elsewhere (sharding, ``--workers``, Dask).
+    that number the input themselves and probe parts of it elsewhere (sharding, ``--workers``, Dask). Call it
+    in the task (and on the loop) that iterates it: it picks the engine for that loop.
 
     ``report``, when given, receives the run's own load (loop lag, concurrency; :mod:`.pacing`). Raises
-    ``ValueError`` for ``engine="lean"`` where it cannot run (trio, or without llhttp).
+    ``ValueError`` for ``engine="lean"`` where it cannot run (trio, or without llhttp). (A function that returns
+    the engine's generator, not a generator itself: one step less for every record.)
     """
     if lean_available(options):
-        engine = probe_jobs_lean(jobs, options, skip=skip, report=report)
-    elif options.engine == "lean":
+        return probe_jobs_lean(jobs, options, skip=skip, report=report)
+    if options.engine == "lean":
         raise ValueError("engine 'lean' runs on an asyncio event loop (this one is not)")
-    else:
-        engine = _probe_jobs_reference(jobs, options, skip=skip, report=report)
-    async with aclosing(engine) as results:
-        async for result in results:
-            yield result
+    return _probe_jobs_reference(jobs, options, skip=skip, report=report)
 
 
 async def _probe_jobs_reference(
