@@ -2,13 +2,17 @@
 
 Theory of operation
 -------------------
-A plain-http attempt at an IP address (most of any list) is a non-blocking socket and three callbacks: the
-socket is created and ``connect_ex`` issued, ``add_writer`` says when the connect ended, the request goes out
-with one ``send`` and ``add_reader`` feeds each ``recv`` to the same sans-IO parser the reference engine uses
-(:class:`~aiotcp.http11.HttptoolsProtocol`, so every guard and every verdict of the hostile suite holds). No
-task, no future, no stream, no pool, no timer (the deadlines of all probes are one heap, looked at every
-tick of the loop monitor): the record is filled once, from the parser's head and the first ``max_body``
-bytes (:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
+A plain-http attempt at an IP address (most of any list) is a non-blocking socket and a few callbacks: the
+socket is created and ``connect_ex`` issued, and the request sent at once (where the handshake is already
+done when connect returns -- loopback, a LAN -- it goes out; elsewhere ``send`` says EAGAIN and the socket is
+watched for writing). Readiness comes from an epoll set of our own, which the loop watches as one fd (one
+``epoll_ctl`` per target; nothing to undo, closing the socket drops it). Each ``recv`` goes to
+:class:`ResponseReader`: llhttp alone while :class:`~aiotcp.http11.PlainResponseParser` vouches for the
+response, :class:`~aiotcp.http11.HttptoolsProtocol` (every read replayed) from its first doubt -- the parser
+the reference engine uses, so every guard and verdict of the hostile suite holds. No task, no future, no
+stream, no pool, no timer per target (the deadlines of all probes are one queue, looked at every tick of the
+loop monitor): the record is filled once, from the head and the first ``max_body`` bytes
+(:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
 
 Every other attempt -- https, a host name (DNS, happy eyeballs), ``follow_redirects`` -- is handed to the
 reference engine's :meth:`~aiotcp.probe.prober.Prober.exchange` in a task, with the same budget; a target can
@@ -16,16 +20,16 @@ switch paths between attempts (an http guess answered by TLS goes on as https). 
 (the error recorded, retry, scheme switch) is :class:`~aiotcp.probe.attempts.TargetAttempts`, shared with the
 reference engine, so the two make the same record from the same events (tests/test_probe_lean.py).
 
-Pipeline. A feeder task takes numbered jobs and starts probes while there is a free slot (``concurrency``),
-room in the input-order window, and admission from the :class:`~aiotcp.probe.pacing.LoopMonitor` (the loop
-is not lagging); it starts at most :data:`LAUNCH_BATCH` per loop iteration, so a free ``-c 10000`` never
-issues 10,000 connects before reading a single answer. Finished records go to a queue that the generator
-yields from.
+Pipeline. A feeder task takes numbered jobs and starts probes while the probes in flight are under the cap of
+the :class:`~aiotcp.probe.pacing.LoopMonitor` (``concurrency``, lowered while the loop lags) and there is
+room in the input-order window; it starts at most :data:`LAUNCH_BATCH` per loop iteration, so a free
+``-c 10000`` never issues 10,000 connects before reading a single answer. Finished records go to a queue that
+the generator yields from.
 
 Deadlines measure the network, not our loop:
 
 - the clock of a target starts when its turn comes (after our per-host and rate limits), and each phase's
-  timer is set when that phase starts;
+  deadline is set when that phase starts;
 - a deadline is extended by the stall credit that accrued during the probe (the loop's lateness beyond its
   stall tolerance: our CPU, a hog, a garbage collection; at most one more ``timeout``);
 - before a deadline judges, the probe looks at what the kernel already holds: a connect that completed, bytes
@@ -74,7 +78,7 @@ __all__ = ["LAUNCH_BATCH", "ResponseReader", "lean_available", "probe_jobs_lean"
 #: Probes started per loop iteration at most (then the loop reads what came back before starting more).
 LAUNCH_BATCH: Final = 64
 _READ_SIZE: Final = 64 * 1024
-# Reads a timer makes of what the kernel holds before it judges (a flood cannot keep it from judging).
+# Reads a deadline makes of what the kernel holds before it judges (a flood cannot keep it from judging).
 _DRAIN_READS: Final = 16
 _SLACK: Final = 1e-3  # the loop's timers keep milliseconds: one may fire a hair early
 _CONNECTING: Final = (0, errno.EINPROGRESS)
@@ -96,12 +100,10 @@ def lean_available(options: ProbeOptions) -> bool:
     if options.engine == "reference" or options.backend != "httptools":
         return False
     try:
-        asyncio.get_running_loop()
+        asyncio.get_running_loop()  # trio runs none
     except RuntimeError:
         return False
-    import sniffio  # anyio's dependency: trio runs no asyncio loop, but be sure
-
-    return sniffio.current_async_library() == "asyncio"
+    return True
 
 
 def _ms(since: float, until: float) -> float:
