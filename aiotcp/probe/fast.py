@@ -320,6 +320,15 @@ class _EpollWatch:
         self._epoll.close()
 
 
+def _watch(loop: asyncio.AbstractEventLoop) -> _EpollWatch | _LoopWatch:
+    """An epoll set of our own where there is epoll (Linux) and a descriptor left for it; the loop's own
+    watches otherwise (with no descriptor left, every probe then fails as ``local``, not the run)."""
+    if hasattr(select, "epoll"):
+        with contextlib.suppress(OSError):
+            return _EpollWatch(loop)
+    return _LoopWatch(loop)
+
+
 class _Deadline:
     """When a probe's current phase is judged. Small on purpose: it waits in the queue until then, and lets go
     of its probe the moment the probe moves on (a finished probe is freed at once)."""
@@ -353,9 +362,7 @@ class _Run:
         self.deadlines: deque[_Deadline] = deque()
         self.odd_deadlines: list[tuple[float, int, _Deadline]] = []
         self._armed = itertools.count()
-        self.watch: _EpollWatch | _LoopWatch = (
-            _EpollWatch(self.loop) if hasattr(select, "epoll") else _LoopWatch(self.loop)
-        )
+        self.watch = _watch(self.loop)
         self.probes: set[_Probe] = set()
         self.in_flight = 0
         self.window = options.window if options.order == "input" else None
