@@ -448,6 +448,7 @@ def main() -> int:
     parser.add_argument("--server", choices=["auto", "nginx", "builtin"], default="auto", help="live targets")
     parser.add_argument("--httprobe", help="path of httprobe (default: $AIOTCP_HTTPROBE, or httprobe on PATH)")
     parser.add_argument("--no-floor", action="store_true", help="skip the bare floor prober")
+    parser.add_argument("--baseline", action="store_true", help="(the floor runs by default now; kept for old scripts)")
     parser.add_argument("--workers", type=int, default=0, help="also run aiotcp probe --workers N")
     parser.add_argument("--aiotcp-path", default=REPO, help="the aiotcp checkout to run (PYTHONPATH)")
     parser.add_argument("--no-summary", dest="summary", action="store_false", help="an aiotcp without --summary-json")

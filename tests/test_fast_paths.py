@@ -20,6 +20,7 @@ import html
 import json
 import os
 import re
+import tempfile
 from contextlib import aclosing
 from typing import Any
 
@@ -31,6 +32,7 @@ from hypothesis import strategies as st
 from aiotcp.error_mapping import map_connect_error
 from aiotcp.probe import iter_jobs
 from aiotcp.probe.jobs import _jobs_for_line
+from aiotcp.probe.journal import Journal
 from aiotcp.probe.records import _TITLE, ProbeResult, _title, fill_from_head
 from aiotcp.response import Headers
 from aiotcp.targets import _parse
@@ -68,6 +70,24 @@ def records(draw: st.DrawFn) -> ProbeResult:
         redirects=draw(st.one_of(st.none(), st.lists(st.fixed_dictionaries({"url": st.text(max_size=5)}), max_size=2))),
         seq=draw(st.integers(0, 10**6)),
     )
+
+
+@FUZZ
+@given(record=records())
+def test_a_journal_line_from_to_json_is_the_line_from_the_dict(record: ProbeResult) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        lines = []
+        for append in ("append", "append_json"):
+            path = os.path.join(directory, append)
+            journal = Journal(path, {"input": "x"})
+            if append == "append":
+                journal.append(record.seq, record.as_dict())
+            else:
+                journal.append_json(record.seq, record.to_json())
+            journal.close()
+            with open(path, "rb") as file:
+                lines.append(file.read())
+    assert lines[0] == lines[1]
 
 
 @FUZZ

@@ -188,6 +188,24 @@ def _without_ports(record: dict[str, Any], ports: dict[str, str]) -> dict[str, A
     return out
 
 
+@pytest.mark.parametrize("engine", ["lean", "reference"])
+async def test_every_timeout_names_its_phase(
+    anyio_backend: str, engine: str, silent_server: SilentServer, refused: int
+) -> None:
+    with NeverAcceptServer() as never:
+        lines = [
+            never.url,  # SYN never answered
+            f"127.0.0.1:{silent_server.port}",  # accepts, never answers
+            f"https://127.0.0.1:{silent_server.port}/",  # a TLS handshake never answered
+            f"127.0.0.1:{refused}",  # not a timeout: no phase
+        ]
+        async with aclosing(
+            probe_many(lines, order="input", timeout=0.6, connect_timeout=0.3, engine=engine)
+        ) as results:
+            records = [(r.error, r.timeout_phase) async for r in results]
+    assert records == [("connect_timeout", "connect"), ("timeout", "read"), ("tls", "tls"), ("refused", None)]
+
+
 async def test_lean_requests_are_the_clients_bytes(anyio_backend: str) -> None:
     for headers in ((), (("X-Probe", "yes"), ("User-Agent", "probe/1")), (("Host", "example.test"),)):
         client = Client(headers=[*headers, ("Connection", "close")], http="h11")
