@@ -5,6 +5,7 @@ The command runs as it does for a user (a subprocess), against loopback servers 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from aiotcp.serve import SilentServer, TargetServer, running_in_thread
+from aiotcp.probe import Job, sharding
+from aiotcp.serve import SilentServer, TargetServer, running_in_thread, running_silent_in_thread
+from aiotcp.targets import parse_spec
 
 RUN_TIMEOUT_S = 60.0
 UNTIMED = ("connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
@@ -127,14 +130,31 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.fixture
+def silent_in_both_shards() -> Iterator[list[str]]:
+    """Silent targets whose keys fall in both shards of two: every target of one host and port goes to one
+    worker, so a list with a single silent server would keep only one worker busy."""
+    with contextlib.ExitStack() as stack:
+        addresses: list[str] = []
+        for _ in range(12):
+            silent = stack.enter_context(running_silent_in_thread())
+            addresses.append(f"127.0.0.1:{silent.port}")
+            shards = {sharding.shard_of(Job(0, 1, a, parse_spec(a), parse_spec(a).port), 2) for a in addresses}
+            if len(addresses) >= 2 and shards == {0, 1}:
+                break
+        assert shards == {0, 1}
+        yield addresses
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not pathlib.Path("/proc/self/task").exists(), reason="needs /proc")
 def test_a_worker_killed_mid_run_and_resume_give_each_target_once(
-    tmp_path: pathlib.Path, server: TargetServer, silent_server: SilentServer, refused: int
+    tmp_path: pathlib.Path, server: TargetServer, silent_in_both_shards: list[str], refused: int
 ) -> None:
+    silent = silent_in_both_shards
     lines = []
     for i in range(240):
-        lines.append((f"127.0.0.1:{server.port}", f"127.0.0.1:{refused}", f"127.0.0.1:{silent_server.port}")[i % 3])
+        lines.append((f"127.0.0.1:{server.port}", f"127.0.0.1:{refused}", silent[i % len(silent)])[i % 3])
     path = tmp_path / "targets.txt"
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     journal, first, second = tmp_path / "run.journal", tmp_path / "first.jsonl", tmp_path / "second.jsonl"

@@ -436,7 +436,11 @@ class _Run:
     def may_launch(self) -> bool:
         if self.in_flight >= self.monitor.cap:  # (the cap is -c but while the loop lags)
             return False
-        return self.window is None or self.dispatched < self.yielded + self.window
+        if self.window is None:
+            # Records nobody has taken yet hold the feeder back too: a caller that stops reading for a while
+            # (a full pipe, a slow disk) must not make us hold every record the meantime finishes.
+            return len(self.ready) < self.options.window
+        return self.dispatched < self.yielded + self.window
 
     async def feed(self, jobs: AsyncIterable[Job] | Iterable[Job], skip: Callable[[int], bool] | None) -> None:
         """Start a probe for every job (but those ``skip`` names), as slots, window and admission allow."""
@@ -492,9 +496,9 @@ class _Run:
             self._wake_feeder()
 
     def took(self) -> None:
-        """The consumer took a record (the input-order window moves)."""
+        """The consumer took a record (the input-order window moves; the queue of records shrinks)."""
         self.yielded += 1
-        if self.window is not None and self._feeder is not None and self.may_launch():
+        if self._feeder is not None and self.may_launch():
             self._wake_feeder()
 
     def abort(self) -> None:
