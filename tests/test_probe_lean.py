@@ -393,3 +393,22 @@ async def test_the_lean_engine_asked_for_on_trio_is_refused_and_auto_runs_the_re
     async with aclosing(probe_many([f"127.0.0.1:{server.port}"], report=report)) as results:
         (record,) = [result async for result in results]
     assert (record.status_code, report.engine) == (200, "reference")
+
+
+def test_a_run_that_starts_probes_as_fast_as_it_can_is_prober_bound() -> None:
+    from aiotcp.cli.probe import Stats, _summary
+
+    report = LoadReport(engine="lean", concurrency=10_000)
+    for _ in range(100):  # one second of ticks, 8 probes in flight, the feeder always stopping after a batch
+        report.record(0.002, 8, held=False)
+    report.launch_yields = 300
+    assert report.start_bound
+    assert report.prober_bound
+    assert report.as_dict()["start_bound"] is True
+    caption = str(_summary(Stats(), 0, report, 1).caption)
+    assert "started probes as fast as its CPU allowed" in caption
+    assert "8 probes in flight on average, not 10,000" in caption
+
+    report.launch_waits = 400  # it waited for room more often: the concurrency was the limit
+    assert not report.prober_bound
+    assert _summary(Stats(), 0, report, 1).caption is None

@@ -266,11 +266,17 @@ def _summary(stats: Stats, replayed: int, load: LoadReport, workers: int) -> Any
         table.add_row("loop lag p50 / p99", f"{load.lag_percentile(50):g} / {load.lag_percentile(99):g} ms")
         table.add_row("concurrency capped (loop lag)", f"{load.held_share:.0%} of the time")
     if load.prober_bound:
+        if load.held_share > 0.05:
+            why = (
+                f"its event loop lagged (p99 {load.lag_percentile(99):g} ms, limit {load.lag_limit_ms:g} ms), so it "
+                f"capped its concurrency {load.held_share:.0%} of the time"
+            )
+        else:
+            why = "it started probes as fast as its CPU allowed, and they ended about as fast"
         table.caption = (
-            f"The prober was the bottleneck: its event loop lagged (p99 {load.lag_percentile(99):g} ms, limit "
-            f"{load.lag_limit_ms:g} ms), so it capped its concurrency {load.held_share:.0%} of the time and ran at "
-            f"{load.mean_in_flight:,.0f} probes in flight on average, not {load.concurrency:,}. Deadlines were "
-            "measured without its stalls; a lower -c would be as fast, --workers faster if cores are free."
+            f"The prober was the bottleneck: {why}. It ran at {load.mean_in_flight:,.0f} probes in flight on "
+            f"average, not {load.concurrency:,}: a lower -c would be as fast (--workers faster, if cores are free). "
+            "Deadlines were measured without its stalls."
         )
     return table
 

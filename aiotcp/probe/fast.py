@@ -451,14 +451,17 @@ class _Run:
             async for job in numbered:
                 if skip is not None and skip(job.seq):
                     continue
-                while not self.may_launch():
-                    self._feeder = self.loop.create_future()
-                    await self._feeder
+                if not self.may_launch():
+                    self.report.launch_waits += 1
+                    while not self.may_launch():
+                        self._feeder = self.loop.create_future()
+                        await self._feeder
                     launched = 0
                 self.launch(job)
                 launched += 1
                 if launched >= LAUNCH_BATCH:
                     launched = 0
+                    self.report.launch_yields += 1
                     await asyncio.sleep(0)  # let the loop read what came back before starting more
         finally:
             self.fed_all = True

@@ -41,6 +41,7 @@ TICK_S = 0.01
 MIN_CAP = 64
 #: The share of the ticks with admission held back above which the prober, not the network, set the pace.
 PROBER_BOUND_SHARE = 0.05
+_MIN_TICKS = 50  # half a second: a shorter run says nothing about its pace
 
 
 def lag_limit_for(timeout: float) -> float:
@@ -80,6 +81,10 @@ class LoadReport:
     stalled_s: float = 0.0
     lag_ms: dict[float, int] = field(default_factory=dict)
     processes: int = 1
+    #: Times the lean engine's feeder had a job and no room for it (the cap reached), and times it had room
+    #: but stopped for the loop after a batch of starts (it started probes as fast as the loop allowed).
+    launch_waits: int = 0
+    launch_yields: int = 0
 
     def record(self, lag: float, in_flight: int, held: bool) -> None:
         """One tick: the loop ran ``lag`` seconds late with ``in_flight`` probes, the cap below ``-c``
@@ -103,6 +108,8 @@ class LoadReport:
         self.in_flight_sum += other.in_flight_sum
         self.in_flight_max += other.in_flight_max  # an upper bound: the processes' peaks may not coincide
         self.stalled_s = max(self.stalled_s, other.stalled_s)
+        self.launch_waits += other.launch_waits
+        self.launch_yields += other.launch_yields
         for bucket, count in other.lag_ms.items():
             self.lag_ms[bucket] = self.lag_ms.get(bucket, 0) + count
         self.processes += other.processes
@@ -120,8 +127,19 @@ class LoadReport:
 
     @property
     def prober_bound(self) -> bool:
-        """Whether the prober itself set the pace: its loop lagged enough for the cap to hold probes back."""
-        return self.held_share > PROBER_BOUND_SHARE
+        """Whether the prober itself set the pace: its loop lagged enough for the cap to hold probes back, or
+        it started probes as fast as it could and never came near the concurrency asked for."""
+        return self.held_share > PROBER_BOUND_SHARE or self.start_bound
+
+    @property
+    def start_bound(self) -> bool:
+        """Whether starting probes was the limit: the feeder stopped after full batches more often than it
+        waited for room, and the probes in flight stayed under half of ``concurrency``."""
+        return (
+            self.launch_yields > self.launch_waits
+            and self.ticks >= _MIN_TICKS
+            and self.mean_in_flight < self.concurrency / 2
+        )
 
     def lag_percentile(self, percent: float) -> float:
         """The loop lag (ms) at ``percent`` (0-100) of the ticks, to the bucket; 0.0 without ticks."""
@@ -150,6 +168,7 @@ class LoadReport:
                 "limit": self.lag_limit_ms,
             },
             "capped_share": round(self.held_share, 4),
+            "start_bound": self.start_bound,
             "stalled_s": round(self.stalled_s, 3),
             "prober_bound": self.prober_bound,
         }
