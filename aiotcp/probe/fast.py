@@ -237,6 +237,9 @@ class _LoopWatch:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
 
+    def __repr__(self) -> str:
+        return "<_LoopWatch through the loop's add_reader/add_writer>"
+
     def set(self, probe: _Probe, read: bool, write: bool) -> None:
         """Watch ``probe.fd`` for reading and/or writing (both False: for nothing)."""
         loop, fd = self.loop, probe.fd
@@ -273,6 +276,9 @@ class _EpollWatch:
         self._fresh: set[int] = set()  # fds (re)registered during the dispatch under way
         self._dispatching = False
         loop.add_reader(self._epoll.fileno(), self._dispatch)
+
+    def __repr__(self) -> str:
+        return f"<_EpollWatch fd={self._epoll.fileno()} watched={len(self._probes)}>"
 
     def set(self, probe: _Probe, read: bool, write: bool) -> None:
         """Watch ``probe.fd`` for reading and/or writing (both False: for nothing)."""
@@ -338,6 +344,9 @@ class _Deadline:
     def __init__(self, when: float, probe: _Probe) -> None:
         self.when = when
         self.probe: _Probe | None = probe
+
+    def __repr__(self) -> str:
+        return f"<_Deadline at {self.when:.3f} {'live' if self.probe is not None else 'dropped'}>"
 
 
 class _Run:
