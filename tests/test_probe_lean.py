@@ -1,9 +1,12 @@
 """The lean engine (aiotcp.probe.fast) against the reference engine, and the prober under its own overload.
 
 * A mixed list -- live targets on two addresses and on ::1, refused, silent, invalid lines, a host name, a
-  URL path, a chunked and a large body, TLS with and without a scheme, a TLS alert to plaintext, a server
-  that resets twice -- gives the same records on both engines (timings aside), for several sets of options
-  (HEAD, no body, redirects followed, retries, per-host and rate limits).
+  URL path, a chunked and a large body, bodies compressed though identity was asked for (gzip beyond
+  max_body, deflate), responses with quirks (HTTP/1.0 without a reason, an escape in a header value, bare LF
+  line ends), nginx's 400 to plaintext on a TLS port, TLS with and without a scheme, a TLS alert to plaintext,
+  a server that resets twice -- gives the same records on both engines (timings by presence only), for several
+  sets of options (HEAD, no body, redirects followed, retries, per-host and rate limits, paths, paths with
+  max_host_errors, facts off, the body kept for matchers, favicon, all_ips).
 * The request bytes are the client's.
 * Deadlines measure the network: a CPU hog (a thread holding the GIL in long slices, or a second process
   pinned to the loop's core) makes no live loopback target time out; a stall of the loop extends the
@@ -13,7 +16,9 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import gc
 import os
 import re
 import socket
@@ -76,11 +81,31 @@ def server6() -> Iterator[TargetServer | None]:
         yield None
 
 
+QUIRKY = [
+    b"HTTP/1.0 200 \r\nContent-Type: text/html\r\nContent-Length: 30\r\n\r\n<title>no reason, 1.0</title>xx",
+    b"HTTP/1.1 200 OK\r\nServer: evil\x1b[31mred\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    b"HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Length: 23\n\n<title>bare LF</title>\n",
+]
+PLAIN_TO_TLS = response(
+    400,
+    b"<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n</html>\r\n",
+    reason="Bad Request",
+    headers=[("Server", "nginx"), ("Content-Type", "text/html")],
+    close=True,
+)
+
+
 @contextlib.contextmanager
 def scripted(server_ssl_context: ssl.SSLContext) -> Iterator[dict[str, ScriptedServer]]:
-    """The servers whose scripts are used up by a run (a run needs fresh ones)."""
+    """The servers whose scripts are used up by a run (a run needs fresh ones). A server plays its last script
+    for every connection after the others (so each path of a target gets it)."""
     with ExitStack() as stack:
         yield {
+            **{f"quirky{i}": stack.enter_context(ScriptedServer(serving(reply))) for i, reply in enumerate(QUIRKY)},
+            # http is the guess: the 400 says TLS was meant; the https attempt (a ClientHello) is closed on.
+            "plain-to-tls": stack.enter_context(
+                ScriptedServer(serving(PLAIN_TO_TLS), [ReadRequest(), CloseAfterSending()])
+            ),
             "tls": stack.enter_context(ScriptedServer(serving(page(b"over TLS")), tls=server_ssl_context)),
             "alert": stack.enter_context(
                 ScriptedServer([ReadRequest(), Send(TLS_ALERT), CloseAfterSending()], [CloseAfterSending()])
@@ -120,6 +145,10 @@ def mixed_list(
         servers["chunked"].address,
         "",
         f"127.0.0.2/31:{server2.port}",
+        f"http://127.0.0.1:{server.port}/gzip/200000",  # compressed though identity was asked: decoded, cut
+        f"http://127.0.0.1:{server.port}/deflate/300",
+        *(servers[f"quirky{i}"].address for i in range(len(QUIRKY))),
+        servers["plain-to-tls"].address,
     ]
     if server6 is not None:
         lines.append(f"[::1]:{server6.port}")
@@ -130,6 +159,8 @@ def normal(record: ProbeResult) -> dict[str, Any]:
     fields = record.as_dict()
     for name in UNTIMED:
         fields[name] = fields[name] is not None
+    fields["body"] = record.body  # (kept for matchers only: None without keep_body)
+    fields["parts"] = record.parts
     if record.redirects is not None:
         assert fields["redirects"] == record.redirects
     return fields
@@ -146,6 +177,12 @@ OPTION_SETS = [
     pytest.param({"follow_redirects": True, "max_body": 100}, id="redirects"),
     pytest.param({"retries": 2, "backoff": 0.01}, id="retries"),
     pytest.param({"per_host": 1, "rate": 200.0, "concurrency": 4}, id="limits"),
+    pytest.param({"paths": ("/", "/status/404", "/gzip/100", "/deflate/50")}, id="paths"),
+    pytest.param({"paths": ("/", "/redirect/1", "/bytes/10"), "max_host_errors": 1}, id="max-host-errors"),
+    pytest.param({"facts": False}, id="no-facts"),
+    pytest.param({"keep_body": True, "max_body": 300}, id="keep-body"),
+    pytest.param({"favicon": True}, id="favicon"),
+    pytest.param({"all_ips": True}, id="all-ips"),
 ]
 
 
@@ -174,17 +211,30 @@ async def test_a_mixed_list_gives_the_same_records_on_both_engines(
         assert a == b, f"\n lean      {a}\n reference {b}"
     kinds = {record["error"] for record in lean}
     assert {None, "refused", "invalid_target"} <= kinds, kinds
+    quirks = {quirk for record in lean for quirk in record["quirks"] or ()}
+    assert {"http10", "no_reason", "ctl_in_header_value", "bare_lf"} <= quirks, quirks
     if options.get("method") != "HEAD":
         assert "timeout" in kinds
         titles = {record["title"] for record in lean}
-        assert "over TLS" in titles, titles
+        assert {"over TLS", "no reason, 1.0", "bare LF"} <= titles, titles
+        encodings = {record["content_encoding"] for record in lean}
+        if "max_host_errors" not in options:  # (its paths ask for no compressed route)
+            assert {"gzip", "deflate"} <= encodings, encodings
+        if options.get("facts", True):
+            assert all(r["body_sha256"] for r in lean if r["status_code"] is not None)
+    if "max_host_errors" in options:
+        assert "skipped" in kinds
+    if options.get("favicon"):
+        assert any(record["favicon_mmh3"] is not None for record in lean)
+    if "paths" in options:
+        assert any(record["parts"] == len(options["paths"]) for record in lean)
 
 
 def _without_ports(record: dict[str, Any], ports: dict[str, str]) -> dict[str, Any]:
     out = dict(record)
     if str(out["port"]) in ports:
         out["port"] = ports[str(out["port"])]
-    for name in ("input", "url"):
+    for name in ("input", "url", "favicon_url"):
         if out[name] is not None:
             out[name] = re.sub(r":(\d+)\b", lambda m: ":" + ports.get(m.group(1), m.group(1)), out[name])
     return out
@@ -206,6 +256,27 @@ async def test_every_timeout_names_its_phase(
         ) as results:
             records = [(r.error, r.timeout_phase) async for r in results]
     assert records == [("connect_timeout", "connect"), ("timeout", "read"), ("tls", "tls"), ("refused", None)]
+
+
+async def test_the_lean_engine_leaves_no_reference_cycle_per_response(anyio_backend: str, server: TargetServer) -> None:
+    # llhttp holds the callbacks of the parser that holds it: a cycle per response, left to the garbage collector
+    # (whose passes cost every probe CPU), unless the reader lets go of it when the attempt ends.
+    lines = [f"127.0.0.1:{server.port}", f"http://127.0.0.1:{server.port}/status/500"] * 50
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        async with aclosing(probe_many(lines, concurrency=10, timeout=5, engine="lean")) as results:
+            records = [record async for record in results]
+        gc.collect()
+        cyclic = collections.Counter(type(item).__name__ for item in gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert {record.status_code for record in records} == {200, 500}
+    assert cyclic["PlainResponseParser"] == 0, cyclic
+    assert cyclic["ResponseHead"] == 0, cyclic
 
 
 async def test_lean_requests_are_the_clients_bytes(anyio_backend: str) -> None:

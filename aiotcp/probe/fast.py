@@ -227,6 +227,7 @@ class ResponseReader:
             self._reads.append(data)
             return None
         # llhttp alone cannot vouch for this response: HttptoolsProtocol reads it from the start.
+        plain.close()
         reads, self._reads, self._plain = self._reads, [], None
         reads.append(data)
         self._parser = self._new_parser()
@@ -235,6 +236,11 @@ class ResponseReader:
             if (done := self._feed_parser(read)) is not None:
                 return done
         return None
+
+    def close(self) -> None:
+        """The attempt is over: let go of llhttp (see :meth:`PlainResponseParser.close`)."""
+        if self._plain is not None:
+            self._plain.close()
 
     def _decode_plain(self, plain: PlainResponseParser) -> tuple[ResponseHead, bytes] | None:
         head = self._head
@@ -1090,7 +1096,9 @@ class _Probe:
         """Close the attempt's socket and drop its deadline, its wait and its parser (idempotent). (A finished
         probe stays referenced by the deadline queue until its deadline: it must hold little by then.)"""
         self.disarm()
-        self.reader = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
