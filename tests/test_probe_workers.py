@@ -23,7 +23,7 @@ from aiotcp.serve import SilentServer, TargetServer, running_in_thread, running_
 from aiotcp.targets import parse_spec
 
 RUN_TIMEOUT_S = 60.0
-UNTIMED = ("connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
+UNTIMED = ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
 
 
 def command(*args: str) -> list[str]:
@@ -88,6 +88,29 @@ def test_workers_read_stdin_and_combine_with_shards(targets: pathlib.Path) -> No
     assert sorted(map(normal, parts[0] + parts[1])) == sorted(map(normal, whole))
     assert parts[0]
     assert parts[1]
+
+
+def test_a_jobs_records_reach_the_journal_in_a_row(targets: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    # With paths a job has several records; a worker sends them in one batch, so that the journal (which counts a
+    # job done only once all its parts are on disk, in a row) gets them together whatever the other worker does.
+    paths = ("--path", "/,/status/404,/bytes/10")
+    journal = tmp_path / "journal.jsonl"
+    one = probe(str(targets), "-t", "1", "-c", "20", *paths)
+    two = probe(str(targets), "-t", "1", "-c", "20", *paths, "-w", "2", "--resume", str(journal))
+    assert (one.returncode, two.returncode) == (0, 0), two.stderr.decode()
+    assert sorted(map(normal, records(two.stdout))) == sorted(map(normal, records(one.stdout)))
+    lines = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
+    runs: list[list[dict[str, Any]]] = []
+    for line in lines:
+        if runs and runs[-1][0]["seq"] == line["seq"]:
+            runs[-1].append(line)
+        else:
+            runs.append([line])
+    assert {len(run) for run in runs} >= {3}
+    assert all(len(run) == run[0].get("parts", 1) for run in runs), [len(run) for run in runs]
+    assert len({run[0]["seq"] for run in runs}) == len(runs)  # each job's records once, in one place
+    again = probe(str(targets), "-t", "1", "-c", "20", *paths, "-w", "2", "--resume", str(journal))
+    assert sorted(map(normal, records(again.stdout))) == sorted(map(normal, records(one.stdout)))
 
 
 def test_the_summary_json_has_every_process(targets: pathlib.Path, tmp_path: pathlib.Path) -> None:
