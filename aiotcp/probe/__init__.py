@@ -2,12 +2,12 @@
 
 - :mod:`.engine` -- :func:`probe_many` / :func:`probe_jobs`: picks an engine; the reference pipeline;
 - :mod:`.fast` -- the lean engine (callbacks on asyncio, llhttp), the one used on asyncio;
-- :mod:`.prober` -- :class:`Prober`, the reference probe of one target through :class:`aiotcp.Client`;
-- :mod:`.attempts` -- one target's attempts, the bookkeeping both engines share;
+- :mod:`.prober` -- :class:`Prober`, the reference probe of one job through :class:`aiotcp.Client`;
+- :mod:`.attempts` -- a job's records and one target's attempts, the bookkeeping both engines share;
 - :mod:`.options` -- :class:`ProbeOptions`;
 - :mod:`.jobs` -- numbering the input (lines, ranges, ports) into jobs;
 - :mod:`.records` -- :class:`ProbeResult`, the record and its schema, built here for both engines;
-- :mod:`.retry` -- the retry / scheme-switch decision, a pure function;
+- :mod:`.retry` -- the retry / scheme-switch decisions, pure functions;
 - :mod:`.matchers` -- which records are written (``--match-*`` / ``--filter-*``);
 - :mod:`.limits` -- the global rate and the per-host cap;
 - :mod:`.pacing` -- our own load: loop lag, admission, stall credit, :class:`LoadReport`;

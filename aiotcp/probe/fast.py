@@ -11,20 +11,28 @@ watched for writing). Readiness comes from an epoll set of our own, which the lo
 response, :class:`~aiotcp.http11.HttptoolsProtocol` (every read replayed) from its first doubt -- the parser
 the reference engine uses, so every guard and verdict of the hostile suite holds. No task, no future, no
 stream, no pool, no timer per target (the deadlines of all probes are one queue, looked at every tick of the
-loop monitor): the record is filled once, from the head and the first ``max_body`` bytes
-(:func:`~aiotcp.probe.records.fill_from_head`), and the socket closed.
+loop monitor): the record is filled once, from the head and the first ``max_body`` bytes (decoded, when a
+server compresses though asked for ``identity``), by the function the reference engine fills it with
+(:func:`~aiotcp.probe.records.fill_from_head`: fingerprints, quirks, the body kept for matchers), and the
+socket closed.
 
-Every other attempt -- https, a host name (DNS, happy eyeballs), ``follow_redirects`` -- is handed to the
-reference engine's :meth:`~aiotcp.probe.prober.Prober.exchange` in a task, with the same budget; a target can
-switch paths between attempts (an http guess answered by TLS goes on as https). What happens between attempts
-(the error recorded, retry, scheme switch) is :class:`~aiotcp.probe.attempts.TargetAttempts`, shared with the
-reference engine, so the two make the same record from the same events (tests/test_probe_lean.py).
+Every other attempt -- https, a host name (DNS, happy eyeballs) -- is handed to the reference engine's
+:meth:`~aiotcp.probe.prober.Prober.exchange` in a task, with the same budget; a target can switch paths between
+attempts (an http guess answered by TLS goes on as https). So are the favicon's requests after a lean page
+(:meth:`~aiotcp.probe.prober.Prober.fetch_favicon`) and, with ``all_ips``, the whole job of a name
+(:meth:`~aiotcp.probe.prober.Prober.probe_records`). With ``follow_redirects`` or a ``proxy`` every attempt is
+the client's (:attr:`~aiotcp.probe.options.ProbeOptions.lean_direct`): ``engine="auto"`` then runs the
+reference engine instead (:func:`lean_available`). What happens between attempts (the error recorded, retry,
+scheme switch) is :class:`~aiotcp.probe.attempts.TargetAttempts`, and between the records of a job (paths,
+``skipped`` after ``max_host_errors``) :class:`~aiotcp.probe.attempts.JobRecords`, both shared with the
+reference engine, so the two make the same records from the same events (tests/test_probe_lean.py).
 
 Pipeline. A feeder task takes numbered jobs and starts probes while the probes in flight are under the cap of
 the :class:`~aiotcp.probe.pacing.LoopMonitor` (``concurrency``, lowered while the loop lags) and there is
 room in the input-order window; it starts at most :data:`LAUNCH_BATCH` per loop iteration, so a free
-``-c 10000`` never issues 10,000 connects before reading a single answer. Finished records go to a queue that
-the generator yields from.
+``-c 10000`` never issues 10,000 connects before reading a single answer. A job's records (one per path) are
+probed one after the other and go out together; finished records go to a queue that the generator yields
+from.
 
 Deadlines measure the network, not our loop:
 
