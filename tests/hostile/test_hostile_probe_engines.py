@@ -31,7 +31,7 @@ TIMEOUT_S = 1.0  # one deadline for every row: what is compared is the two engin
 UNTIMED = ("dns_ms", "connect_ms", "tls_ms", "ttfb_ms", "time_ms", "timestamp")
 # This message quotes the first read, whose length depends on when the kernel handed over the pieces: with
 # replies cut in pieces, two runs of the same engine may quote different lengths.
-FIRST_READ = re.compile(r"(not an HTTP/1\.x response: starts with ).*")
+FIRST_READ = re.compile(r"(not an HTTP/1\.x response(?: after \d+ interim \(1xx\) response\(s\))?: starts with ).*")
 # The prober sends GET or HEAD; a row whose client sends POST is played with GET (the server does not care).
 GET_ROWS = [row for row in BEHAVIOURS if row.method != "HEAD"]
 HEAD_ROWS = [row for row in BEHAVIOURS if row.method == "HEAD"]
