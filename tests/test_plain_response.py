@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import EDITS, bytewise, mutate, split_at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_http11 import CASES, EDITS, PROTOCOL_ERRORS, bytewise, mutate, responses, split_at
+from test_http11 import CASES, PROTOCOL_ERRORS, responses
 
 from aiotcp.config import Limits
 from aiotcp.errors import AiotcpError

@@ -440,9 +440,14 @@ async def test_a_timer_reads_what_the_kernel_holds_before_it_judges(
     monkeypatch.setattr(LoopMonitor, "stalled_now", lambda self: 0.0)
     loop = asyncio.get_running_loop()
     stall, trigger = socket.socketpair()
+
     # The server answers after 0.1 s, in the middle of a 0.5 s stall of our loop. The stall is an I/O callback,
     # so the iteration after it starts with its timers: the 0.3 s deadline's before the read of the answer.
-    loop.add_reader(stall.fileno(), lambda: (stall.recv(1), time.sleep(0.5)))
+    def stall_the_loop() -> None:
+        stall.recv(1)
+        time.sleep(0.5)  # the point: our loop stalled, in a callback
+
+    loop.add_reader(stall.fileno(), stall_the_loop)
     try:
         with running_in_thread() as server:
             loop.call_later(0.05, trigger.send, b"!")
