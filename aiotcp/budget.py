@@ -85,7 +85,8 @@ class Budget:
         return left if phase_limit is None or phase_limit > left else phase_limit
 
     def expired(self, phase: Phase, target: str | None = None) -> TimedOut:
-        """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's.
+        """The error for a wait in ``phase`` that ran out: the deadline's if it passed, else the phase's; its
+        ``timeout_phase`` is ``phase``.
 
         A phase without a timeout of its own can only have run out of the deadline (even if the timer
         fired a hair early).
@@ -94,7 +95,7 @@ class Budget:
         if self.deadline is not None and (seconds is None or self.clock() >= self.deadline - _SLACK):
             total = self.timeouts.total
             what = f"total deadline of {total:g}s" if total is not None else "total deadline"
-            return DeadlineExceeded(f"{what} exceeded", target=target)
+            return DeadlineExceeded(f"{what} exceeded", target=target, timeout_phase=phase)
         what = {
             "pool": "no connection became free in the pool",
             "connect": "no answer to connect (SYN)",
@@ -102,4 +103,4 @@ class Budget:
             "read": "no data from peer",
         }[phase]
         within = "" if seconds is None else f" within {seconds:g}s"
-        return _PHASE_ERRORS[phase](what + within, target=target)
+        return _PHASE_ERRORS[phase](what + within, target=target, timeout_phase=phase)

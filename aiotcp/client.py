@@ -430,6 +430,16 @@ class Client:
             return send_one(method.upper(), target, request_headers, content, budget, address)
         return self._send_following(method.upper(), target, request_headers, content, budget, address)
 
+    def build_request(self, *, method: str, target: Target) -> Request:
+        """The request this client sends for ``method`` and ``target`` with its default headers: validated,
+        with its wire bytes (``.encode()``). For engines that do their own I/O with this client's requests
+        (the prober's lean engine).
+
+        Raises :class:`~aiotcp.errors.InvalidInput` (``invalid_target``) for a header or path that cannot go on
+        the wire, naming the target.
+        """
+        return self._request(method.upper(), target, self._default_headers, b"", None)
+
     # -- internals ------------------------------------------------------------------------------------------
 
     def _budget(self, timeout: TimeoutsLike | EllipsisType) -> Budget:

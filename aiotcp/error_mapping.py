@@ -80,9 +80,16 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
             stack.append(current.__cause__)
 
 
+def _alone(exc: BaseException) -> bool:
+    """Whether ``exc`` has no cause, context or members: its chain is itself (the commonest case, cheaply)."""
+    return exc.__context__ is None and exc.__cause__ is None and not isinstance(exc, BaseExceptionGroup)
+
+
 def _errno_of(exc: BaseException) -> int | None:
     # anyio wraps the OSError of each happy-eyeballs attempt in an "All connection attempts failed" OSError
     # with no errno; the errno we want is the first one anywhere in the chain.
+    if _alone(exc):
+        return exc.errno or None if isinstance(exc, OSError) else None
     for item in _chain(exc):
         if isinstance(item, OSError) and item.errno:
             return item.errno
@@ -115,7 +122,10 @@ def map_connect_error(exc: BaseException, target: str, *, phase: Literal["dns", 
         return LocalError(f"{_describe(exc)} (client-side limit, not the target)", target=target)
     # A connect that resolves the name itself (anyio.connect_tcp, loop.create_connection) fails with
     # gaierror in the "tcp" phase: it is a DNS failure wherever it shows up.
-    if phase == "dns" or any(isinstance(item, socket.gaierror) for item in _chain(exc)):
+    gaierror = (
+        isinstance(exc, socket.gaierror) if _alone(exc) else any(isinstance(i, socket.gaierror) for i in _chain(exc))
+    )
+    if phase == "dns" or gaierror:
         return DNSError(f"name does not resolve: {_describe(exc)}", target=target)
     if phase == "tls":
         for item in _chain(exc):

@@ -44,8 +44,14 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+#: The phases a deadline can run out in (``AiotcpError.timeout_phase``, the probe records' ``timeout_phase``):
+#: resolving the name, the TCP connect, the TLS handshake, writing the request, reading the response (its
+#: head or its body), and waiting for a pooled connection (the library's pool; never in a probe record).
+TIMEOUT_PHASES: tuple[str, ...] = ("dns", "connect", "tls", "write", "read", "pool")
+
 __all__ = [
     "KINDS",
+    "TIMEOUT_PHASES",
     "AiotcpError",
     "CertificateError",
     "ConnectError",
@@ -80,14 +86,21 @@ __all__ = [
 
 
 class AiotcpError(Exception):
-    """Base of every error aiotcp raises. ``kind`` names what happened; ``target`` names where."""
+    """Base of every error aiotcp raises. ``kind`` names what happened; ``target`` names where.
+
+    ``timeout_phase`` is set on an error that a deadline caused (whatever its kind: ``timeout``,
+    ``connect_timeout``, ``read_timeout``, ``write_timeout``, ``pool_timeout``, and the ``tls`` or ``dns`` of a
+    handshake or a lookup left unanswered): the phase that was waiting when it ran out, one of
+    :data:`TIMEOUT_PHASES`. None for every other error.
+    """
 
     kind: ClassVar[str] = "error"
 
-    def __init__(self, message: str, *, target: str | None = None) -> None:
+    def __init__(self, message: str, *, target: str | None = None, timeout_phase: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.target = target
+        self.timeout_phase = timeout_phase
 
     def __str__(self) -> str:
         return f"{self.target}: {self.message}" if self.target else self.message
@@ -97,7 +110,7 @@ class AiotcpError(Exception):
 
     def __reduce__(self) -> tuple[object, ...]:
         # Errors cross process boundaries (bench workers, Dask); keep the keyword-only target.
-        return (_rebuild, (type(self), self.message, self.target))
+        return (_rebuild, (type(self), self.message, self.target, self.timeout_phase))
 
     def for_target(self, target: str) -> AiotcpError:
         """Fill in the target if the raiser did not know it; return self for ``raise ... from``."""
@@ -106,8 +119,8 @@ class AiotcpError(Exception):
         return self
 
 
-def _rebuild(cls: type[AiotcpError], message: str, target: str | None) -> AiotcpError:
-    return cls(message, target=target)
+def _rebuild(cls: type[AiotcpError], message: str, target: str | None, timeout_phase: str | None = None) -> AiotcpError:
+    return cls(message, target=target, timeout_phase=timeout_phase)
 
 
 class InvalidInput(AiotcpError, ValueError):
@@ -144,23 +157,34 @@ class ConnectError(AiotcpError):
 class DNSError(ConnectError):
     """The name did not resolve. ``rcode`` says how: ``NXDOMAIN``, ``NODATA``, ``SERVFAIL``, ``REFUSED`` or
     ``TIMEOUT`` (None when the system resolver gave no reason); ``resolution`` holds the DNS facts, an
-    :class:`aiotcp.resolution.Resolution`, when the async resolver made them."""
+    :class:`aiotcp.resolution.Resolution`, when the async resolver made them. A lookup left unanswered
+    (``TIMEOUT``) has ``timeout_phase`` ``dns``."""
 
     kind = "dns"
 
     def __init__(
-        self, message: str, *, target: str | None = None, rcode: str | None = None, resolution: object = None
+        self,
+        message: str,
+        *,
+        target: str | None = None,
+        rcode: str | None = None,
+        resolution: object = None,
+        timeout_phase: str | None = None,
     ) -> None:
-        super().__init__(message, target=target)
+        if timeout_phase is None and rcode == "TIMEOUT":
+            timeout_phase = "dns"
+        super().__init__(message, target=target, timeout_phase=timeout_phase)
         self.rcode = rcode
         self.resolution = resolution
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild_dns, (self.message, self.target, self.rcode, self.resolution))
+        return (_rebuild_dns, (self.message, self.target, self.rcode, self.resolution, self.timeout_phase))
 
 
-def _rebuild_dns(message: str, target: str | None, rcode: str | None, resolution: object) -> DNSError:
-    return DNSError(message, target=target, rcode=rcode, resolution=resolution)
+def _rebuild_dns(
+    message: str, target: str | None, rcode: str | None, resolution: object, timeout_phase: str | None = None
+) -> DNSError:
+    return DNSError(message, target=target, rcode=rcode, resolution=resolution, timeout_phase=timeout_phase)
 
 
 class ConnectionRefused(ConnectError):

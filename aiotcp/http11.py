@@ -63,7 +63,7 @@ import abc
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import h11
 
@@ -85,6 +85,7 @@ __all__ = [
     "H11Protocol",
     "HTTP11Protocol",
     "HttptoolsProtocol",
+    "PlainResponseParser",
     "Request",
     "ResponseEnd",
     "ResponseHead",
@@ -1315,6 +1316,133 @@ class HttptoolsProtocol(HTTP11Protocol):
         self._leftover = False
         self._stall = 0
         self._reset_message()
+
+
+class PlainResponseParser:
+    """llhttp alone, for the response most servers send to a GET: vouches for it, or says it cannot.
+
+    For an engine that cannot afford :class:`HttptoolsProtocol` on every response (the prober's lean engine,
+    one response per connection): it feeds the reads here and, the moment :meth:`feed` returns False, replays
+    every read so far into a fresh :class:`HttptoolsProtocol` and goes on with that. So whatever comes out of
+    this parser is what :class:`HttptoolsProtocol` would have given, and anything else is HttptoolsProtocol's
+    verdict itself (tests/test_plain_response.py checks both on the hostile corpus and at hypothesis splits).
+
+    It vouches only for this shape: the first read holds the whole final head, shorter than
+    ``max_header_bytes``, of an HTTP/1.0 or 1.1 response with a status of 200-599 but 204 and 304, to a GET
+    (so a body follows, and no interim response, upgrade or HEAD rule applies); llhttp finds no error; at most
+    ``max_headers`` fields, no Transfer-Encoding, at most one Content-Length of 1-19 digits, and a reason
+    phrase without control characters. On such a head HttptoolsProtocol's only other work is on the verdict of
+    reuse (which a one-shot connection does not need) and its quirks, which can only be ``http10`` and
+    ``no_reason`` (set here the same way): its events are this head, the body bytes as llhttp gives them, and
+    the end. Bytes after the end are ignored (leftover).
+    EOF before the end (``feed(b"")``) is not vouched for: the error message is HttptoolsProtocol's to give.
+    """
+
+    __slots__ = ("_checked", "_parser", "_reason", "_vouched", "body", "complete", "head", "headers")
+
+    def __init__(self) -> None:
+        if _httptools is None:
+            raise ImportError("httptools is not installed")
+        self._parser: Any = _httptools.HttpResponseParser(self)
+        self._reason = b""
+        self.headers: HeaderList = []
+        #: The head, once vouched for.
+        self.head: ResponseHead | None = None
+        #: The body bytes so far.
+        self.body = bytearray()
+        #: Whether the response ended.
+        self.complete = False
+        self._vouched = True
+        self._checked = False  # the head was held to the rules above
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "body" if self.head is not None else "head"
+        return f"<PlainResponseParser {state} vouched={self._vouched} body_bytes={len(self.body)}>"
+
+    def close(self) -> None:
+        """Let go of llhttp, which holds this parser's callbacks: a reference cycle per response otherwise, left
+        to the garbage collector (whose passes cost every probe CPU). Feed nothing after."""
+        self._parser = None
+        self._vouched = False
+
+    def feed(self, data: bytes, limits: Limits) -> bool:
+        """Feed one read (``b""``: EOF). False when this parser cannot vouch for the response (then replay
+        every read into :class:`HttptoolsProtocol`); True when :attr:`head`, :attr:`body` and
+        :attr:`complete` are what it would give so far."""
+        if not self._vouched:
+            return False
+        if self.complete:
+            return True
+        if (
+            self.head is None
+            and not (
+                12 < len(data) < limits.max_header_bytes
+                and data[:9] in _PLAIN_STATUS_PREFIXES
+                and 0x32 <= data[9] <= 0x35  # "2".."5"
+                and data[9:12] not in _NO_BODY_STATUS_BYTES
+            )
+        ):
+            self._vouched = False
+            return False
+        if not data:  # EOF before the end
+            self._vouched = False
+            return False
+        try:
+            self._parser.feed_data(data)
+        except Exception:  # llhttp's errors, an upgrade, a callback's: HttptoolsProtocol tells them apart
+            if not self.complete:  # (after the end: leftover, as HttptoolsProtocol has it)
+                self._vouched = False
+        if self.head is None:  # the head did not end in the first read
+            self._vouched = False
+        return self._vouched and self._check(limits)
+
+    def _check(self, limits: Limits) -> bool:
+        head = self.head
+        if head is None or self._checked:
+            return True
+        self._checked = True
+        lengths = 0
+        for name, value in head.headers:
+            if len(name) == 17 and name.lower() == b"transfer-encoding":
+                self._vouched = False
+            elif len(name) == 14 and name.lower() == b"content-length":
+                lengths += 1
+                if not _CONTENT_LENGTH.fullmatch(value):
+                    self._vouched = False
+        # A control character in the reason phrase is an error or a quirk (ctl_in_reason): HttptoolsProtocol's
+        # to tell apart.
+        if lengths > 1 or len(head.headers) > limits.max_headers or _CTL_BYTE.search(head.reason):
+            self._vouched = False
+        # The quirks such a head can have (llhttp refuses the others here: a bare LF, obs-fold, a control
+        # character in a value, a repeated Content-Length), in the order of QUIRKS, as HttptoolsProtocol lists them.
+        if head.http_version == b"1.0":
+            head.quirks = ("http10", "no_reason") if not head.reason else ("http10",)
+        elif not head.reason:
+            head.quirks = ("no_reason",)
+        return self._vouched
+
+    # -- llhttp callbacks -----------------------------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        if self.head is None:
+            self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head is None:
+            self.headers.append((name, value.strip(b" \t")))  # llhttp keeps trailing whitespace; h11 strips it
+
+    def on_headers_complete(self) -> None:
+        if self.head is None:
+            parser = self._parser
+            version = parser.get_http_version().encode("ascii")
+            self.head = ResponseHead(parser.get_status_code(), self._reason, version, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if not self.complete:
+            self.body += body
+
+    def on_message_complete(self) -> None:
+        self.complete = True
 
 
 def _chained(error: AiotcpError, cause: BaseException) -> AiotcpError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,28 +19,43 @@ if TYPE_CHECKING:
     from .decoding import BodyDecoder
     from .http11 import Request
 
-__all__ = ["Headers", "Response", "Timings"]
+__all__ = ["Headers", "Response", "Timings", "charset_of", "decode_header_value"]
 
 
-def _decode_header(value: bytes) -> str:
-    # Header values are bytes on the wire; UTF-8 is what servers mean today, Latin-1 what RFC 2616 said and
-    # the fallback that cannot fail.
+def decode_header_value(value: bytes) -> str:
+    """A header value as text: UTF-8 when it is valid UTF-8, else Latin-1 (which cannot fail)."""
+    # Header values are bytes on the wire; UTF-8 is what servers mean today, Latin-1 what RFC 2616 said.
     try:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("latin-1")
 
 
+@functools.lru_cache(maxsize=256)
 def _text_codec(name: str) -> str | None:
     # The name comes from the server. codecs.lookup also knows byte transforms ("base64", "zlib") that
     # bytes.decode refuses, and codecs that fail whatever the error handler ("idna", "undefined"): only a
-    # codec that decodes anything with errors="replace" is a charset .text can use.
+    # codec that decodes anything with errors="replace" is a charset .text can use. (Cached: servers name
+    # the same few charsets, and a prober asks once per target.)
     try:
         codec = codecs.lookup(name)
         b"\x80\xff\x00a\\x".decode(codec.name, errors="replace")
     except (LookupError, UnicodeError, ValueError, TypeError):
         return None
     return codec.name
+
+
+@functools.lru_cache(maxsize=1024)
+def charset_of(content_type: str | None) -> str | None:
+    """The charset a Content-Type value names, if it is a text encoding Python knows (``None`` otherwise).
+    (Cached: servers send the same few Content-Types, and a prober asks once per target.)"""
+    if not content_type:
+        return None
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset":
+            return _text_codec(value.strip().strip('"'))
+    return None
 
 
 class Headers(Mapping[str, str]):
@@ -60,7 +76,7 @@ class Headers(Mapping[str, str]):
         if index is None:
             index = {}
             for name, value in self.raw:
-                index.setdefault(name.decode("latin-1").lower(), []).append(_decode_header(value))
+                index.setdefault(name.decode("latin-1").lower(), []).append(decode_header_value(value))
             self._built = index
         return index
 
@@ -82,7 +98,7 @@ class Headers(Mapping[str, str]):
 
     def multi_items(self) -> list[tuple[str, str]]:
         """``(name, value)`` for every field, names as received."""
-        return [(name.decode("latin-1"), _decode_header(value)) for name, value in self.raw]
+        return [(name.decode("latin-1"), decode_header_value(value)) for name, value in self.raw]
 
     def __repr__(self) -> str:
         return f"Headers({self.multi_items()!r})"
@@ -201,12 +217,7 @@ class Response:
     @property
     def charset(self) -> str | None:
         """The charset named by Content-Type, if it is a text encoding Python knows (``None`` otherwise)."""
-        content_type = self.headers.get("content-type", "")
-        for param in content_type.split(";")[1:]:
-            key, _, value = param.strip().partition("=")
-            if key.lower() == "charset":
-                return _text_codec(value.strip().strip('"'))
-        return None
+        return charset_of(self.headers.get("content-type"))
 
     @property
     def text(self) -> str:

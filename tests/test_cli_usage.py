@@ -122,6 +122,13 @@ CASES: list[list[str]] = [
     ["probe", "{targets}", "--shard", "3/2"],
     ["probe", "{targets}", "--dask", "local:0"],
     ["probe", "{targets}", "--retries", "-1"],
+    ["probe", "{targets}", "--engine", "fast"],
+    ["probe", "{targets}", "-w", "0"],
+    ["probe", "{targets}", "--workers", "many"],
+    ["probe", "{targets}", "--workers", "2", "--dask", "local:1"],
+    ["probe", "{targets}", "--summary-json", "{no-dir}"],
+    ["probe", "{targets}", "--summary-json", "{dir}"],
+    ["probe", "{targets}", "--engine", "lean", "--http", "h11"],
     # bench
     ["bench"],
     ["bench", URL, "-c", "0"],

@@ -56,6 +56,13 @@ def test_the_bench_workers_never_load_the_command_line() -> None:
     assert "argparse" not in loaded
 
 
+def test_the_command_line_loads_what_a_command_needs_when_it_runs() -> None:
+    # Every `aiotcp probe` starts faster without the server, the load generator, Dask and the --workers code.
+    loaded = modules_loaded_by("aiotcp.cli")
+    lazy = ("aiotcp.serve", "aiotcp.bench", "aiotcp.probe.dask", "aiotcp.probe.workers")
+    assert not {name for name in loaded if name.startswith(lazy)}, loaded
+
+
 def test_import_aiotcp_is_light_and_its_names_load_on_first_use() -> None:
     loaded = modules_loaded_by("aiotcp")
     assert "aiotcp.client" not in loaded

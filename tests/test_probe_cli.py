@@ -35,7 +35,7 @@ SCHEMA = [
     "tls_version", "tls_cipher", "tls_alpn", "cert_subject_cn", "cert_sans", "cert_issuer", "cert_not_before",
     "cert_not_after", "cert_sha256", "cert_self_signed", "cert_verify_error",
     "dns_ms", "connect_ms", "tls_ms", "ttfb_ms",
-    "time_ms", "attempts", "error", "error_message", "timestamp",
+    "time_ms", "attempts", "error", "error_message", "timeout_phase", "timestamp",
 ]  # fmt: skip
 
 

@@ -378,6 +378,8 @@ async def test_hostile_dns_ends_in_the_right_rcode_within_the_deadline(anyio_bac
         else:
             assert (record.error, record.dns_rcode) == ("dns", expected), record.error_message
             assert record.ip is None
+            # A lookup left unanswered is a timeout, and says in which phase; a negative answer is none.
+            assert record.timeout_phase == ("dns" if expected == "TIMEOUT" else None)
         assert record.resolver == hostile.address
         assert elapsed < deadline + SLACK
         assert await fds_back_to(fds) <= fds

@@ -17,10 +17,8 @@ import signal
 import sys
 import threading
 from contextlib import ExitStack, contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..bench.config import BenchConfig, resolve_engine, resolve_workers
-from ..bench.results import Interval
 from ..errors import InvalidInput
 from ..text import escape_control
 from .common import (
@@ -38,6 +36,10 @@ from .common import (
     positive_int,
     resolver_options,
 )
+
+if TYPE_CHECKING:  # the bench package is imported when a bench runs: every aiotcp command starts faster
+    from ..bench.config import BenchConfig
+    from ..bench.results import Interval
 
 __all__ = ["add_arguments", "config_from_args", "register", "run_command"]
 
@@ -123,6 +125,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         InvalidTarget: for a bad URL or header.
         ValueError: for flags that do not go together, naming them.
     """
+    from ..bench.config import BenchConfig, resolve_engine, resolve_workers
+
     duration_s = args.duration
     if duration_s is None and args.requests is None:
         duration_s = 10.0

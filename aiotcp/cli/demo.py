@@ -13,22 +13,23 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from rich.console import Console
-from rich.table import Table
 
-from ..bench.config import BenchConfig, available_engines
 from ..client import Client, head
 from ..config import Timeouts
 from ..errors import AiotcpError
 from ..probe import probe_many
 from ..probe.output import TextWriter
-from ..serve import TargetServer, refused_port, running_in_thread, running_silent_in_thread
 from ..text import escape_control
 from ..transport import tcp_exchange
 from .common import make_console
+
+if TYPE_CHECKING:  # rich, the built-in server and the bench are loaded when the demo runs: aiotcp starts faster
+    from rich.console import Console
+
+    from ..serve import TargetServer
 
 __all__ = ["demo_bench", "register", "run_demo"]
 
@@ -41,6 +42,8 @@ def register(commands: Any) -> None:
 
 
 async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
+    from rich.table import Table
+
     failures = 0
 
     console.rule("1. The seed program: write HEAD / HTTP/1.0, read until the server closes")
@@ -87,6 +90,8 @@ async def _tour(console: Console, live: str, refused: str, silent: str) -> int:
 
 def run_demo(*, quick: bool = False) -> int:
     """Run the tour; returns the process exit code."""
+    from ..serve import refused_port, running_in_thread, running_silent_in_thread
+
     console = make_console(sys.stdout)
     console.print(f"[bold]aiotcp demo[/] -- loopback only, no network needed (quick={quick})")
     with ExitStack() as stack:
@@ -111,6 +116,8 @@ def _extra_parts() -> list[Callable[[Console, TargetServer], int]]:
 
 def _demo_probe(console: Console, server: TargetServer) -> int:
     """Probe a small mixed list: live, redirecting, refused, silent, and a malformed line."""
+    from ..serve import refused_port, running_silent_in_thread
+
     console.rule("4. aiotcp probe: one record per target, whatever happens to it")
     with ExitStack() as stack:
         silent = stack.enter_context(running_silent_in_thread())
@@ -157,6 +164,7 @@ def demo_bench(console: Console, server: Any, *, seconds: float = DEMO_SECONDS) 
     Returns the number of failed checks: the run must get responses, no errors, and exactly as many
     responses as the server counts served (in-flight requests at the end aside).
     """
+    from ..bench.config import BenchConfig, available_engines
     from ..bench.report import write_text
     from ..bench.workers import run_bench
 

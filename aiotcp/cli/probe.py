@@ -1,8 +1,10 @@
-"""``aiotcp probe [FILE|-]``: the command around :func:`aiotcp.probe.probe_many`.
+"""``aiotcp probe [FILE|-]``: the command around :func:`aiotcp.probe.probe_jobs`.
 
 Reads targets line by line (never the whole list), writes one record per target as it completes (JSONL,
 CSV or text), journals finished records for ``--resume``, shows live progress on a terminal and a summary
-at the end -- or at Ctrl-C, with the command that finishes the list.
+at the end (also as JSON with ``--summary-json``) -- or at Ctrl-C, with the command that finishes the list.
+The probes run in this process, in ``--workers`` processes (:mod:`aiotcp.probe.workers`) or on a Dask cluster
+(:mod:`aiotcp.probe.dask`); the output, journal and summary are the same whichever.
 
 Terminal discipline: the progress is a :class:`~aiotcp.cli.common.StatusLine` on stderr, drawn between
 batches of records and erased before any record or warning is written, so a record never shares a line
@@ -17,25 +19,25 @@ import collections
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shlex
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, aclosing
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 
 from ..accelerators import have_uvloop
 from ..errors import InvalidTarget
 from ..fdlimit import raise_fd_limit
-from ..probe import FIELD_NAMES, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
-from ..probe import dask as distributed
-from ..probe.engine import WINDOW_STALL_S
+from ..probe import FIELD_NAMES, LoadReport, ProbeOptions, ProbeResult, iter_jobs, probe_jobs, sharding
 from ..probe.journal import Journal, JournalMismatch
 from ..probe.matchers import Matchers
-from ..probe.output import RecordWriter, make_writer
+from ..probe.options import WINDOW_STALL_S
+from ..probe.output import JSONLWriter, RecordWriter, make_writer
 from ..targets import parse_ports
 from ..text import escape_control
 from ..tlsfacts import load_ca
@@ -56,6 +58,9 @@ from .common import (
     read_input,
     resolver_options,
 )
+
+if TYPE_CHECKING:  # --dask and --workers load their modules when asked for: every probe starts faster
+    from ..probe import dask as distributed
 
 __all__ = ["main_probe", "register"]
 
@@ -118,6 +123,13 @@ def register(commands: Any) -> None:
     )
     _add_matcher_arguments(probe)
     probe.add_argument("--http", choices=["auto", "h11", "httptools"], default="auto", help="response parser")
+    probe.add_argument(
+        "--engine",
+        choices=["auto", "lean", "reference"],
+        default="auto",
+        help="lean: callbacks on asyncio with llhttp; reference: the portable path through Client (auto: lean "
+        "when it can run and makes attempts itself, i.e. without -L and -x)",
+    )
     probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
     probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
     probe.add_argument(
@@ -135,6 +147,7 @@ def register(commands: Any) -> None:
     probe.add_argument("--only-ok", action="store_true", help="write only records that got an HTTP response")
     probe.add_argument("--resume", metavar="JOURNAL", help="journal finished targets; rerun to complete the list")
     probe.add_argument("-q", "--quiet", action="store_true", help="no progress, no summary")
+    probe.add_argument("--summary-json", metavar="FILE", help="also write the summary as JSON to FILE")
     _add_scale_out_arguments(probe)
     probe.set_defaults(handler=main_probe)
 
@@ -201,7 +214,16 @@ def _check_ca(path: str | None) -> None:
 
 
 def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--shard I/N`` (:mod:`aiotcp.probe.sharding`), ``--dask`` and ``--chunk-size`` (:mod:`aiotcp.probe.dask`)."""
+    """``--workers`` (:mod:`aiotcp.probe.workers`), ``--shard I/N`` (:mod:`aiotcp.probe.sharding`), ``--dask``
+    and ``--chunk-size`` (:mod:`aiotcp.probe.dask`)."""
+    parser.add_argument(
+        "-w",
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N|auto",
+        help="probe in N processes on this machine (auto: one per CPU), one output; -c is split over them (1)",
+    )
     parser.add_argument(
         "--shard",
         type=_shard,
@@ -224,6 +246,11 @@ def _add_scale_out_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _workers(text: str) -> int:
+    """``-w N|auto``: auto is one worker per CPU."""
+    return max(1, os.cpu_count() or 1) if text == "auto" else positive_int(text)
+
+
 def _shard(text: str) -> sharding.Shard:
     try:
         return sharding.parse_shard(text)
@@ -232,6 +259,8 @@ def _shard(text: str) -> sharding.Shard:
 
 
 def _dask_target(text: str) -> distributed.DaskTarget:
+    from ..probe import dask as distributed
+
     try:
         return distributed.parse_dask_target(text)
     except ValueError as exc:
@@ -339,6 +368,7 @@ class Stats:
         self.ok = 0
         self.statuses: collections.Counter[int] = collections.Counter()
         self.errors: collections.Counter[str] = collections.Counter()
+        self.timeout_phases: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, phase)
         self.last_line = 0
         self.matched = 0  # records written because they passed the matchers and filters
         self.filtered = 0  # records not written because of them
@@ -353,6 +383,8 @@ class Stats:
                 self.statuses[result.status_code] += 1
         else:
             self.errors[result.error] += 1
+            if result.timeout_phase is not None:
+                self.timeout_phases[result.error, result.timeout_phase] += 1
 
     @property
     def elapsed(self) -> float:
@@ -363,7 +395,12 @@ class Stats:
         return self.records / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
+def _phases(stats: Stats, kind: str) -> str:
+    phases = [f"{phase} {count}" for (of, phase), count in stats.timeout_phases.most_common() if of == kind]
+    return f" (in {', '.join(phases)})" if phases else ""
+
+
+def _summary(stats: Stats, load: LoadReport | None = None, workers: int = 1, title: str = "aiotcp probe") -> Any:
     from rich.table import Table
 
     table = Table(title=title, show_header=True, title_justify="left")
@@ -372,7 +409,7 @@ def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
     for status, count in sorted(stats.statuses.items()):
         table.add_row(f"HTTP {status}", str(count))
     for kind, count in stats.errors.most_common():
-        table.add_row(f"error: {kind}", str(count))
+        table.add_row(f"error: {kind}{_phases(stats, kind)}", str(count))
     table.add_section()
     if stats.matched or stats.filtered:
         table.add_row("matched (written)", str(stats.matched))
@@ -382,17 +419,64 @@ def _summary(stats: Stats, title: str = "aiotcp probe") -> Any:
         table.add_row("from the journal", str(stats.replayed))
     table.add_row("wall time", f"{stats.elapsed:.2f} s")
     table.add_row("probes/s", f"{stats.rate:,.0f}")
+    if load is not None and load.ticks:
+        table.add_section()
+        where = f", {workers} processes" if workers > 1 else ""
+        table.add_row("engine", f"{load.engine}{where}")
+        table.add_row(
+            "concurrency: mean / max / asked",
+            f"{load.mean_in_flight:,.0f} / {load.in_flight_max:,} / {load.concurrency:,}",
+        )
+        table.add_row("loop lag p50 / p99", f"{load.lag_percentile(50):g} / {load.lag_percentile(99):g} ms")
+        table.add_row("concurrency capped (loop lag)", f"{load.held_share:.0%} of the time")
+    if load is not None and load.prober_bound:
+        if load.held_share > 0.05:
+            why = (
+                f"its event loop lagged (p99 {load.lag_percentile(99):g} ms, limit {load.lag_limit_ms:g} ms), so it "
+                f"capped its concurrency {load.held_share:.0%} of the time"
+            )
+        else:
+            why = "it started probes as fast as its CPU allowed, and they ended about as fast"
+        table.caption = (
+            f"The prober was the bottleneck: {why}. It ran at {load.mean_in_flight:,.0f} probes in flight on "
+            f"average, not {load.concurrency:,}: a lower -c would be as fast (--workers faster, if cores are free). "
+            "Deadlines were measured without its stalls."
+        )
     return table
+
+
+def _summary_json(stats: Stats, load: LoadReport, workers: int) -> dict[str, Any]:
+    return {
+        "schema": "aiotcp.probe-summary/1",
+        "records": stats.records,
+        "ok": stats.ok,
+        "from_journal": stats.replayed,
+        "statuses": {str(status): count for status, count in sorted(stats.statuses.items())},
+        "errors": dict(stats.errors.most_common()),
+        "timeout_phases": {
+            kind: {phase: count for (of, phase), count in stats.timeout_phases.items() if of == kind}
+            for kind in sorted({kind for kind, _ in stats.timeout_phases})
+        },
+        "matched": stats.matched,
+        "filtered": stats.filtered,
+        "wall_s": round(stats.elapsed, 3),
+        "probes_per_s": round(stats.rate, 1),
+        "workers": workers,
+        "load": load.as_dict(),
+    }
 
 
 def main_probe(args: argparse.Namespace) -> int:
     if args.window is not None and args.order != "input":
         raise UsageError("--window sets the window of --order input; add --order input, or drop --window")
+    if args.dask and args.workers > 1:
+        raise UsageError("--workers and --dask do not combine: Dask has its own workers")
     matchers = _matchers(args)
     paths = _paths(args)
     _check_ca(args.ca)
-    # With --dask the probes run on the workers, which fit -c to their own open-file limit.
-    concurrency, warning = (args.concurrency, None) if args.dask else raise_fd_limit(args.concurrency)
+    # With --dask or --workers the probes run in other processes, which fit -c to their own open-file limit.
+    far = args.dask or args.workers > 1
+    concurrency, warning = (args.concurrency, None) if far else raise_fd_limit(args.concurrency)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     try:
@@ -421,6 +505,7 @@ def main_probe(args: argparse.Namespace) -> int:
             facts=not args.no_facts,
             ca=args.ca,
             keep_body=matchers.needs_body,
+            engine=args.engine,
             **resolver_options(args),
         )
     except ValueError as exc:
@@ -447,11 +532,30 @@ def main_probe(args: argparse.Namespace) -> int:
             )
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {describe_os_error(exc)}") from None
+        summary_file: TextIO | None = None
+        if args.summary_json:
+            try:
+                summary_file = stack.enter_context(open(args.summary_json, "w", encoding="utf-8"))
+            except OSError as exc:
+                raise UsageError(
+                    f"--summary-json: cannot write {escape_control(args.summary_json)}: {describe_os_error(exc)}"
+                ) from None
         show = not args.quiet
         status = StatusLine(sys.stderr) if show and sys.stderr.isatty() else None
         writer = make_writer(fmt, out, FIELD_NAMES)
         if status is not None and out.isatty():
             writer = _AroundStatus(writer, status)
+        dask_unavailable: tuple[type[Exception], ...] = ()
+        dask_failed: tuple[type[Exception], ...] = ()
+        workers_failed: tuple[type[Exception], ...] = ()
+        if args.dask:
+            from ..probe import dask as distributed
+
+            dask_unavailable, dask_failed = (distributed.DaskUnavailable,), (distributed.DaskError,)
+        if args.workers > 1:
+            from ..probe.workers import WorkerFailed
+
+            workers_failed = (WorkerFailed,)
         try:
             client = stack.enter_context(distributed.connect(args.dask)) if args.dask else None
             return anyio.run(
@@ -465,13 +569,18 @@ def main_probe(args: argparse.Namespace) -> int:
                 status,
                 client,
                 matchers,
+                summary_file,
                 backend_options={"use_uvloop": have_uvloop()},
             )
-        except distributed.DaskUnavailable as exc:
+        except dask_unavailable as exc:
             print(f"error: usage: --dask: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except distributed.DaskError as exc:
+        except dask_failed as exc:
             print(f"error: dask: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        except workers_failed as exc:
+            resume = "rerun the same command to probe the rest" if args.resume else "use --resume to finish lists"
+            print(f"error: workers: {exc}; {resume}", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt:
             return _interrupted(args, stats, show)
@@ -499,15 +608,19 @@ class _AroundStatus:
     each record, and drawn again below the records at the next progress update."""
 
     def __init__(self, writer: RecordWriter, status: StatusLine) -> None:
-        self._writer = writer
+        self.writer = writer
         self._status = status
 
     def write(self, record: dict[str, Any]) -> None:
         self._status.clear()
-        self._writer.write(record)
+        self.writer.write(record)
+
+    def write_result(self, result: ProbeResult, encoded: str | None = None) -> None:
+        self._status.clear()
+        self.writer.write_result(result, encoded)
 
     def flush(self) -> None:
-        self._writer.flush()
+        self.writer.flush()
 
 
 async def _run(
@@ -520,6 +633,7 @@ async def _run(
     status: StatusLine | None,
     client: Any = None,
     matchers: Matchers | None = None,
+    summary_file: TextIO | None = None,
 ) -> int:
     matchers = matchers or Matchers()
     if journal is not None:
@@ -536,31 +650,53 @@ async def _run(
     if journal is not None and args.file == "-":
         lines = _checked(lines, journal, mismatch)
     numbered = iter_jobs(lines, ports=options.ports)
-    jobs = sharding.select(numbered, args.shard)
-    results = (
-        probe_jobs(jobs, options, skip=skip, on_window_stall=_StallWarning(options, status))
-        if client is None
-        else distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
-    )
+    jobs = numbered if args.shard is None else sharding.select(numbered, args.shard)
+    load = LoadReport()
+    if client is not None:
+        from ..probe import dask as distributed
+
+        results = distributed.probe_jobs_on_dask(client, jobs, options, skip=skip, chunk_size=args.chunk_size)
+    elif args.workers > 1:
+        from ..probe.workers import probe_in_processes
+
+        def warn(text: str) -> None:
+            if status is not None:
+                status.clear()
+            print(f"warning: {text}", file=sys.stderr)
+
+        results = probe_in_processes(
+            lines,
+            options,
+            workers=args.workers,
+            shard=args.shard,
+            done=journal.done_bitmap() if journal is not None else b"",
+            report=load,
+            on_warning=warn,
+        )
+    else:
+        results = probe_jobs(jobs, options, skip=skip, report=load, on_window_stall=_StallWarning(options, status))
+    # JSONL and the journal take each record as to_json() writes it, once (no dict per record).
+    encode = journal is not None or isinstance(_inner(writer), JSONLWriter)
     # aclosing: whatever ends the loop (an error writing, Ctrl-C), the probes stop and their sockets close
     # here, in this task.
     try:
         async with aclosing(numbered), aclosing(jobs), aclosing(results):
             async for result in results:
-                record = result.as_dict()
                 keep = not matchers.active or matchers.keep(result)
                 result.body = None
+                encoded = result.to_json() if encode else None
                 if journal is not None:
+                    assert encoded is not None
                     # Every record is journaled (--resume accounts for every target); a filtered one is marked, so
                     # that a resumed run leaves it out too.
-                    journal.append(result.seq, record if keep else {**record, _NOT_WRITTEN: False}, result.parts)
+                    journal.append_json(result.seq, encoded, result.parts, marks=None if keep else _NOT_WRITTEN_MARK)
                 if matchers.active:
                     if keep:
                         stats.matched += 1
                     else:
                         stats.filtered += 1
                 if keep and (not args.only_ok or result.ok):
-                    writer.write(record)
+                    writer.write_result(result, encoded)
                 stats.add(result)
                 now = time.monotonic()
                 if now - last_flush >= _FLUSH_EVERY:
@@ -576,11 +712,18 @@ async def _run(
         print(f"error: usage: --resume: {mismatch[0]}", file=sys.stderr)
         return EXIT_USAGE
     if not args.quiet:
-        make_console(sys.stderr).print(_summary(stats))
+        make_console(sys.stderr).print(_summary(stats, load, args.workers))
+    if summary_file is not None:
+        summary_file.write(json.dumps(_summary_json(stats, load, args.workers), indent=2) + "\n")
     return EXIT_OK
 
 
+def _inner(writer: RecordWriter) -> RecordWriter:
+    return writer.writer if isinstance(writer, _AroundStatus) else writer
+
+
 _NOT_WRITTEN = "written"  # a journal line's mark for a record the matchers kept out of the output
+_NOT_WRITTEN_MARK = {_NOT_WRITTEN: False}
 
 
 class _StallWarning:

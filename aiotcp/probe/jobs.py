@@ -7,7 +7,7 @@ and Dask chunks rely on that. A line that does not parse becomes a job that alre
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TypeVar
@@ -73,18 +73,49 @@ def _jobs_for_line(seq: int, line: int | None, text: str, ports: tuple[int, ...]
 async def iter_jobs(items: Inputs, *, ports: tuple[int, ...] = ()) -> AsyncGenerator[Job, None]:
     """Number the targets of ``items`` lazily. Strings are lines: blank ones and ``#`` comments are skipped
     but counted, so ``line`` is the 1-based line number in the input."""
-    seq = 0
-    line = 0
-    async with aclosing(as_async_iterator(items)) as lines:
-        async for item in lines:
-            line += 1
-            if isinstance(item, Target):
-                yield Job(seq, line, item.url, TargetSpec(item.scheme, item.host, item.port, item.path), item.port)
-                seq += 1
-                continue
-            text = item.strip()
-            if not text or text.startswith("#"):
-                continue
-            for job in _jobs_for_line(seq, line, text, ports):
-                seq = job.seq + 1
+    numbering = _Numbering(ports)
+    if isinstance(items, AsyncIterable):
+        async with aclosing(as_async_iterator(items)) as lines:
+            async for item in lines:
+                for job in numbering.jobs(item):
+                    yield job
+    else:  # (not through as_async_iterator: a list is read by the million, a layer less is a step less each)
+        for item in items:
+            for job in numbering.jobs(item):
                 yield job
+
+
+class _Numbering:
+    """The running numbers of :func:`iter_jobs`: the next ``seq`` and the line."""
+
+    __slots__ = ("line", "ports", "seq")
+
+    def __init__(self, ports: tuple[int, ...]) -> None:
+        self.ports = ports
+        self.seq = 0
+        self.line = 0
+
+    def jobs(self, item: InputItem) -> list[Job] | Iterable[Job]:
+        """The jobs of one input item (none for a blank line or a comment)."""
+        self.line += 1
+        seq, line = self.seq, self.line
+        if isinstance(item, Target):
+            self.seq += 1
+            return [Job(seq, line, item.url, TargetSpec(item.scheme, item.host, item.port, item.path), item.port)]
+        text = item.strip()
+        if not text or text.startswith("#"):
+            return ()
+        if "/" not in text and not self.ports:  # not a range nor a URL, and one port at most: one job
+            self.seq += 1
+            try:
+                spec = parse_spec(text)
+            except InvalidTarget as exc:
+                return [_invalid(seq, line, text, exc)]
+            return [Job(seq, line, text, spec, spec.port)]
+        return self._expanded(seq, line, text)
+
+    def _expanded(self, seq: int, line: int, text: str) -> Iterator[Job]:
+        """A line's jobs one by one, as its range expands (a /8 is 16 million of them: never a list)."""
+        for job in _jobs_for_line(seq, line, text, self.ports):
+            self.seq = job.seq + 1
+            yield job

@@ -25,7 +25,7 @@ import json
 import os
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 __all__ = ["Journal", "JournalMismatch"]
@@ -33,6 +33,7 @@ __all__ = ["Journal", "JournalMismatch"]
 VERSION = 1
 _FLUSH_EVERY = 0.25  # seconds
 _FLUSH_RECORDS = 512
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class JournalMismatch(ValueError):
@@ -153,6 +154,11 @@ class Journal:
         index, bit = divmod(seq, 8)
         return index < len(self._done) and bool(self._done[index] & (1 << bit))
 
+    def done_bitmap(self) -> bytes:
+        """The ``seq`` s on disk when the journal was opened, as a bitmap (bit ``seq % 8`` of byte ``seq // 8``):
+        what ``--workers`` processes are given to skip."""
+        return bytes(self._done)
+
     def replay(self) -> Iterator[dict[str, Any]]:
         """The records on disk when the journal was opened, streamed from the file, without ``seq``."""
         with open(self.path, "rb") as file:
@@ -174,6 +180,21 @@ class Journal:
         """Add a finished record, one of the ``parts`` records of job ``seq`` (append those in a row). Written
         in batches: a crash loses at most the last batch, never a half."""
         self._write_line({**record, "seq": seq} if parts == 1 else {**record, "seq": seq, "parts": parts})
+        self._appended()
+
+    def append_json(
+        self, seq: int, record_json: str, parts: int = 1, *, marks: Mapping[str, Any] | None = None
+    ) -> None:
+        """:meth:`append` for a record already encoded as one JSON object (``ProbeResult.to_json()``), with the
+        fields of ``marks`` added after the record's: the same line as ``append(seq, {**record, **marks},
+        parts)``, without decoding and encoding the record again."""
+        extra = "".join(f",{_dumps(name)}:{_dumps(value)}" for name, value in marks.items()) if marks else ""
+        count = f',"parts":{parts}' if parts != 1 else ""
+        text = f'{record_json[:-1]}{extra},"seq":{seq}{count}}}'
+        self._file.write(text.encode("utf-8", "backslashreplace") + b"\n")
+        self._appended()
+
+    def _appended(self) -> None:
         self._pending += 1
         now = time.monotonic()
         if self._pending >= _FLUSH_RECORDS or now - self._last_flush >= _FLUSH_EVERY:

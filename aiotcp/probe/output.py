@@ -1,8 +1,9 @@
 """Record writers for ``aiotcp probe``: JSONL (one object per line), CSV (a header, then one row per record)
 and text (for people; server-supplied fields escaped so a title cannot drive the terminal).
 
-All writers take records as dicts in schema order (:data:`aiotcp.probe.FIELD_NAMES`) and write through a
-text stream; flushing is the caller's choice (the probe flushes in batches, and on exit).
+All writers take records as dicts in schema order (:data:`aiotcp.probe.FIELD_NAMES`), or as a
+:class:`~aiotcp.probe.ProbeResult` (``write_result``: JSONL then encodes it without building the dict), and
+write through a text stream; flushing is the caller's choice (the probe flushes in batches, and on exit).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from typing import Any, Protocol, TextIO
 
 from ..text import escape_control
+from .records import ProbeResult
 
 __all__ = ["CSVWriter", "JSONLWriter", "RecordWriter", "TextWriter", "make_writer"]
 
@@ -35,6 +37,8 @@ _TEXT_ESCAPES = {code: f"\\u{code:04x}" for code in (0x2028, 0x2029)} | _SURROGA
 class RecordWriter(Protocol):
     def write(self, record: dict[str, Any]) -> None: ...
 
+    def write_result(self, result: ProbeResult, encoded: str | None = None) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -47,7 +51,13 @@ class JSONLWriter:
         self._encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
     def write(self, record: dict[str, Any]) -> None:
-        text = self._encode(record)
+        self._write_json(self._encode(record))
+
+    def write_result(self, result: ProbeResult, encoded: str | None = None) -> None:
+        """Write ``result``; ``encoded`` is its ``to_json()`` when the caller has it already."""
+        self._write_json(result.to_json() if encoded is None else encoded)
+
+    def _write_json(self, text: str) -> None:
         if not text.isascii() or "\x7f" in text:  # the common all-ASCII record skips the translation
             text = text.translate(_JSON_ESCAPES)
         self._stream.write(text + "\n")
@@ -75,6 +85,9 @@ class CSVWriter:
 
     def write(self, record: dict[str, Any]) -> None:
         self._writer.writerow([_cell(record.get(name)) for name in self._fields])
+
+    def write_result(self, result: ProbeResult, encoded: str | None = None) -> None:
+        self.write(result.as_dict())
 
     def flush(self) -> None:
         self._stream.flush()
@@ -124,6 +137,9 @@ class TextWriter:
                 parts.append(f"-> {_show(record['location'])}")
             line = " ".join(parts)
         self._stream.write(line + "\n")
+
+    def write_result(self, result: ProbeResult, encoded: str | None = None) -> None:
+        self.write(result.as_dict())
 
     def flush(self) -> None:
         self._stream.flush()
