@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -57,7 +58,19 @@ import httptools
 
 from .. import error_mapping, errors
 from .config import WorkerPlan
-from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, is_interim, loop_name, perf_counter
+from .engines import (
+    LATE_S,
+    TICK_S,
+    Emit,
+    RunState,
+    ShouldStop,
+    backoff,
+    is_interim,
+    loop_name,
+    perf_counter,
+    seconds_until,
+)
+from .histogram import Appenders, ByEndpoint
 from .results import WorkerResult
 
 __all__ = ["run_httptools"]
@@ -86,12 +99,16 @@ class _Run(RunState):
         self.done = self.loop.create_future()
         self.all_closed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0  # when the ticker should run next (its lateness is the loop lag)
 
-    async def main(self) -> WorkerResult:
+    async def main(self, start_at: float | None = None) -> WorkerResult:
+        delay = seconds_until(start_at)
+        if delay:
+            await asyncio.sleep(delay)
         self.begin(perf_counter())
         for slot in range(self.plan.connections):
             self.start_connect(slot)
-        self._ticker = self.loop.call_later(TICK_S, self._tick)
+        self._schedule_tick()
         try:
             await self.done
         finally:
@@ -105,7 +122,7 @@ class _Run(RunState):
     # -- slots and connects -------------------------------------------------------------------------------
 
     def start_connect(self, slot: int) -> None:
-        if self.slot_busy[slot] or not self.may_connect():
+        if self.slot_busy[slot] or slot >= self.active or not self.may_connect():
             return
         self.slot_busy[slot] = True
         self.connecting[slot] = self.loop.create_task(self._connect(slot, backoff(self.failures[slot])))
@@ -150,6 +167,13 @@ class _Run(RunState):
         for slot in range(self.plan.connections):
             self.start_connect(slot)
 
+    def activate(self) -> None:
+        for conn in list(self.conns):
+            if conn.slot >= self.active:
+                conn.retire()
+        for slot in range(self.active):
+            self.start_connect(slot)
+
     def halt(self) -> None:
         for task in self.connecting.values():
             task.cancel()
@@ -183,8 +207,13 @@ class _Run(RunState):
                     conn.transport.abort()
             await asyncio.sleep(0)
 
+    def _schedule_tick(self) -> None:
+        self._ticker = self.loop.call_later(TICK_S, self._tick)
+        self._tick_due = perf_counter() + TICK_S
+
     def _tick(self) -> None:
         now = perf_counter()
+        lag = now - self._tick_due
         timeout = self.plan.timeout
         for conn in list(self.conns):
             sent = conn.sent
@@ -192,9 +221,9 @@ class _Run(RunState):
                 conn.fail(errors.DeadlineExceeded(f"no complete response within {timeout:g}s", target=self.target))
             elif conn.closing and not sent and now - conn.closing_since > timeout:
                 conn.close()  # the server said it would close, and did not
-        self.tick(now)
+        self.tick(now, lag)
         if not self.stopped:
-            self._ticker = self.loop.call_later(TICK_S, self._tick)
+            self._schedule_tick()
 
 
 class _Conn(asyncio.Protocol):
@@ -209,9 +238,11 @@ class _Conn(asyncio.Protocol):
         "closing_since",
         "counters",
         "ended",
+        "endpoints",
         "input",
         "pacer",
         "reader",
+        "retired",
         "run",
         "sent",
         "slot",
@@ -223,14 +254,23 @@ class _Conn(asyncio.Protocol):
         self.slot = slot
         self.transport: asyncio.Transport | None = None
         self.sent: deque[float] = deque()  # send time of each request in flight, oldest first
-        self.closing = False  # the server asked to close: send nothing more
+        #: In a mix, the endpoint of each request in flight, oldest first; else None.
+        self.endpoints: deque[int] | None = deque() if run.picker is not None else None
+        self.closing = False  # the server asked to close (or a ramp retired the slot): send nothing more
         self.closing_since = 0.0
+        self.retired = False  # a connection ramp went below this slot: close once nothing is in flight
         self.ended = False  # this connection's end has been counted; nothing more is counted for it
         self.counters = run.counters
         plan = run.plan
-        # The pacer first: the reader takes its latency starts and recorder.
-        self.pacer: _ClosedLoop | _OpenLoop = _ClosedLoop(self) if plan.rate is None else _OpenLoop(self)
-        self.reader: _BodyReader | _HeadReader = _HeadReader(self) if plan.head else _BodyReader(self)
+        # The pacer first: the reader takes its latency starts and recorders.
+        self.pacer: _ClosedLoop | _OpenLoop = _OpenLoop(self) if plan.open_loop else _ClosedLoop(self)
+        self.reader: _BodyReader | _HeadReader | _MixedReader
+        if plan.head:
+            self.reader = _HeadReader(self)
+        elif any(plan.heads):
+            self.reader = _MixedReader(self, {index for index, head in enumerate(plan.heads) if head})
+        else:
+            self.reader = _BodyReader(self)
         self.input = self.reader.input
 
     def __repr__(self) -> str:
@@ -266,7 +306,10 @@ class _Conn(asyncio.Protocol):
             return
         if self.closing:
             if not self.sent:
-                self.closing_since = self.reader.now
+                if self.retired:
+                    self._retire_now()
+                else:
+                    self.closing_since = self.reader.now
             return
         self.pacer.refill()
 
@@ -301,7 +344,7 @@ class _Conn(asyncio.Protocol):
                     )
                 else:
                     error = error_mapping.map_stream_error(exc, run.target, phase="read")
-                self.sent.clear()
+                self._forget()
                 run.fail(error, in_flight)
                 if error.kind == "reset":
                     run.counters.reset += 1
@@ -313,7 +356,7 @@ class _Conn(asyncio.Protocol):
                     run.counters.reset += 1
             else:
                 run.counters.closed_by_peer += 1
-        self.pacer.cancel()
+        self._forget()
         run.connection_ended(self)
 
     # -- ending -------------------------------------------------------------------------------------------
@@ -324,11 +367,30 @@ class _Conn(asyncio.Protocol):
             return
         self.ended = True
         in_flight = len(self.sent)
-        self.sent.clear()
-        self.pacer.cancel()
+        self._forget()
         self.run.fail(error, in_flight)
         if self.transport is not None:
             self.transport.abort()
+
+    def _forget(self) -> None:
+        """The requests in flight are gone (counted as failed, or the run stopped)."""
+        self.sent.clear()
+        if self.endpoints is not None:
+            self.endpoints.clear()
+        self.pacer.cancel()
+
+    def retire(self) -> None:
+        """A connection ramp went below this slot: send nothing more, and close once nothing is in flight."""
+        if self.ended or self.retired:
+            return
+        self.retired = self.closing = True  # the pacer sends nothing more (an open-loop timer finds it so)
+        if not self.sent:
+            self._retire_now()
+
+    def _retire_now(self) -> None:
+        self.ended = True  # closed by us, on purpose: nothing to count at connection_lost
+        if self.transport is not None:
+            self.transport.close()
 
     def close(self) -> None:
         """Close without counting anything more (the run stopped, or an idle connection is done)."""
@@ -344,9 +406,26 @@ class _Conn(asyncio.Protocol):
 
 
 class _Pacer:
-    """The part of a connection that writes its requests (``pump``, ``refill``); what both loops share."""
+    """The part of a connection that writes its requests (``pump``, ``refill``); what both loops share.
 
-    __slots__ = ("conn", "counters", "pipeline", "record", "request", "run", "sent", "starts", "transport")
+    It also says where a response's latency goes: ``by_endpoint[endpoint][status]`` is the append that
+    records it (``appenders`` is endpoint 0's, all of a run of one URL), made on first use.
+    """
+
+    __slots__ = (
+        "appenders",
+        "by_endpoint",
+        "conn",
+        "counters",
+        "endpoints",
+        "picker",
+        "pipeline",
+        "request",
+        "run",
+        "sent",
+        "starts",
+        "transport",
+    )
 
     transport: asyncio.Transport  # the connection's, set when it is made (the connection says if it still is)
 
@@ -355,16 +434,36 @@ class _Pacer:
         self.conn = conn
         self.run = run
         self.sent = conn.sent
+        self.endpoints = conn.endpoints
         self.counters = run.counters
         self.request = run.request
+        self.picker = run.picker  # None: every request is ``request``
         self.pipeline = run.plan.pipeline
         #: What a response's latency is measured from: one time per request in flight, oldest first.
         self.starts = conn.sent
-        #: Records one response's latency, in integer microseconds.
-        self.record: Callable[[int], None] = run.latency.add
+        #: endpoint -> status -> the append of a response's latency, in integer microseconds (run-wide here).
+        self.by_endpoint: ByEndpoint = run.by_endpoint
+        self.appenders: Appenders = self.by_endpoint[0]
 
     def cancel(self) -> None:
         """The requests in flight are gone (the connection failed or closed): forget what only the pacer holds."""
+
+    def picked(self, count: int) -> bytes:
+        """A mix: the next ``count`` requests' bytes; their endpoints join ``endpoints``."""
+        assert self.picker is not None
+        assert self.endpoints is not None
+        pick = self.picker.next
+        endpoints = self.endpoints
+        if count == 1:
+            endpoint, data = pick()
+            endpoints.append(endpoint)
+            return data
+        parts = []
+        for _ in range(count):
+            endpoint, part = pick()
+            endpoints.append(endpoint)
+            parts.append(part)
+        return b"".join(parts)
 
 
 class _ClosedLoop(_Pacer):
@@ -385,7 +484,7 @@ class _ClosedLoop(_Pacer):
             return
         self.counters.attempts += count
         self.sent.extend([perf_counter()] * count)
-        self.transport.write(self.request * count)
+        self.transport.write(self.request * count if self.picker is None else self.picked(count))
 
     def refill(self) -> None:
         """After a read that left the connection open: one write for every response the read completed.
@@ -407,16 +506,26 @@ class _ClosedLoop(_Pacer):
         now = perf_counter()
         if wanted == 1:
             self.sent.append(now)
-            self.transport.write(self.request)
+            picker = self.picker
+            if picker is None:
+                self.transport.write(self.request)
+            else:  # picked(1), inlined
+                endpoint, data = picker.next()
+                self.endpoints.append(endpoint)  # type: ignore[union-attr]
+                self.transport.write(data)
         else:
             self.sent.extend([now] * wanted)
-            self.transport.write(self.request * wanted)
+            self.transport.write(self.request * wanted if self.picker is None else self.picked(wanted))
 
 
 class _OpenLoop(_Pacer):
-    """Open loop (wrk2): requests leave at their intended times; both latencies are recorded."""
+    """Open loop (wrk2): requests leave at their intended times; both latencies are recorded.
 
-    __slots__ = ("intended", "record_corrected", "record_uncorrected", "timer")
+    A send that leaves more than :data:`~aiotcp.bench.engines.LATE_S` after its intended time is counted
+    as late (the self-check): its connection was busy (the server's doing) or the loop was (ours).
+    """
+
+    __slots__ = ("intended", "record_uncorrected", "timer")
 
     def __init__(self, conn: _Conn) -> None:
         super().__init__(conn)
@@ -424,10 +533,10 @@ class _OpenLoop(_Pacer):
         assert uncorrected is not None
         self.intended: deque[float] = deque()  # intended send time of each request in flight, oldest first
         self.timer: asyncio.TimerHandle | None = None
-        self.record_corrected = self.run.latency.add
         self.record_uncorrected = uncorrected.add
         self.starts = self.intended  # the corrected latency runs from the intended time
-        self.record = self._record
+        self.by_endpoint = ByEndpoint(self._appender)  # this connection's: each also records the uncorrected
+        self.appenders = self.by_endpoint[0]
 
     def pump(self) -> None:
         """Send every request that is due, as the pipeline depth and the budget allow; else wake when one is."""
@@ -443,16 +552,18 @@ class _OpenLoop(_Pacer):
         while len(sent) < pipeline:
             due = schedule[slot]
             if due > now:
-                if self.timer is None:
+                if self.timer is None and due < math.inf:
                     self.timer = run.loop.call_later(due - now, self._due)
                 return
             if not run.take(1):
                 return
-            schedule[slot] = due + run.period
+            schedule[slot] = due + run.period if run.rate_ramp is None else run.next_due(slot)
+            if now - due > LATE_S:
+                run.late_send(now - due)
             self.counters.attempts += 1
             sent.append(now)
             self.intended.append(due)
-            self.transport.write(self.request)
+            self.transport.write(self.request if self.picker is None else self.picked(1))
 
     refill = pump  # after a read as at any other time: whatever is due
 
@@ -460,10 +571,19 @@ class _OpenLoop(_Pacer):
         self.timer = None
         self.pump()
 
-    def _record(self, corrected: int) -> None:
-        """Record one response's corrected latency, and its uncorrected one from the oldest send time."""
-        self.record_corrected(corrected)
-        self.record_uncorrected(int((self.conn.reader.now - self.sent.popleft()) * 1e6))
+    def _appender(self, key: int) -> Callable[[int], None]:
+        """The append of ``key`` on this connection: the corrected latency to the run's recorder, and the
+        uncorrected one, from the oldest send time."""
+        corrected = self.run.latency.appender(key)
+        uncorrected = self.record_uncorrected
+        sent = self.sent
+        conn = self.conn
+
+        def record(latency: int) -> None:
+            corrected(latency)
+            uncorrected(int((conn.reader.now - sent.popleft()) * 1e6))
+
+        return record
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -476,29 +596,32 @@ class _OpenLoop(_Pacer):
 
 
 class _Reader:
-    """The part of a connection that counts its responses; what both readers share.
+    """The part of a connection that counts its responses; what the readers share.
 
     A reader's ``input`` is what the connection feeds every read to (``feed_data``, raising
-    :class:`httptools.HttpParserError` or :class:`~aiotcp.errors.AiotcpError`).
+    :class:`httptools.HttpParserError` or :class:`~aiotcp.errors.AiotcpError`). A response is filed under
+    the key ``status`` (one URL), or ``endpoint * 1000 + status`` (a mix: the endpoints of the requests in
+    flight are queued beside their start times).
     """
 
-    __slots__ = ("conn", "counters", "now", "record", "run", "starts", "status")
+    __slots__ = ("appenders", "by_endpoint", "conn", "counters", "endpoints", "now", "run", "starts")
 
     def __init__(self, conn: _Conn) -> None:
         run = conn.run
         self.conn = conn
         self.run = run
         self.counters = run.counters
-        self.status = run.counters.status
         self.starts = conn.pacer.starts
-        self.record = conn.pacer.record
+        self.appenders = conn.pacer.appenders
+        self.by_endpoint = conn.pacer.by_endpoint
+        self.endpoints = conn.endpoints
         self.now = 0.0  # when the read being parsed arrived (the connection sets it per read)
 
     def complete(self, status: int) -> None:
         """Count one complete response to the oldest request in flight."""
-        self.record(int((self.now - self.starts.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
+        endpoints = self.endpoints
+        appenders = self.appenders if endpoints is None else self.by_endpoint[endpoints.popleft()]
+        appenders[status](int((self.now - self.starts.popleft()) * 1e6))
         self.counters.requests += 1
         if self.run.remaining == 0:
             self.run.maybe_done()
@@ -540,9 +663,11 @@ class _BodyReader(_Reader):
         if not starts:
             raise errors.ProtocolError("a response nobody asked for")
         # complete(), inlined (the hot path).
-        self.record(int((self.now - starts.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
+        endpoints = self.endpoints
+        if endpoints is None:
+            self.appenders[status](int((self.now - starts.popleft()) * 1e6))
+        else:
+            self.by_endpoint[endpoints.popleft()][status](int((self.now - starts.popleft()) * 1e6))
         self.counters.requests += 1
         if not parser.should_keep_alive():
             self.conn.closing = True
@@ -614,9 +739,47 @@ class _HeadReader(_Reader):
             self.conn.closing = True
 
 
-async def run_httptools(plan: WorkerPlan, emit: Emit, should_stop: ShouldStop) -> WorkerResult:
-    """Run ``plan`` with the httptools engine on the running asyncio loop."""
+class _MixedReader:
+    """A mix of HEAD and other methods (one request in flight at a time): each response goes to the reader
+    for its request's method, so a HEAD response is cut at its head and any other read to its end."""
+
+    __slots__ = ("body", "endpoints", "head", "heads", "input")
+
+    def __init__(self, conn: _Conn, heads: set[int]) -> None:
+        self.body = _BodyReader(conn)
+        self.head = _HeadReader(conn)
+        self.heads = heads  # the HEAD endpoints
+        assert conn.endpoints is not None  # a mix
+        self.endpoints = conn.endpoints
+        self.input = self
+
+    @property
+    def now(self) -> float:
+        return self.body.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.body.now = self.head.now = value
+
+    def _for_head(self) -> bool:
+        endpoints = self.endpoints
+        return bool(endpoints) and endpoints[0] in self.heads
+
+    def feed_data(self, data: bytes) -> None:
+        if self._for_head():
+            self.head.feed_data(data)
+        else:
+            self.body.parser.feed_data(data)
+
+    def complete_at_eof(self) -> bool:
+        return False if self._for_head() else self.body.complete_at_eof()
+
+
+async def run_httptools(
+    plan: WorkerPlan, emit: Emit, should_stop: ShouldStop, start_at: float | None = None
+) -> WorkerResult:
+    """Run ``plan`` with the httptools engine on the running asyncio loop (from ``start_at``, epoch seconds)."""
     run = _Run(plan, emit, should_stop)
     with contextlib.suppress(asyncio.CancelledError):
-        return await run.main()
+        return await run.main(start_at)
     return run.result(loop_name())  # pragma: no cover - cancelled from outside

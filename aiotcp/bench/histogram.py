@@ -16,18 +16,23 @@ holds more than a tick's worth of samples: never a list of the whole run.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
 __all__ = [
     "FLUSH_AT",
+    "FOLD_AT",
     "HIGHEST_US",
+    "Appenders",
+    "ByEndpoint",
     "LOWEST_US",
     "PERCENTILES",
     "SIGNIFICANT_DIGITS",
+    "KeyedRecorder",
     "Recorder",
+    "Sparse",
     "decode",
     "encode",
     "merge",
@@ -41,6 +46,9 @@ HIGHEST_US = 3_600_000_000
 SIGNIFICANT_DIGITS = 3
 #: A recorder folds its buffer into the histogram when it holds this many samples.
 FLUSH_AT = 8192
+#: The ticker folds a key's buffer of a :class:`KeyedRecorder` once it holds this many samples; the rest is
+#: folded at the end of the interval. So at most this many samples per key wait in a list.
+FOLD_AT = 1024
 
 #: Percentiles every report shows, with their JSON keys.
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -97,6 +105,98 @@ def summary_ms(histogram: Any) -> dict[str, float | None]:
     return values
 
 
+def _fold(buffer: list[int], slots: dict[int, int]) -> tuple[int, int, int]:
+    """Add ``buffer``'s samples to ``slots`` (counts-array index -> count); their number, min and max (values
+    above :data:`HIGHEST_US` count as the highest)."""
+    counts = Counter(buffer)  # C: equal values counted once
+    get = slots.get
+    for value, count in counts.items():
+        if value > HIGHEST_US:
+            value = HIGHEST_US
+        shift = value.bit_length() - _SUB_BUCKET_BITS
+        if shift < 0:
+            shift = 0
+        index = ((shift + 1) << (_SUB_BUCKET_BITS - 1)) + (value >> shift) - _HALF
+        slots[index] = get(index, 0) + count
+    return len(buffer), min(min(counts), HIGHEST_US), min(max(counts), HIGHEST_US)
+
+
+def _add_slots(histogram: Any, slots: dict[int, int], total: int, low: int, high: int) -> None:
+    array = histogram.counts
+    for index, count in slots.items():
+        array[index] += count
+    histogram.total_count += total
+    histogram.min_value = min(histogram.min_value, low)
+    histogram.max_value = max(histogram.max_value, high)
+
+
+class Sparse:
+    """Samples as the non-zero slots of a histogram's counts array, with their exact min and max.
+
+    What a :class:`KeyedRecorder` keeps per key: a histogram's 23,552 slots are 184 kB, a key's latencies
+    of one interval fill a few hundred. Adding two is exact, like adding histograms; :meth:`histogram`
+    gives the HdrHistogram (for percentiles and encoding).
+    """
+
+    __slots__ = ("high", "low", "slots", "total")
+
+    def __init__(self) -> None:
+        self.slots: dict[int, int] = {}
+        self.total = 0
+        self.low = HIGHEST_US
+        self.high = 0
+
+    def __repr__(self) -> str:
+        return f"<Sparse total={self.total} slots={len(self.slots)}>"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sparse):
+            return NotImplemented
+        return (self.slots, self.total, self.low, self.high) == (other.slots, other.total, other.low, other.high)
+
+    def __getstate__(self) -> tuple[dict[int, int], int, int, int]:
+        return self.slots, self.total, self.low, self.high
+
+    def __setstate__(self, state: tuple[dict[int, int], int, int, int]) -> None:
+        self.slots, self.total, self.low, self.high = state
+
+    def fold(self, buffer: list[int]) -> None:
+        """Record the samples of ``buffer`` (integer microseconds)."""
+        if buffer:
+            total, low, high = _fold(buffer, self.slots)
+            self.total += total
+            self.low = min(self.low, low)
+            self.high = max(self.high, high)
+
+    def add(self, other: Sparse) -> None:
+        """Add ``other``'s samples to this one."""
+        slots = self.slots
+        get = slots.get
+        for index, count in other.slots.items():
+            slots[index] = get(index, 0) + count
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+
+    def add_to(self, histogram: Any) -> None:
+        """Add these samples to an HdrHistogram of :func:`new_histogram`'s shape."""
+        if self.total:
+            _add_slots(histogram, self.slots, self.total, self.low, self.high)
+
+    def histogram(self) -> Any:
+        """A new HdrHistogram holding these samples."""
+        histogram = new_histogram()
+        self.add_to(histogram)
+        return histogram
+
+    @staticmethod
+    def merged(parts: Iterable[Sparse]) -> Sparse:
+        total = Sparse()
+        for part in parts:
+            total.add(part)
+        return total
+
+
 class Recorder:
     """A histogram fed in batches: :meth:`add` is a list append; :meth:`flush` records the batch."""
 
@@ -116,29 +216,10 @@ class Recorder:
         buffer = self.buffer
         if not buffer:
             return
-        counts = Counter(buffer)  # C: equal values counted once
-        buffer.clear()
-        histogram = self.histogram
-        low, high = min(counts), max(counts)
         slots: dict[int, int] = {}  # counts-array index -> count: many values share a slot
-        get = slots.get
-        for value, count in counts.items():
-            if value > HIGHEST_US:
-                value = HIGHEST_US
-            shift = value.bit_length() - _SUB_BUCKET_BITS
-            if shift < 0:
-                shift = 0
-            index = ((shift + 1) << (_SUB_BUCKET_BITS - 1)) + (value >> shift) - _HALF
-            slots[index] = get(index, 0) + count
-        array = histogram.counts
-        total = 0
-        for index, count in slots.items():
-            array[index] += count
-            total += count
-        low, high = min(low, HIGHEST_US), min(high, HIGHEST_US)
-        histogram.total_count += total
-        histogram.min_value = min(histogram.min_value, low)
-        histogram.max_value = max(histogram.max_value, high)
+        total, low, high = _fold(buffer, slots)
+        buffer.clear()
+        _add_slots(self.histogram, slots, total, low, high)
 
     def take(self) -> Any:
         """Flush, hand over the histogram and start an empty one (an interval ends)."""
@@ -146,3 +227,96 @@ class Recorder:
         histogram = self.histogram
         self.histogram = new_histogram()
         return histogram
+
+
+Append = Callable[[int], None]
+
+
+class Appenders(dict[int, Append]):
+    """``status -> append`` for one endpoint: the append of key ``base + status``, made by ``make(key)`` on
+    first use. The engines' hot path is a subscript, ``appenders[status](latency)``: dict's own C lookup,
+    with no arithmetic and no miss check (``__missing__`` runs once per status)."""
+
+    __slots__ = ("base", "make")
+
+    def __init__(self, base: int, make: Callable[[int], Append]) -> None:
+        super().__init__()
+        self.base = base
+        self.make = make
+
+    def __missing__(self, status: int) -> Append:
+        append = self[status] = self.make(self.base + status)
+        return append
+
+
+class ByEndpoint(dict[int, Appenders]):
+    """``endpoint -> Appenders`` of a mix, made on first use."""
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[int], Append]) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, endpoint: int) -> Appenders:
+        appenders = self[endpoint] = Appenders(endpoint * 1000, self.make)
+        return appenders
+
+
+class KeyedRecorder:
+    """Latencies by an integer key, each key's samples buffered in a list of its own.
+
+    The engines key a response by ``endpoint * 1000 + status``, so one list append files a latency under its
+    endpoint and its status at once. :meth:`appender` gives a key's append (the lists live as long as the
+    recorder: an engine may keep the appends it was given); :meth:`flush` folds the buffers into one
+    :class:`Sparse` per key; :meth:`take` hands those over at the end of an interval and starts afresh.
+    """
+
+    __slots__ = ("appenders", "buffers", "sparse")
+
+    def __init__(self) -> None:
+        self.buffers: dict[int, list[int]] = {}
+        #: A key's append, for the engines' hot paths: ``appenders.get(key)`` (None: ask :meth:`appender`).
+        self.appenders: dict[int, Callable[[int], None]] = {}
+        self.sparse: dict[int, Sparse] = {}
+
+    def __repr__(self) -> str:
+        buffered = sum(len(buffer) for buffer in self.buffers.values())
+        return f"<KeyedRecorder keys={len(self.buffers)} buffered={buffered}>"
+
+    def appender(self, key: int) -> Callable[[int], None]:
+        """The append of ``key``'s buffer (made on first use)."""
+        append = self.appenders.get(key)
+        if append is None:
+            buffer: list[int] = []
+            self.buffers[key] = buffer
+            append = self.appenders[key] = buffer.append
+        return append
+
+    def buffered(self) -> int:
+        """Samples not yet folded (the h11 engine flushes when this reaches :data:`FLUSH_AT`)."""
+        return sum(len(buffer) for buffer in self.buffers.values())
+
+    def flush(self, at_least: int = 1) -> None:
+        """Fold every buffer that holds ``at_least`` samples into its key's :class:`Sparse` (the ticker
+        leaves short buffers for the end of the interval: folding costs per key, not only per sample)."""
+        for key, buffer in self.buffers.items():
+            if len(buffer) >= at_least:
+                sparse = self.sparse.get(key)
+                if sparse is None:
+                    sparse = self.sparse[key] = Sparse()
+                sparse.fold(buffer)
+                buffer.clear()
+
+    def take(self) -> dict[int, Sparse]:
+        """Flush, and hand over every key's samples since the last take."""
+        self.flush()
+        taken = self.sparse
+        self.sparse = {}
+        return taken
+
+    def clear(self) -> None:
+        """Forget every sample so far (the warmup ended); the appends stay valid."""
+        for buffer in self.buffers.values():
+            buffer.clear()
+        self.sparse = {}
