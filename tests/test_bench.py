@@ -366,7 +366,7 @@ def finished(shared_server: TargetServer) -> BenchResult:
 
 def test_json_document_has_the_documented_fields(finished: BenchResult) -> None:
     document = json.loads(json.dumps(to_json(finished)))
-    assert document["schema"] == "aiotcp.bench/1"
+    assert document["schema"] == "aiotcp.bench/2"
     for key in (
         "tool",
         "version",
@@ -422,7 +422,7 @@ def test_html_report_is_self_contained(finished: BenchResult) -> None:
     write_html(finished, page)
     text = page.getvalue()
     assert text.startswith("<!DOCTYPE html>")
-    assert text.count("<svg") == 2
+    assert text.count("<svg") == 3
     assert "uncorrected" in text
     assert "<script" not in text
     assert "http-equiv" not in text

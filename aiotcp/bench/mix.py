@@ -82,6 +82,12 @@ class Endpoint:
         """``METHOD URL``: how reports name the endpoint."""
         return f"{self.method} {self.url}"
 
+    def short_label(self, origin: str) -> str:
+        """``METHOD /path``: the label without ``origin`` (``http://host:port``), which every endpoint shares."""
+        if self.url.startswith(origin):
+            return f"{self.method} {self.url[len(origin) :] or '/'}"
+        return self.label
+
     @property
     def templated(self) -> bool:
         return _TEMPLATE.search(self.url) is not None

@@ -122,10 +122,10 @@ class Outcome:
     ok: bool
 
     def describe(self) -> str:
-        scope = "run" if self.stage is None else f"stage {self.stage + 1}"
+        scope = "the run" if self.stage is None else f"stage {self.stage + 1}"
         measured = "no responses" if self.value is None else f"{_number(self.value)}{self.threshold.unit}"
         verdict = "met" if self.ok else "BREACHED"
-        return f"{self.threshold.text} over the {scope}: {measured}, {verdict}"
+        return f"{self.threshold.text} over {scope}: {measured}, {verdict}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
