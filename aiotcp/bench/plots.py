@@ -20,7 +20,7 @@ __all__ = ["COLORS", "Axis", "Series", "chart", "percentile_axis", "percentile_x
 COLORS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e", "#555555")
 
 _WIDTH, _HEIGHT = 900, 340
-_LEFT, _RIGHT, _TOP, _BOTTOM = 78, 24, 34, 52
+_LEFT, _RIGHT, _TOP, _BOTTOM = 78, 44, 34, 52
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +137,11 @@ class Series:
     width: float = 2.0
 
 
-def chart(title: str, x: Axis, y: Axis, series: Sequence[Series], x_label: str, y_label: str) -> str:
-    """One chart as an ``<svg>`` that fills the width of its container (its text scales with it)."""
+def chart(
+    title: str, x: Axis, y: Axis, series: Sequence[Series], x_label: str, y_label: str, *, legend: str = "right"
+) -> str:
+    """One chart as an ``<svg>`` that fills the width of its container (its text scales with it); the legend
+    in the top ``legend`` corner (left for curves that rise to the right)."""
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
 
     def px(value: float) -> float:
@@ -162,7 +165,7 @@ def chart(title: str, x: Axis, y: Axis, series: Sequence[Series], x_label: str, 
             f'<text x="{at:.1f}" y="{_TOP + plot_h + 18}" text-anchor="middle" class="tick">{html.escape(label)}</text>'
         )
     body.append(f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" class="frame"/>')
-    legend_x = _LEFT + plot_w
+    legend_x = _LEFT + 164 if legend == "left" else _LEFT + plot_w
     for index, line in enumerate(series):
         dash = ' stroke-dasharray="7 5"' if line.dashed else ""
         style = f'fill="none" stroke="{line.color}" stroke-width="{line.width}"{dash}'

@@ -62,6 +62,7 @@ One object::
 from __future__ import annotations
 
 import html
+import math
 import platform
 import time
 from typing import Any, TextIO
@@ -551,14 +552,15 @@ def percentile_chart(title: str, curves: list[tuple[str, Any]]) -> str:
     """Latency by percentile of each ``(name, histogram)``, on one log-latency axis."""
     series = []
     values: list[float] = []
-    nines = 3
+    # The x axis goes as far as the samples can tell: N samples show percentiles up to about 1 - 1/N.
+    largest = max((histogram.get_total_count() for _, histogram in curves), default=0)
+    nines = min(6, max(2, math.ceil(math.log10(largest)) if largest > 1 else 2))
     for index, (name, histogram) in enumerate(curves):
-        points = _percentile_points(histogram)
+        points = [(x, y) for x, y in _percentile_points(histogram) if x <= nines]
         values.extend(y for _, y in points)
-        if points:
-            nines = max(nines, min(6, int(points[-1][0] + 0.999)))
         series.append(Series(name, COLORS[index % len(COLORS)], points=points))
-    return chart(title, percentile_axis(nines), Axis.fit(values, log=True), series, "percentile", "latency (ms, log)")
+    y = Axis.fit(values, log=True)
+    return chart(title, percentile_axis(nines), y, series, "percentile", "latency (ms, log)", legend="left")
 
 
 def _throughput_chart(result: BenchResult) -> str:

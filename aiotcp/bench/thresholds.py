@@ -121,11 +121,12 @@ class Outcome:
     value: float | None
     ok: bool
 
-    def describe(self) -> str:
+    def describe(self, *, verdict: bool = True) -> str:
+        """``p99<20ms over the run: 12.3 ms, met`` (without ``, met`` unless ``verdict``)."""
         scope = "the run" if self.stage is None else f"stage {self.stage + 1}"
         measured = "no responses" if self.value is None else f"{_number(self.value)}{self.threshold.unit}"
-        verdict = "met" if self.ok else "BREACHED"
-        return f"{self.threshold.text} over {scope}: {measured}, {verdict}"
+        said = (", met" if self.ok else ", BREACHED") if verdict else ""
+        return f"{self.threshold.text} over {scope}: {measured}{said}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
