@@ -20,7 +20,7 @@ __all__ = ["COLORS", "Axis", "Series", "chart", "percentile_axis", "percentile_x
 COLORS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e", "#555555")
 
 _WIDTH, _HEIGHT = 900, 340
-_LEFT, _RIGHT, _TOP, _BOTTOM = 78, 44, 34, 52
+_LEFT, _RIGHT, _TOP, _BOTTOM = 78, 44, 52, 52
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +137,8 @@ class Series:
     width: float = 2.0
 
 
-def chart(
-    title: str, x: Axis, y: Axis, series: Sequence[Series], x_label: str, y_label: str, *, legend: str = "right"
-) -> str:
-    """One chart as an ``<svg>`` that fills the width of its container (its text scales with it); the legend
-    in the top ``legend`` corner (left for curves that rise to the right)."""
+def chart(title: str, x: Axis, y: Axis, series: Sequence[Series], x_label: str, y_label: str) -> str:
+    """One chart as an ``<svg>`` that fills the width of its container (its text scales with it)."""
     plot_w, plot_h = _WIDTH - _LEFT - _RIGHT, _HEIGHT - _TOP - _BOTTOM
 
     def px(value: float) -> float:
@@ -165,8 +162,8 @@ def chart(
             f'<text x="{at:.1f}" y="{_TOP + plot_h + 18}" text-anchor="middle" class="tick">{html.escape(label)}</text>'
         )
     body.append(f'<rect x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}" class="frame"/>')
-    legend_x = _LEFT + 164 if legend == "left" else _LEFT + plot_w
-    for index, line in enumerate(series):
+    legend_x = float(_LEFT)  # the legend: one row under the title, clear of every curve
+    for line in series:
         dash = ' stroke-dasharray="7 5"' if line.dashed else ""
         style = f'fill="none" stroke="{line.color}" stroke-width="{line.width}"{dash}'
         if line.points:
@@ -174,11 +171,11 @@ def chart(
             body.append(f'<path d="{path}" {style}/>')
         if line.steps:
             body.append(f'<path d="{_step_path(line.steps, px, py)}" {style} stroke-linejoin="round"/>')
-        y_at = _TOP + 14 + 16 * index
         body.append(
-            f'<line x1="{legend_x - 150}" y1="{y_at - 4}" x2="{legend_x - 128}" y2="{y_at - 4}" {style}/>'
-            f'<text x="{legend_x - 122}" y="{y_at}" class="legend">{html.escape(line.name)}</text>'
+            f'<line x1="{legend_x:.0f}" y1="36" x2="{legend_x + 22:.0f}" y2="36" {style}/>'
+            f'<text x="{legend_x + 28:.0f}" y="40" class="legend">{html.escape(line.name)}</text>'
         )
+        legend_x += 48 + 7 * len(line.name)
     body.append(
         f'<text x="{_LEFT + plot_w / 2}" y="{_HEIGHT - 10}" text-anchor="middle" class="axis">'
         f"{html.escape(x_label)}</text>"

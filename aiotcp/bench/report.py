@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import platform
 import time
 from typing import Any, TextIO
@@ -560,7 +561,7 @@ def percentile_chart(title: str, curves: list[tuple[str, Any]]) -> str:
         values.extend(y for _, y in points)
         series.append(Series(name, COLORS[index % len(COLORS)], points=points))
     y = Axis.fit(values, log=True)
-    return chart(title, percentile_axis(nines), y, series, "percentile", "latency (ms, log)", legend="left")
+    return chart(title, percentile_axis(nines), y, series, "percentile", "latency (ms, log)")
 
 
 def _throughput_chart(result: BenchResult) -> str:
@@ -639,12 +640,13 @@ def _connections_chart(result: BenchResult) -> str:
     )
 
 
-def _table(head: list[str], rows: list[list[str]], *, numeric_from: int = 1) -> str:
+def _table(head: list[str], rows: list[list[str]], *, numeric_from: int = 1, numeric_to: int = 99) -> str:
+    """A table whose columns ``numeric_from`` to ``numeric_to`` (not included) hold numbers (right-aligned)."""
     cells = "".join(f"<th>{html.escape(name)}</th>" for name in head)
     body = []
     for row in rows:
         tds = "".join(
-            f'<td class="{"num" if index >= numeric_from else ""}">{html.escape(cell)}</td>'
+            f'<td class="{"num" if numeric_from <= index < numeric_to else ""}">{html.escape(cell)}</td>'
             for index, cell in enumerate(row)
         )
         body.append(f"<tr>{tds}</tr>")
@@ -754,9 +756,8 @@ def write_html(result: BenchResult, out: TextIO) -> None:
                 + [_ms(summary[name]) for name in ("p50", "p90", "p99", "max")]
                 + [status]
             )
-        parts.append(
-            "<h2>Per endpoint</h2>" + _table(["endpoint", "requests", "p50", "p90", "p99", "max (ms)", "status"], rows)
-        )
+        head = ["endpoint", "requests", "p50", "p90", "p99", "max (ms)", "status"]
+        parts.append("<h2>Per endpoint</h2>" + _table(head, rows, numeric_to=6))
     classes = analysis.class_stats(result)
     if classes:
         rows = []
@@ -875,9 +876,16 @@ def write_compare_text(comparison: Comparison, out: TextIO) -> None:
         print("  " + "  ".join(cells), file=out)
     for note in comparison.notes:
         print(f"  note: {escape_control(note)}", file=out)
-    worse = [d for d in comparison.deltas if d.judged and d.verdict == comparison.verdict and d.change is not None]
-    detail = ", ".join(f"{delta.metric} {_pct(delta.change)}" for delta in worse)
+    why = [d for d in comparison.deltas if d.judged and d.verdict == comparison.verdict != "no difference"]
+    detail = ", ".join(f"{delta.metric} {_pct(delta.change)}" for delta in why)
     print(f"verdict: {comparison.verdict}" + (f" ({detail})" if detail else ""), file=out)
+
+
+def _spread(values: list[float]) -> float:
+    """How many times the largest of ``values`` is the smallest (above zero): over 20, a linear axis would
+    squash the small ones flat."""
+    positive = [value for value in values if value > 0]
+    return max(positive) / min(positive) if positive else 1.0
 
 
 def _run_curve(run: Run) -> Any:
@@ -889,7 +897,7 @@ def write_compare_html(comparison: Comparison, out: TextIO) -> None:
     """A page with both runs' latency-by-percentile curves on one plot, their throughput and p99 over time,
     and the table of changes."""
     a, b = comparison.a, comparison.b
-    curves = [(f"A: {a.name}", _run_curve(a)), (f"B: {b.name}", _run_curve(b))]
+    curves = [(f"A: {os.path.basename(a.name)}", _run_curve(a)), (f"B: {os.path.basename(b.name)}", _run_curve(b))]
     throughput = []
     p99 = []
     values_rps: list[float] = []
@@ -916,10 +924,10 @@ def write_compare_html(comparison: Comparison, out: TextIO) -> None:
         chart(
             "Throughput, per interval",
             Axis.fit([end]),
-            Axis.fit(values_rps),
+            Axis.fit(values_rps, log=_spread(values_rps) > 20),
             throughput,
             "seconds into the run",
-            "requests/s",
+            "requests/s" + (" (log)" if _spread(values_rps) > 20 else ""),
         ),
         chart(
             "p99 latency, per interval",
@@ -938,7 +946,9 @@ def write_compare_html(comparison: Comparison, out: TextIO) -> None:
         f'<p>Verdict: <span class="{verdict_class}">{html.escape(comparison.verdict)}</span></p>',
     ]
     parts.extend(f'<p class="warning">{html.escape(note)}</p>' for note in comparison.notes)
-    parts.append(_table(["metric", "A", "B", "change", "95% interval", "verdict"], compare_rows(comparison)))
+    parts.append(
+        _table(["metric", "A", "B", "change", "95% interval", "verdict"], compare_rows(comparison), numeric_to=5)
+    )
     parts.append(
         '<p class="note">change: B / A - 1; the interval comes from resampling each run\'s intervals (their full'
         " histograms); a metric in parentheses is shown, not judged.</p>"
