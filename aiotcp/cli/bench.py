@@ -267,6 +267,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     url, endpoints = _endpoints(args, method)
     stages = args.stages or args.connection_stages
     duration_s = args.duration
+    if args.stages and args.connection_stages:
+        raise UsageError("--stages and --connection-stages: give one of them")
+    if args.stages and args.rate is not None:
+        raise UsageError("--stages sets the rate: drop -R (a stage 0s:RATE jumps to a rate)")
+    if bodies and args.urls is None and method in ("GET", "HEAD"):
+        raise UsageError(f"--body/--body-lines go with a method that carries a body, not {method}: -m POST, PUT, ...")
     if stages:
         for flag, value in (("-d", args.duration), ("-n", args.requests), ("--warmup", args.warmup or None)):
             if value is not None:
