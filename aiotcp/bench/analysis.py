@@ -52,13 +52,18 @@ RATE_TOLERANCE = 0.9
 
 @dataclass(frozen=True, slots=True)
 class EndpointStats:
-    """One endpoint's responses: by status, and their latencies (HdrHistogram, corrected in rate mode)."""
+    """One endpoint's responses: by status, and their latencies (corrected in rate mode)."""
 
     index: int
     endpoint: Endpoint
     requests: int
     status: dict[int, int]
-    histogram: Any
+    latency: hist.Sparse
+
+    @property
+    def histogram(self) -> Any:
+        """The latencies as an HdrHistogram (made on each call)."""
+        return self.latency.histogram()
 
 
 def endpoint_stats(result: BenchResult) -> list[EndpointStats]:
@@ -72,20 +77,17 @@ def endpoint_stats(result: BenchResult) -> list[EndpointStats]:
         status: dict[int, int] = {}
         for code, sparse in parts:
             status[code] = status.get(code, 0) + sparse.total
-        histogram = hist.Sparse.merged(sparse for _, sparse in parts).histogram()
-        stats.append(EndpointStats(index, endpoint, sum(status.values()), dict(sorted(status.items())), histogram))
+        latency = hist.Sparse.merged(sparse for _, sparse in parts)
+        stats.append(EndpointStats(index, endpoint, sum(status.values()), dict(sorted(status.items())), latency))
     return stats
 
 
-def class_stats(result: BenchResult) -> dict[str, tuple[int, Any]]:
-    """``{"2xx": (responses, histogram), ...}`` for the status classes that occurred, in order."""
+def class_stats(result: BenchResult) -> dict[str, hist.Sparse]:
+    """``{"2xx": latencies, ...}`` for the status classes that occurred, in order."""
     by_class: dict[str, list[hist.Sparse]] = {}
     for key, sparse in sorted(result.keys.items(), key=lambda item: item[0] % 1000):
         by_class.setdefault(f"{key % 1000 // 100}xx", []).append(sparse)
-    return {
-        name: (sum(part.total for part in parts), hist.Sparse.merged(parts).histogram())
-        for name, parts in by_class.items()
-    }
+    return {name: hist.Sparse.merged(parts) for name, parts in by_class.items()}
 
 
 @dataclass(frozen=True, slots=True)

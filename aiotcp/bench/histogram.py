@@ -15,8 +15,11 @@ holds more than a tick's worth of samples: never a list of the whole run.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Iterable
+from itertools import accumulate
+from operator import mul
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -37,6 +40,7 @@ __all__ = [
     "encode",
     "merge",
     "new_histogram",
+    "percentiles_us",
     "summary_ms",
 ]
 
@@ -91,17 +95,64 @@ def merge(payloads: Iterable[str]) -> Any:
     return total
 
 
+_TABLES: tuple[list[int], list[int], list[int]] | None = None
+
+
+def _tables() -> tuple[list[int], list[int], list[int]]:
+    """Per counts-array index of the one histogram shape: the value HdrHistogram reports for a percentile
+    that lands there (the highest equivalent value), the one it uses for the mean (the median), and the
+    lowest (the minimum's). Made once, so that :func:`summary_ms` costs a few passes of C over the counts,
+    not a Python call per slot."""
+    global _TABLES
+    if _TABLES is None:
+        histogram = new_histogram()
+        values = [histogram.get_value_from_index(index) for index in range(histogram.counts_len)]
+        highest = [histogram.get_highest_equivalent_value(value) for value in values]
+        medians = [histogram._hdr_median_equiv_value(value) for value in values]
+        _TABLES = (highest, medians, values)
+    return _TABLES
+
+
+def _index(value: int) -> int:
+    """The counts-array index of ``value`` (microseconds, at most :data:`HIGHEST_US`)."""
+    shift = value.bit_length() - _SUB_BUCKET_BITS
+    if shift < 0:
+        shift = 0
+    return ((shift + 1) << (_SUB_BUCKET_BITS - 1)) + (value >> shift) - _HALF
+
+
+def percentiles_us(histogram: Any, percentiles: Iterable[float]) -> list[int]:
+    """The values at ``percentiles`` (each above 0), in microseconds, exactly as
+    ``histogram.get_value_at_percentile`` gives them. The histogram must not be empty."""
+    highest, _, _ = _tables()
+    total = histogram.total_count
+    cumulative = list(accumulate(histogram.counts[: histogram.counts_len]))
+    found = []
+    for percentile in percentiles:
+        target = max(int(min(percentile, 100.0) * total / 100 + 0.5), 1)
+        found.append(highest[min(bisect_left(cumulative, target), len(cumulative) - 1)])
+    return found
+
+
 def summary_ms(histogram: Any) -> dict[str, float | None]:
-    """``p50 ... p99_9``, ``max``, ``min`` and ``mean`` in milliseconds; all ``None`` when empty."""
+    """``p50 ... p99_9``, ``max``, ``min`` and ``mean`` in milliseconds; all ``None`` when empty.
+
+    The values HdrHistogram's own methods give (``get_value_at_percentile``, ``get_mean_value``), computed
+    in a few passes of C over the counts instead of a Python call per slot for each of them.
+    """
     keys = [name for name, _ in PERCENTILES] + ["max", "min", "mean"]
-    if histogram.get_total_count() == 0:
+    total = histogram.get_total_count()
+    if total == 0:
         return dict.fromkeys(keys, None)
+    found = percentiles_us(histogram, [percentile for _, percentile in PERCENTILES])
     values: dict[str, float | None] = {
-        name: histogram.get_value_at_percentile(percentile) / 1000.0 for name, percentile in PERCENTILES
+        name: value / 1000.0 for (name, _), value in zip(PERCENTILES, found, strict=True)
     }
     values["max"] = histogram.get_max_value() / 1000.0
     values["min"] = histogram.get_min_value() / 1000.0
-    values["mean"] = round(histogram.get_mean_value() / 1000.0, 3)
+    _, medians, _ = _tables()
+    weighted = sum(map(mul, histogram.counts[: histogram.counts_len], medians))
+    values["mean"] = round(weighted / total / 1000.0, 3)
     return values
 
 
@@ -188,6 +239,28 @@ class Sparse:
         histogram = new_histogram()
         self.add_to(histogram)
         return histogram
+
+    def summary_ms(self) -> dict[str, float | None]:
+        """What :func:`summary_ms` gives for :meth:`histogram`, from the slots alone (no 23,552-slot pass)."""
+        keys = [name for name, _ in PERCENTILES] + ["max", "min", "mean"]
+        total = self.total
+        if total == 0:
+            return dict.fromkeys(keys, None)
+        highest, medians, lowest = _tables()
+        ordered = sorted(self.slots.items())
+        values: dict[str, float | None] = {}
+        seen = 0
+        position = 0
+        targets = [(name, max(int(percentile * total / 100 + 0.5), 1)) for name, percentile in PERCENTILES]
+        for index, count in ordered:
+            seen += count
+            while position < len(targets) and seen >= targets[position][1]:
+                values[targets[position][0]] = highest[index] / 1000.0
+                position += 1
+        values["max"] = highest[_index(self.high)] / 1000.0 if self.high else 0.0
+        values["min"] = 0.0 if 0 in self.slots else lowest[_index(self.low)] / 1000.0
+        values["mean"] = round(sum(count * medians[index] for index, count in ordered) / total / 1000.0, 3)
+        return {key: values[key] for key in keys}
 
     @staticmethod
     def merged(parts: Iterable[Sparse]) -> Sparse:

@@ -230,8 +230,8 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "rate": rate,
         "status": {str(code): count for code, count in sorted(counters.status.items())},
         "status_classes": {
-            name: {"requests": requests, "latency_ms": hist.summary_ms(histogram)}
-            for name, (requests, histogram) in analysis.class_stats(result).items()
+            name: {"requests": latency.total, "latency_ms": latency.summary_ms()}
+            for name, latency in analysis.class_stats(result).items()
         },
         "endpoints": [
             {
@@ -241,7 +241,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
                 "requests": stats.requests,
                 "rps": round(stats.requests / result.duration_s, 1) if result.duration_s > 0 else 0.0,
                 "status": {str(code): count for code, count in stats.status.items()},
-                "latency_ms": hist.summary_ms(stats.histogram),
+                "latency_ms": stats.latency.summary_ms(),
             }
             for stats in analysis.endpoint_stats(result)
         ],
@@ -400,10 +400,10 @@ def write_text(result: BenchResult, out: TextIO) -> None:
     print(f"  status       {statuses}", file=out)
     classes = analysis.class_stats(result)
     if len(classes) > 1:
-        for name, (requests, histogram) in classes.items():
-            summary = hist.summary_ms(histogram)
+        for name, latency in classes.items():
+            summary = latency.summary_ms()
             print(
-                f"    {name} {requests:>12,}  p50 {_ms(summary['p50'])}  p90 {_ms(summary['p90'])}"
+                f"    {name} {latency.total:>12,}  p50 {_ms(summary['p50'])}  p90 {_ms(summary['p90'])}"
                 f"  p99 {_ms(summary['p99'])}  max {_ms(summary['max'])} ms",
                 file=out,
             )
@@ -458,7 +458,7 @@ def _write_endpoints(result: BenchResult, out: TextIO) -> None:
     header = f"{'requests':>10}  {'p50':>8}  {'p90':>8}  {'p99':>8}  {'max':>8} ms"
     print(f"  endpoints    {'':<{width}}  {header}", file=out)
     for stat, label in zip(stats, labels, strict=True):
-        summary = hist.summary_ms(stat.histogram)
+        summary = stat.latency.summary_ms()
         others = [code for code in stat.status if code // 100 != 2]
         status = "" if not others else "  " + ", ".join(f"{code}: {stat.status[code]:,}" for code in others)
         print(
@@ -749,7 +749,7 @@ def write_html(result: BenchResult, out: TextIO) -> None:
     if len(endpoints) > 1 or config.is_mix:
         rows = []
         for stat in endpoints:
-            summary = hist.summary_ms(stat.histogram)
+            summary = stat.latency.summary_ms()
             status = ", ".join(f"{code}: {count:,}" for code, count in stat.status.items()) or "none"
             rows.append(
                 [stat.endpoint.short_label(_origin(result)), f"{stat.requests:,}"]
@@ -761,9 +761,9 @@ def write_html(result: BenchResult, out: TextIO) -> None:
     classes = analysis.class_stats(result)
     if classes:
         rows = []
-        for name, (requests, histogram) in classes.items():
-            summary = hist.summary_ms(histogram)
-            rows.append([name, f"{requests:,}"] + [_ms(summary[key]) for key in ("p50", "p90", "p99", "max")])
+        for name, latency in classes.items():
+            summary = latency.summary_ms()
+            rows.append([name, f"{latency.total:,}"] + [_ms(summary[key]) for key in ("p50", "p90", "p99", "max")])
         parts.append(
             "<h2>Per status class</h2>" + _table(["class", "responses", "p50", "p90", "p99", "max (ms)"], rows)
         )
