@@ -171,7 +171,7 @@ class _Conn:
             if picker is None:
                 endpoint, request = 0, plan.request
             else:
-                endpoint, request = picker.next()
+                endpoint, request = next(picker.iterator)
             self.pending.append((intended, now, endpoint))
             run.counters.attempts += 1
             self.has_pending.set()
@@ -203,7 +203,9 @@ class _Conn:
                 return  # what is left is in_flight
             now = perf_counter()
             intended, sent, endpoint = self.pending.popleft()
-            by_endpoint[endpoint][status](int((now - intended) * 1e6))
+            appenders = by_endpoint[endpoint]
+            assert appenders is not None  # the run's are all made up front
+            appenders[status](int((now - intended) * 1e6))
             if uncorrected is not None:
                 uncorrected(int((now - sent) * 1e6))
             counters.requests += 1

@@ -70,7 +70,7 @@ from .engines import (
     perf_counter,
     seconds_until,
 )
-from .histogram import Appenders, ByEndpoint
+from .histogram import Appenders
 from .results import WorkerResult
 
 __all__ = ["run_httptools"]
@@ -418,7 +418,7 @@ class _Pacer:
         "conn",
         "counters",
         "endpoints",
-        "picker",
+        "picks",
         "pipeline",
         "request",
         "run",
@@ -437,30 +437,37 @@ class _Pacer:
         self.endpoints = conn.endpoints
         self.counters = run.counters
         self.request = run.request
-        self.picker = run.picker  # None: every request is ``request``
+        #: A mix's requests, ``(endpoint, bytes)`` each (None: every request is ``request``).
+        self.picks = None if run.picker is None else run.picker.iterator
         self.pipeline = run.plan.pipeline
         #: What a response's latency is measured from: one time per request in flight, oldest first.
         self.starts = conn.sent
         #: endpoint -> status -> the append of a response's latency, in integer microseconds (run-wide here).
-        self.by_endpoint: ByEndpoint = run.by_endpoint
-        self.appenders: Appenders = self.by_endpoint[0]
+        self.by_endpoint: list[Appenders | None] = run.by_endpoint
+        self.appenders: Appenders = self.appenders_of(0)
 
     def cancel(self) -> None:
         """The requests in flight are gone (the connection failed or closed): forget what only the pacer holds."""
 
+    def appenders_of(self, endpoint: int) -> Appenders:
+        """``status -> append`` of ``endpoint`` (made when first asked for: an open loop makes its own)."""
+        appenders = self.by_endpoint[endpoint]
+        assert appenders is not None  # the run's are all made up front
+        return appenders
+
     def picked(self, count: int) -> bytes:
         """A mix: the next ``count`` requests' bytes; their endpoints join ``endpoints``."""
-        assert self.picker is not None
+        assert self.picks is not None
         assert self.endpoints is not None
-        pick = self.picker.next
+        picks = self.picks
         endpoints = self.endpoints
         if count == 1:
-            endpoint, data = pick()
+            endpoint, data = next(picks)
             endpoints.append(endpoint)
             return data
         parts = []
         for _ in range(count):
-            endpoint, part = pick()
+            endpoint, part = next(picks)
             endpoints.append(endpoint)
             parts.append(part)
         return b"".join(parts)
@@ -484,7 +491,7 @@ class _ClosedLoop(_Pacer):
             return
         self.counters.attempts += count
         self.sent.extend([perf_counter()] * count)
-        self.transport.write(self.request * count if self.picker is None else self.picked(count))
+        self.transport.write(self.request * count if self.picks is None else self.picked(count))
 
     def refill(self) -> None:
         """After a read that left the connection open: one write for every response the read completed.
@@ -506,16 +513,16 @@ class _ClosedLoop(_Pacer):
         now = perf_counter()
         if wanted == 1:
             self.sent.append(now)
-            picker = self.picker
-            if picker is None:
+            picks = self.picks
+            if picks is None:
                 self.transport.write(self.request)
             else:  # picked(1), inlined
-                endpoint, data = picker.next()
+                endpoint, data = next(picks)
                 self.endpoints.append(endpoint)  # type: ignore[union-attr]
                 self.transport.write(data)
         else:
             self.sent.extend([now] * wanted)
-            self.transport.write(self.request * wanted if self.picker is None else self.picked(wanted))
+            self.transport.write(self.request * wanted if self.picks is None else self.picked(wanted))
 
 
 class _OpenLoop(_Pacer):
@@ -535,8 +542,9 @@ class _OpenLoop(_Pacer):
         self.timer: asyncio.TimerHandle | None = None
         self.record_uncorrected = uncorrected.add
         self.starts = self.intended  # the corrected latency runs from the intended time
-        self.by_endpoint = ByEndpoint(self._appender)  # this connection's: each also records the uncorrected
-        self.appenders = self.by_endpoint[0]
+        # This connection's appends: each also records the uncorrected latency. Made when first needed.
+        self.by_endpoint = [None] * len(self.run.by_endpoint)
+        self.appenders = self.appenders_of(0)
 
     def pump(self) -> None:
         """Send every request that is due, as the pipeline depth and the budget allow; else wake when one is."""
@@ -563,13 +571,19 @@ class _OpenLoop(_Pacer):
             self.counters.attempts += 1
             sent.append(now)
             self.intended.append(due)
-            self.transport.write(self.request if self.picker is None else self.picked(1))
+            self.transport.write(self.request if self.picks is None else self.picked(1))
 
     refill = pump  # after a read as at any other time: whatever is due
 
     def _due(self) -> None:
         self.timer = None
         self.pump()
+
+    def appenders_of(self, endpoint: int) -> Appenders:
+        appenders = self.by_endpoint[endpoint]
+        if appenders is None:
+            appenders = self.by_endpoint[endpoint] = Appenders(endpoint * 1000, self._appender)
+        return appenders
 
     def _appender(self, key: int) -> Callable[[int], None]:
         """The append of ``key`` on this connection: the corrected latency to the run's recorder, and the
@@ -604,7 +618,7 @@ class _Reader:
     flight are queued beside their start times).
     """
 
-    __slots__ = ("appenders", "by_endpoint", "conn", "counters", "endpoints", "now", "run", "starts")
+    __slots__ = ("appenders", "appenders_of", "by_endpoint", "conn", "counters", "endpoints", "now", "run", "starts")
 
     def __init__(self, conn: _Conn) -> None:
         run = conn.run
@@ -614,13 +628,18 @@ class _Reader:
         self.starts = conn.pacer.starts
         self.appenders = conn.pacer.appenders
         self.by_endpoint = conn.pacer.by_endpoint
+        self.appenders_of = conn.pacer.appenders_of
         self.endpoints = conn.endpoints
         self.now = 0.0  # when the read being parsed arrived (the connection sets it per read)
 
     def complete(self, status: int) -> None:
         """Count one complete response to the oldest request in flight."""
         endpoints = self.endpoints
-        appenders = self.appenders if endpoints is None else self.by_endpoint[endpoints.popleft()]
+        if endpoints is None:
+            appenders = self.appenders
+        else:
+            endpoint = endpoints.popleft()
+            appenders = self.by_endpoint[endpoint] or self.appenders_of(endpoint)
         appenders[status](int((self.now - self.starts.popleft()) * 1e6))
         self.counters.requests += 1
         if self.run.remaining == 0:
@@ -667,7 +686,10 @@ class _BodyReader(_Reader):
         if endpoints is None:
             self.appenders[status](int((self.now - starts.popleft()) * 1e6))
         else:
-            self.by_endpoint[endpoints.popleft()][status](int((self.now - starts.popleft()) * 1e6))
+            endpoint = endpoints.popleft()
+            (self.by_endpoint[endpoint] or self.appenders_of(endpoint))[status](
+                int((self.now - starts.popleft()) * 1e6)
+            )
         self.counters.requests += 1
         if not parser.should_keep_alive():
             self.conn.closing = True

@@ -38,7 +38,7 @@ from typing import Literal
 
 from .. import accelerators, errors
 from .config import WorkerPlan
-from .histogram import FOLD_AT, ByEndpoint, KeyedRecorder, Recorder, encode, new_histogram
+from .histogram import FOLD_AT, Appenders, KeyedRecorder, Recorder, encode, new_histogram
 from .results import Counters, Interval, WorkerResult
 from .stages import ConnectionRamp, RateRamp, stage_bounds
 
@@ -92,7 +92,9 @@ class RunState:
         #: Latencies by key ``endpoint * 1000 + status`` (corrected in rate mode).
         self.latency = KeyedRecorder()
         #: endpoint -> status -> the append of its latencies (run-wide; an open-loop connection has its own).
-        self.by_endpoint = ByEndpoint(self.latency.appender)
+        self.by_endpoint: list[Appenders | None] = [
+            Appenders(index * 1000, self.latency.appender) for index in range(len(plan.heads))
+        ]
         self.uncorrected: Recorder | None = Recorder() if plan.open_loop else None
         self.total = new_histogram()  # the sum of the emitted intervals
         self.total_uncorrected = new_histogram() if plan.open_loop else None

@@ -29,7 +29,6 @@ __all__ = [
     "FOLD_AT",
     "HIGHEST_US",
     "Appenders",
-    "ByEndpoint",
     "LOWEST_US",
     "PERCENTILES",
     "SIGNIFICANT_DIGITS",
@@ -320,20 +319,6 @@ class Appenders(dict[int, Append]):
     def __missing__(self, status: int) -> Append:
         append = self[status] = self.make(self.base + status)
         return append
-
-
-class ByEndpoint(dict[int, Appenders]):
-    """``endpoint -> Appenders`` of a mix, made on first use."""
-
-    __slots__ = ("make",)
-
-    def __init__(self, make: Callable[[int], Append]) -> None:
-        super().__init__()
-        self.make = make
-
-    def __missing__(self, endpoint: int) -> Appenders:
-        appenders = self[endpoint] = Appenders(endpoint * 1000, self.make)
-        return appenders
 
 
 class KeyedRecorder:

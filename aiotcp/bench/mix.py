@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import random
 import re
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urljoin
@@ -238,7 +238,7 @@ class Picker:
         "body_position",
         "choices",
         "cycle_bytes",
-        "next",
+        "iterator",
         "position",
         "prefix",
         "random",
@@ -276,9 +276,9 @@ class Picker:
         self.body_count = len(self.bodies)
         self.body_position = 0
         self.seq = [worker, workers]  # the next {seq} of this worker, and the step between two
-        #: ``next()``: the next request's endpoint and bytes. When no request varies (no template, no body
-        #: in turn), the table of requests is walked by a C iterator: no Python frame per request.
-        self.next: Callable[[], tuple[int, bytes]] = self._next
+        #: ``next(iterator)``: the next request's endpoint and bytes. When no request varies (no template, no
+        #: body in turn), a C iterator walks the table of requests: no Python frame per request.
+        self.iterator: Iterator[tuple[int, bytes]] = iter(self._next, None)
         self.written = 0  # bytes of the requests picked so far (when ``next`` is the Python method)
         self.prefix: list[int] = []  # the C iterator's: bytes of the first i requests of the table
         self.cycle_bytes = 0
@@ -288,10 +288,14 @@ class Picker:
             walk = [requests[index] for index in table]
             self.prefix = list(itertools.accumulate((len(request) for _, request in walk), initial=0))
             self.cycle_bytes = self.prefix[-1]
-            self.next = itertools.cycle(walk).__next__
+            self.iterator = itertools.cycle(walk)
 
     def __repr__(self) -> str:
         return f"<Picker endpoints={len(self.choices)} table={self.size} position={self.position}>"
+
+    def next(self) -> tuple[int, bytes]:
+        """The next request's endpoint and bytes (the engines call ``next(picker.iterator)``)."""
+        return next(self.iterator)
 
     def written_until(self, picks: int) -> int:
         """Bytes of the first ``picks`` requests picked (the C iterator counts nothing: its walk is known),
@@ -301,7 +305,7 @@ class Picker:
         cycles, rest = divmod(picks, self.size)
         return cycles * self.cycle_bytes + self.prefix[rest]
 
-    def _next(self) -> tuple[int, bytes]:
+    def _next(self) -> tuple[int, bytes] | None:
         position = self.position
         index, wire = self.choices[self.table[position]]
         position += 1
