@@ -12,24 +12,34 @@ part    variants
 pacer   :class:`_ClosedLoop` (wrk): up to ``pipeline`` requests in flight, refilled after every read.
         :class:`_OpenLoop` (wrk2): every request leaves at its intended time, from a timer if need be.
 reader  :class:`_BodyReader`: one llhttp parser for the connection; a response counts when its
-        message is complete. :class:`_HeadReader`: HEAD (see below).
+        message is complete. :class:`_HeadReader`: HEAD (see below). :class:`_MixedReader`: a mix of
+        HEAD and other methods, one request in flight at a time, each response to the reader of its
+        request's method.
 ======  ==========================================================================================
 
 The pacer also says what a response's latency is measured from and where it goes: ``starts`` holds the
-send times in closed loop and the intended times in open loop; ``record`` is the recorder's list append,
-or in open loop a method that also records the uncorrected latency (from the send time). The reader
-counts a response against the oldest start and need not know which loop it is in.
+send times in closed loop and the intended times in open loop; ``appenders[status]`` is the list append
+of the latencies of that status (:class:`~aiotcp.bench.histogram.Appenders`: the key
+``endpoint * 1000 + status`` of the run's :class:`~aiotcp.bench.histogram.KeyedRecorder`, made when a
+status is first seen), or in open loop a closure that also records the uncorrected latency (from the send
+time). The reader counts a response against the oldest start and need not know which loop it is in.
 
-Per request the hot path (closed loop, GET) is: one ``transport.write`` of pre-encoded bytes, llhttp's C
-parser with two small Python callbacks (``on_headers_complete``, ``on_message_complete``), a list append
-for the latency, a dict increment for the status. No task, future, timer or cancel scope is created per
-request. The parts cost the hot path no call: a read goes straight to llhttp (the reader's ``input`` is
-the parser itself), llhttp calls the reader's callbacks, and one call to the pacer's ``refill`` writes the
-next requests. One clock read per ``data_received``: the responses of one read all arrived at that moment.
-In closed-loop mode the next request is written right after the parser returns, one write for every
-response the read completed. When the request budget runs out inside a read, the callback that stopped the
-run raises :class:`_StopParsing`, the only way httptools offers to stop the parser; the rest of the read
-is in flight, not counted.
+A mix (``--urls``, templates, bodies in turn): the pacer writes ``next(picks)`` instead of the one
+pre-encoded request (a C iterator over the encoded requests, see :class:`~aiotcp.bench.mix.Picker`) and
+queues the request's endpoint beside its start time (``endpoints``); the reader takes the endpoint's
+appends from ``by_endpoint``. A run of one URL has no queue (``endpoints`` is None) and pays one
+``is None`` per response for the possibility.
+
+Per request the hot path (closed loop, GET, one URL) is: one ``transport.write`` of pre-encoded bytes,
+llhttp's C parser with two small Python callbacks (``on_headers_complete``, ``on_message_complete``), a
+subscript and a list append for the latency (the status is counted by the length of its list when it is
+folded). No task, future, timer or cancel scope is created per request. The parts cost the hot path no
+call: a read goes straight to llhttp (the reader's ``input`` is the parser itself), llhttp calls the
+reader's callbacks, and one call to the pacer's ``refill`` writes the next requests. One clock read per
+``data_received``: the responses of one read all arrived at that moment. In closed-loop mode the next
+request is written right after the parser returns, one write for every response the read completed. When
+the request budget runs out inside a read, the callback that stopped the run raises :class:`_StopParsing`,
+the only way httptools offers to stop the parser; the rest of the read is in flight, not counted.
 
 Deadlines: the run's ticker (every :data:`~aiotcp.bench.engines.TICK_S`) fails a connection whose oldest
 in-flight request is older than the timeout. Connects get ``asyncio.timeout`` (one per connect, not per
@@ -37,7 +47,15 @@ request).
 
 HEAD: llhttp does not know the request method, so after a HEAD response's headers it would wait for the
 body its Content-Length announces. The HEAD reader splits the input at each head's blank line and feeds
-every head to a fresh parser, which counts the response at ``on_headers_complete``.
+every head to a fresh parser, which counts the response at ``on_headers_complete``. For the same reason a
+mix of HEAD and other methods is sent one request at a time (``pipeline`` 1, checked by the config): the
+bytes of a read then belong to the oldest request's response alone.
+
+Stages: a connection ramp retires the connections of the slots above it (``retire``: nothing more is
+sent, the connection closes once its requests in flight are answered, without counting as closed by the
+peer) and connects the slots below it; a rate ramp only changes the schedule (``RunState.next_due``).
+The self-check: the ticker's lateness is the loop's lag; an open-loop send more than
+:data:`~aiotcp.bench.engines.LATE_S` behind its intended time is counted as late.
 
 A body delimited by the connection closing (no Content-Length, not chunked) ends at EOF; httptools has
 no "finish" call, so at EOF a response whose head is complete and whose parser expects EOF

@@ -25,7 +25,19 @@ Open loop (wrk2): connection slot ``s`` sends its k-th request at ``start + phas
 ``period = connections / rate`` and the phases spread the slots evenly over one period. A response's
 corrected latency is measured from that intended time, its uncorrected latency from the moment it was
 actually written; a slot that falls behind sends as soon as it can, so the backlog shows in the corrected
-numbers instead of silently lowering the rate.
+numbers instead of silently lowering the rate. With rate stages the intended times come from the ramp
+(:class:`~aiotcp.bench.stages.RateRamp`): the slot's next turn among every slot of the run.
+
+Stages and intervals: an interval ends every ``interval`` seconds and at every stage's end, so each
+interval belongs to one stage (``Interval.stage``) and a stage's numbers are those of its intervals. On a
+connection ramp the ticker recomputes how many of the worker's slots are open (``active``) and calls the
+engine's :meth:`RunState.activate` when that changes.
+
+Latencies are filed by key ``endpoint * 1000 + status`` in a :class:`~aiotcp.bench.histogram.KeyedRecorder`;
+an interval hands over each key's samples (``Interval.keys``), its status counts (the sizes of those
+samples) and the merged histogram. The self-check: the ticker records how late it ran (``loop_lag``), the
+open-loop pacers report late sends (:meth:`RunState.late_send`), and the thread's CPU time is read when the
+measured run begins and ends.
 """
 
 from __future__ import annotations

@@ -11,6 +11,12 @@ buffer and folds it into its histogram in one pass: ``collections.Counter`` (C) 
 each distinct value is added to its slot of the counts array with its count.
 The buffer is flushed at least every tick of the engine and whenever it reaches :data:`FLUSH_AT` samples, so it never
 holds more than a tick's worth of samples: never a list of the whole run.
+
+Latencies by endpoint and status: a :class:`KeyedRecorder` keeps one such buffer per key
+(``endpoint * 1000 + status``) and folds each into a :class:`Sparse`, the non-zero slots of a histogram's
+counts array (a few hundred where a histogram has 23,552): small to keep per key and per interval, exact to
+add. :class:`Appenders` gives the engines a key's append by a dict subscript. :func:`summary_ms` and
+:meth:`Sparse.summary_ms` give the numbers HdrHistogram's own methods give, from tables per slot made once.
 """
 
 from __future__ import annotations
