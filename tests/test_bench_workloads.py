@@ -550,3 +550,25 @@ def test_random_orders_are_reproducible_with_a_seed() -> None:
     draws = [first.next()[0] for _ in range(200)]
     assert draws == [second.next()[0] for _ in range(200)]
     assert draws != [other.next()[0] for _ in range(200)]
+
+
+def test_the_text_report_fits_120_columns(tmp_path: pathlib.Path) -> None:
+    # The longest header: stages, pipelining, bodies in turn, several workers, an endpoint table.
+    endpoints = tuple(Endpoint("POST", f"http://127.0.0.1:9/{'segment/' * 12}{index}") for index in range(3))
+    config = BenchConfig(
+        "http://127.0.0.1:9/",
+        endpoints=endpoints,
+        bodies=(b"a", b"b", b"c"),
+        rate_stages=(Stage(10.0, 1000.0), Stage(30.0, 5000.0), Stage(10.0, 0.0), Stage(5.0, 12345.0)),
+        connections=1000,
+        workers=16,
+        pipeline=4,
+        thresholds=(parse_threshold("p99.9<50ms"), parse_threshold("errors<0.1%")),
+    )
+    lost = merge_results(config, [], Merger(16, None), 0.0, False)
+    out = io.StringIO()
+    write_text(lost, out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "aiotcp bench 3 endpoints on http://127.0.0.1:9 (weighted order)"
+    assert lines[1].startswith("  stages 10s:1000,30s:5000,10s:0,5s:12345 (rate), 1000 connections, open loop,")
+    assert all(len(line) <= 120 for line in lines), [line for line in lines if len(line) > 120]

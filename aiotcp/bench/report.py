@@ -65,6 +65,7 @@ import html
 import math
 import os
 import platform
+import re
 import time
 from typing import Any, TextIO
 
@@ -365,6 +366,21 @@ def describe_run(result: BenchResult) -> str:
     return f"{_what(result)}: {_how(result)}"
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters, broken after a comma or semicolon (a longer
+    piece, a URL, stays whole)."""
+    lines: list[str] = []
+    line = ""
+    for piece in re.split(r"(?<=[,;]) ", text):
+        if line and len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line = piece
+        else:
+            line = f"{line} {piece}" if line else piece
+    lines.append(line)
+    return lines
+
+
 def _fit(text: str, width: int) -> str:
     """``text`` cut in the middle to ``width`` characters."""
     if len(text) <= width:
@@ -378,7 +394,8 @@ def write_text(result: BenchResult, out: TextIO) -> None:
     counters = result.counters
     check = analysis.self_check(result)
     print(f"aiotcp bench {escape_control(_what(result))}", file=out)
-    print(f"  {escape_control(_how(result))}", file=out)
+    for line in _wrap(escape_control(_how(result)), TEXT_WIDTH - 2):
+        print(f"  {line}", file=out)
     if result.interrupted:
         print("  (interrupted: partial run)", file=out)
     print(
