@@ -85,13 +85,16 @@ def test_the_cli_runs_on_dask(server: TargetServer, capsys: pytest.CaptureFixtur
     assert "--workers and --dask" in capsys.readouterr().err
 
 
-def _kill_a_worker(server: TargetServer, after_s: float) -> tuple[threading.Thread, list[int]]:
-    """SIGKILL, ``after_s`` seconds from now, a worker process that holds a connection to ``server``."""
+def _kill_a_worker(server: TargetServer, loaded_s: float) -> tuple[threading.Thread, list[int]]:
+    """SIGKILL a worker process that holds a connection to ``server``, ``loaded_s`` seconds after the server
+    answered its first request (the load has begun, and each worker has sent intervals)."""
     killed: list[int] = []
 
     def watch() -> None:
-        time.sleep(after_s)
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + 60.0
+        while server.requests_served == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(loaded_s)
         while time.monotonic() < deadline and not killed:
             for process in psutil.Process().children(recursive=True):
                 try:
@@ -111,8 +114,8 @@ def _kill_a_worker(server: TargetServer, after_s: float) -> tuple[threading.Thre
 
 def test_a_worker_killed_mid_run_is_reported_and_its_intervals_counted(server: TargetServer) -> None:
     with connect(parse_dask_target("local:2")) as dask_client:
-        config = BenchConfig(server.url + "/", connections=4, duration=3.0, interval=0.25, timeout=2.0)
-        thread, killed = _kill_a_worker(server, after_s=2.5)  # the cluster's start, then about a second of load
+        config = BenchConfig(server.url + "/", connections=4, duration=4.0, interval=0.25, timeout=2.0)
+        thread, killed = _kill_a_worker(server, loaded_s=1.5)
         result = run_bench_on_dask(config, dask_client)
         thread.join(10)
     assert len(killed) == 1, "no worker was caught with a connection open"
@@ -120,7 +123,7 @@ def test_a_worker_killed_mid_run_is_reported_and_its_intervals_counted(server: T
     lost = result.lost[0]
     assert "left the cluster" in lost.reason
     assert lost.requests > 0  # it sent intervals before it died
-    assert 0 < lost.until_s < 3.0
+    assert 0 < lost.until_s < 4.0
     assert [worker.index for worker in result.worker_results] == [1 - lost.index]
     survivor = result.worker_results[0]
     # Counted: the survivor's whole run and the lost worker's intervals, exactly those.
