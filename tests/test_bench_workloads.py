@@ -431,6 +431,9 @@ def test_a_generator_that_limited_the_run_is_said_so(cpu_s: float, lag_us: int, 
     assert document["self_check"]["generator_limited"] == bool(limited)
     for output in (text.getvalue(), page.getvalue(), json.dumps(document["warnings"])):
         assert ("the load generator, not the server, may have limited this run" in output) == bool(limited)
+    # Under a second, a run is mostly its start: nothing is judged.
+    short = merge_results(config, [_worker_result(cpu_s * 0.5, 0.5, lag_us)], Merger(1, None), 0.0, False)
+    assert self_check(short).limited_by == []
 
 
 # -- the JSON keeps every interval's histogram, as HdrHistogram tools read it ---------------------------------

@@ -9,8 +9,8 @@ its CPU (``cpu_s`` of its thread over the measured run: at :data:`BUSY` of a cor
 to spare), its event loop's lag (how late its 50 ms ticker ran: a loop that runs late sends late and reads
 late), and in rate mode its late sends (requests that left more than 1 ms after their intended time; those
 are also the server's doing when every connection waits for a response, so they are reported, not judged).
-When CPU or lag crosses its line, the run carries a warning that the generator rather than the server may
-have limited it.
+When CPU or lag crosses its line over a measured run of a second or more, the run carries a warning that the
+generator rather than the server may have limited it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .workers import BenchResult
 
 __all__ = [
     "BUSY",
+    "JUDGED_AFTER_S",
     "LAG_LIMIT_MS",
     "RATE_TOLERANCE",
     "EndpointStats",
@@ -46,6 +47,9 @@ __all__ = [
 BUSY = 0.9
 #: A worker whose ticker ran this many milliseconds late (p99) or more could not keep time.
 LAG_LIMIT_MS = 10.0
+#: A worker is judged only over a measured run at least this long (20 ticks): a shorter one is mostly its
+#: start, whatever it measured.
+JUDGED_AFTER_S = 1.0
 #: Achieved below this fraction of the target rate gets a warning.
 RATE_TOLERANCE = 0.9
 
@@ -264,8 +268,9 @@ def self_check(result: BenchResult) -> SelfCheck:
     workers.sort(key=lambda worker: worker.index)
     finished_requests = sum(stats.requests for stats in workers if stats.state == "finished")
     limited_by = []
+    durations = {worker.index: worker.duration_s for worker in result.worker_results}
     for stats in workers:
-        if stats.state != "finished":
+        if stats.state != "finished" or durations[stats.index] < JUDGED_AFTER_S:
             continue
         lag_p99 = hist.summary_ms(stats.loop_lag)["p99"]
         if stats.busy >= BUSY:
