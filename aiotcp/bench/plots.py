@@ -48,14 +48,17 @@ class Axis:
         if self.labels:
             return list(self.labels)
         if self.log:
-            ticks = []
-            decade = 10 ** math.floor(math.log10(self.low))
-            while decade <= self.high * 1.0001:
-                for factor in (1, 2, 5):
-                    value = decade * factor
-                    if self.low * 0.9999 <= value <= self.high * 1.0001:
-                        ticks.append((value, _short(value)))
-                decade *= 10
+            for factors in ((1, 2, 5), (1, 1.5, 2, 3, 4, 5, 7)):  # finer when the axis spans little
+                ticks = []
+                decade = 10 ** math.floor(math.log10(self.low))
+                while decade <= self.high * 1.0001:
+                    for factor in factors:
+                        value = decade * factor
+                        if self.low * 0.9999 <= value <= self.high * 1.0001:
+                            ticks.append((value, _short(value)))
+                    decade *= 10
+                if len(ticks) >= 4:
+                    break
             return ticks
         step = _nice_step((self.high - self.low) / 5)
         first = math.ceil(self.low / step) * step
@@ -69,15 +72,22 @@ class Axis:
         if log:
             if not positive:
                 return Axis(0.01, 1.0, True, unit)
-            low = 10 ** math.floor(math.log10(min(positive)))
-            high = 10 ** math.ceil(math.log10(max(positive)))
+            # Bounds on the 1-2-5 steps around the values: a narrow range keeps the height of the chart.
+            low = max(step for step in _steps(min(positive)) if step <= min(positive))
+            high = min(step for step in _steps(max(positive)) if step >= max(positive))
             if high <= low:
-                high = low * 10
+                high = low * 2
             return Axis(low, high, True, unit)
         finite = [value for value in values if math.isfinite(value)]
         high = _nice_max(max(finite, default=1.0))
         low = 0.0 if zero else min(finite, default=0.0)
         return Axis(low, high if high > low else low + 1.0, False, unit)
+
+
+def _steps(value: float) -> list[float]:
+    """The 1-2-5 steps of the decades around ``value``."""
+    decade = math.floor(math.log10(value))
+    return [factor * 10.0**exponent for exponent in (decade - 1, decade, decade + 1) for factor in (1, 2, 5)]
 
 
 def _nice_step(rough: float) -> float:
