@@ -59,15 +59,12 @@ def wrk(url: str, seconds: float, connections: int) -> tuple[float, int, float]:
 _startup_cpu: dict[str, float] = {}
 
 
-def aiotcp_bench(engine: str, urls: int = 0) -> Callable[[str, float, int], tuple[float, int, float]]:
+def aiotcp_bench(engine: str, urls_file: str | None = None) -> Callable[[str, float, int], tuple[float, int, float]]:
     def run(url: str, seconds: float, connections: int) -> tuple[float, int, float]:
         base = [sys.executable, "-m", "aiotcp", "bench", url, "--engine", engine, "--json", "--no-progress"]
         key = engine
-        if urls:
-            path = os.path.join(tempfile.gettempdir(), f"aiotcp-bench-urls-{os.getpid()}.txt")
-            with open(path, "w") as file:
-                file.writelines(f"/?n={index}\n" for index in range(urls))
-            base += ["--urls", path]
+        if urls_file is not None:
+            base += ["--urls", urls_file]
             key = f"{engine}-urls"
         if key not in _startup_cpu:
             # Python's start and imports are not load generation: measure them once (one request) and
@@ -106,8 +103,12 @@ def main() -> int:
     if shutil.which("wrk"):
         tools["wrk -t1"] = wrk
     tools["aiotcp bench (httptools)"] = aiotcp_bench("httptools")
+    scratch = tempfile.TemporaryDirectory(prefix="aiotcp-bench-urls-")
     if args.urls:
-        tools[f"aiotcp bench --urls {args.urls}"] = aiotcp_bench("httptools", args.urls)
+        urls_file = os.path.join(scratch.name, "urls.txt")
+        with open(urls_file, "w") as file:
+            file.writelines(f"/?n={index}\n" for index in range(args.urls))
+        tools[f"aiotcp bench --urls {args.urls}"] = aiotcp_bench("httptools", urls_file)
     if not args.no_h11:
         tools["aiotcp bench (h11)"] = aiotcp_bench("h11")
     if shutil.which("hey"):
@@ -124,6 +125,7 @@ def main() -> int:
     report: dict[str, object] = {"connections": args.connections, "seconds": args.seconds, "targets": {}}
     nginx_binary = find_nginx()
     with ExitStack() as stack:
+        stack.enter_context(scratch)
         targets: list[Target] = []
         if args.target in ("both", "nginx"):
             if nginx_binary:
