@@ -29,6 +29,7 @@ __all__ = [
     "BUSY",
     "JUDGED_AFTER_S",
     "LAG_LIMIT_MS",
+    "LATE_MS",
     "RATE_TOLERANCE",
     "EndpointStats",
     "SelfCheck",
@@ -52,6 +53,8 @@ LAG_LIMIT_MS = 10.0
 JUDGED_AFTER_S = 1.0
 #: Achieved below this fraction of the target rate gets a warning.
 RATE_TOLERANCE = 0.9
+#: An open-loop send this many milliseconds behind its intended time is late.
+LATE_MS = LATE_S * 1000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +330,3 @@ def warnings(result: BenchResult, check: SelfCheck | None = None) -> list[str]:
             + " (add workers with -w, machines with --dask, or lower the load)"
         )
     return found
-
-
-LATE_MS = LATE_S * 1000.0
