@@ -4,7 +4,7 @@ method, for tests that hold a load generator's counts against the server's own.
 The built-in server (``aiotcp.serve``) counts only its requests in all and answers 405 to methods other than
 GET and HEAD; this one parses every request with h11 (the strict reference parser: a request framed wrong
 is a test failure, not a miscount), answers ``200 ok`` to any method (no body to HEAD) and keeps the
-connection open. It runs its own asyncio loop in a thread, on 127.0.0.1 and a free port.
+connection open. It runs its own asyncio loop in a thread, on 127.0.0.1 and a free port, or on a Unix socket.
 """
 
 from __future__ import annotations
@@ -84,9 +84,11 @@ class CountingServer:
         self.protocol_errors: list[str] = []
         self.open: set[asyncio.Transport] = set()
         self.port = 0
+        self.unix_socket: str | None = None
 
     def __repr__(self) -> str:
-        return f"<CountingServer port={self.port} requests={sum(self.requests.values())}>"
+        where = f"unix_socket={self.unix_socket!r}" if self.unix_socket else f"port={self.port}"
+        return f"<CountingServer {where} requests={sum(self.requests.values())}>"
 
     @property
     def url(self) -> str:
@@ -100,9 +102,11 @@ class CountingServer:
 
 
 @contextmanager
-def counting_server() -> Iterator[CountingServer]:
-    """A :class:`CountingServer` on 127.0.0.1, in a thread of its own, until the block ends."""
+def counting_server(unix_socket: str | None = None) -> Iterator[CountingServer]:
+    """A :class:`CountingServer` on 127.0.0.1 (or on the Unix socket ``unix_socket``, a path that must not
+    exist yet), in a thread of its own, until the block ends."""
     server = CountingServer()
+    server.unix_socket = unix_socket
     loop = asyncio.new_event_loop()
     started = threading.Event()
     stopping: asyncio.Event | None = None
@@ -110,8 +114,11 @@ def counting_server() -> Iterator[CountingServer]:
     async def serve() -> None:
         nonlocal stopping
         stopping = asyncio.Event()
-        listener = await loop.create_server(lambda: _Connection(server), "127.0.0.1", 0)
-        server.port = listener.sockets[0].getsockname()[1]
+        if unix_socket is not None:
+            listener = await loop.create_unix_server(lambda: _Connection(server), unix_socket)
+        else:
+            listener = await loop.create_server(lambda: _Connection(server), "127.0.0.1", 0)
+            server.port = listener.sockets[0].getsockname()[1]
         started.set()
         await stopping.wait()
         listener.close()

@@ -57,6 +57,20 @@ NOISE_FLOOR = 0.10
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9))
 #: The metrics that decide the verdict.
 JUDGED = ("p50", "p90", "p99", "p99.9", "rps")
+#: Arguments that make two runs measure different things when they differ (noted, not refused).
+_COMPARED_ARGUMENTS = (
+    "url",
+    "method",
+    "endpoints",
+    "connections",
+    "rate",
+    "stages",
+    "pipeline",
+    "keepalive",
+    "workers",
+    "proxy",
+    "unix_socket",
+)
 
 Verdict = Literal["better", "worse", "no difference"]
 
@@ -347,7 +361,7 @@ def _differences(a: Run, b: Run) -> list[str]:
     first = a.document.get("arguments") or {}
     second = b.document.get("arguments") or {}
     notes = []
-    for key in ("url", "method", "endpoints", "connections", "rate", "stages", "pipeline", "keepalive", "workers"):
+    for key in _COMPARED_ARGUMENTS:
         if first.get(key) != second.get(key):
             notes.append(f"the runs differ in {key}: {first.get(key)!r} and {second.get(key)!r}")
     if a.document.get("mode") != b.document.get("mode"):

@@ -130,6 +130,8 @@ def _arguments(result: BenchResult) -> dict[str, Any]:
         "stages": stages,
         "thresholds": [threshold.text for threshold in config.thresholds],
         "threshold_per_stage": config.threshold_per_stage,
+        "proxy": None if config.proxy_value is None else config.proxy_value.url,  # never the credentials
+        "unix_socket": config.unix_socket,
     }
 
 
@@ -355,8 +357,13 @@ def _how(result: BenchResult) -> str:
     bodies = f", {len(config.bodies)} bodies in turn" if len(config.bodies) > 1 else ""
     workers = f"{result.workers} worker" + ("s" if result.workers != 1 else "")
     where = " on Dask" if result.where != "process" else ""
+    via = ""  # the latency includes the proxy's hop: say so where the numbers are
+    if config.proxy is not None:
+        via = f", through {config.proxy_value}"  # the proxy's URL without its credentials
+    elif config.unix_socket is not None:
+        via = f", over the Unix socket {config.unix_socket}"
     return (
-        f"{what}, {config.connections} connections, {mode}, {keepalive}{pipeline}{bodies};"
+        f"{what}, {config.connections} connections, {mode}, {keepalive}{pipeline}{bodies}{via};"
         f" engine {result.engine} on {result.loop}, {workers}{where}"
     )
 
