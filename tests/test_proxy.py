@@ -544,6 +544,11 @@ def test_bench_requests_through_a_proxy_are_in_the_form_it_takes() -> None:
     one = BenchConfig("http://127.0.0.1:9/x?y=1", proxy="http://127.0.0.1:3128")
     assert one.request_bytes().startswith(b"GET http://127.0.0.1:9/x?y=1 HTTP/1.1\r\n")
     assert b"Proxy-Authorization" not in one.request_bytes()
+    given = BenchConfig(
+        "http://127.0.0.1:9/", proxy="http://user:pass@127.0.0.1:3128", headers=(("Proxy-Authorization", "Basic x"),)
+    )
+    assert given.request_bytes().count(b"Proxy-Authorization") == 1  # -H replaces it, as it does the defaults
+    assert b"\r\nProxy-Authorization: Basic x\r\n" in given.request_bytes()
     # A SOCKS proxy tunnels: the requests as to the server itself, the credentials in the tunnel only.
     tunneled = BenchConfig("http://127.0.0.1:9/", proxy="socks5://user:pass@127.0.0.1:1080", **common).plans()[0]
     assert (tunneled.port, tunneled.tunnel) == (1080, ("socks5://user:pass@127.0.0.1:1080", "127.0.0.1", 9))

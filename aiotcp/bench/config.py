@@ -251,7 +251,7 @@ class BenchConfig:
         if not self.keepalive:
             pairs = [pair for pair in pairs if pair[0].lower() != "connection"] + [("Connection", "close")]
         encoded = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
-        if self._forwarded:
+        if self._forwarded and "proxy-authorization" not in given:  # -H Proxy-Authorization: replaces ours
             proxy = self.proxy_value
             assert proxy is not None
             authorization = proxy.authorization()
