@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cli_runner import run_cli
+from proxy_servers import pproxy
 
 from aiotcp.bench import BenchConfig
 from aiotcp.bench import histogram as hist
@@ -83,6 +85,23 @@ def test_the_cli_runs_on_dask(server: TargetServer, capsys: pytest.CaptureFixtur
     assert document["requests"] == sum(worker["requests"] for worker in document["workers"])
     assert aiotcp_main(["bench", server.url + "/", "--dask", "local:2", "-w", "2"]) == 2
     assert "--workers and --dask" in capsys.readouterr().err
+
+
+def test_the_cli_on_dask_through_a_proxy_prints_only_its_report(server: TargetServer) -> None:
+    # Each worker opens its own tunnels (the plan carries the proxy); stderr stays empty: no log of the
+    # scheduler's (which --dask local:W runs in the command's process), no traceback.
+    with pproxy(auth="user:pass") as guarded:
+        done = run_cli(
+            *("bench", server.url + "/", "-c", "4", "-n", "400", "-x", guarded.url("socks5"), "--dask", "local:2"),
+            *("--json", "--no-progress"),
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""
+    document = json.loads(done.stdout)
+    assert (document["requests"], document["status"], document["errors"]) == (400, {"200": 400}, {})
+    assert [worker["requests"] for worker in document["workers"]] == [200, 200]
+    assert document["arguments"]["proxy"] == f"socks5://127.0.0.1:{guarded.port}"
 
 
 def _kill_a_worker(server: TargetServer, loaded_s: float) -> tuple[threading.Thread, list[int]]:

@@ -65,6 +65,18 @@ class DaskBenchError(DaskError):
     """A bench on Dask could not start (too few workers, a task that failed before the load began)."""
 
 
+def _take(messages: Any) -> list[tuple[str, int, Any]]:
+    """The messages waiting in the run's Queue, at once; after a pause of :data:`_POLL_S` when there are none.
+
+    Never ``get(timeout=)``: the scheduler logs every expiry of one as an error with a traceback, which
+    ``--dask local:W`` (its scheduler in this process) printed on stderr several times a second.
+    """
+    batch: list[tuple[str, int, Any]] = messages.get(batch=True)
+    if not batch:
+        time.sleep(_POLL_S)
+    return batch
+
+
 # -- the worker side ---------------------------------------------------------------------------------------
 
 
@@ -197,17 +209,17 @@ def _wait_ready(messages: Any, futures: list[Any], addresses: list[str]) -> None
         if time.monotonic() > deadline:
             missing = ", ".join(addresses[index] for index in range(len(futures)) if index not in ready)
             raise DaskBenchError(f"Dask workers did not start their share within {READY_TIMEOUT_S:g} s: {missing}")
-        try:
-            kind, index, payload = messages.get(timeout=_POLL_S)
-        except TimeoutError:
+        batch = _take(messages)
+        if not batch:
             for index, future in enumerate(futures):
                 if future.status == "error" and index not in ready:
-                    raise DaskBenchError(f"the task on {addresses[index]} failed: {future.exception()!r}") from None
+                    raise DaskBenchError(f"the task on {addresses[index]} failed: {future.exception()!r}")
             continue
-        if kind == "ready":
-            ready.add(index)
-        elif kind == "error":
-            raise DaskBenchError(f"the task on {addresses[index]} failed:\n{payload}")
+        for tag, index, payload in batch:
+            if tag == "ready":
+                ready.add(index)
+            elif tag == "error":
+                raise DaskBenchError(f"the task on {addresses[index]} failed:\n{payload}")
 
 
 def _collect(
@@ -245,19 +257,15 @@ def _collect(
                 if index not in results and index not in lost:
                     lose(index, "no result within the run's time limit")
             break
-        try:
-            kind, index, payload = messages.get(timeout=_POLL_S)
-        except TimeoutError:
-            kind = ""
-        else:
+        for tag, index, payload in _take(messages):
             heard[index] = time.monotonic()
             if index in lost:
                 continue  # a worker given up for silent: what comes late is not counted twice
-            if kind == "interval":
+            if tag == "interval":
                 merger.add(index, payload)
-            elif kind == "result":
+            elif tag == "result":
                 results[index] = payload
-            elif kind == "error":
+            elif tag == "error":
                 raise RuntimeError(f"bench task on {addresses[index]} failed:\n{payload}")
         now = time.monotonic()
         if now >= next_check:
