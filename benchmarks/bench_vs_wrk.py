@@ -9,6 +9,10 @@ installed. Every run is bounded (``--seconds`` each). Prints a table per target 
 
     python benchmarks/bench_vs_wrk.py                      # 3 rounds x 5 s per tool per target
     python benchmarks/bench_vs_wrk.py --rounds 5 --seconds 5 --connections 50 --target nginx --json out.json
+    python benchmarks/bench_vs_wrk.py --target nginx --no-h11 --urls 100   # also a mix of 100 URLs
+
+``--urls N`` adds ``aiotcp bench --urls FILE`` with N URLs on the target (``/?n=0`` ... ``/?n=N-1``, which
+nginx and the built-in server both answer like ``/``), and prints its rate over the single URL's per round.
 
 CPU microseconds per request are the client process's user + system time divided by its requests (for
 aiotcp, minus the CPU of starting Python and importing, measured once with a one-request run): less
@@ -26,6 +30,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -54,18 +59,22 @@ def wrk(url: str, seconds: float, connections: int) -> tuple[float, int, float]:
 _startup_cpu: dict[str, float] = {}
 
 
-def aiotcp_bench(engine: str) -> Callable[[str, float, int], tuple[float, int, float]]:
+def aiotcp_bench(engine: str, urls_file: str | None = None) -> Callable[[str, float, int], tuple[float, int, float]]:
     def run(url: str, seconds: float, connections: int) -> tuple[float, int, float]:
         base = [sys.executable, "-m", "aiotcp", "bench", url, "--engine", engine, "--json", "--no-progress"]
-        if engine not in _startup_cpu:
+        key = engine
+        if urls_file is not None:
+            base += ["--urls", urls_file]
+            key = f"{engine}-urls"
+        if key not in _startup_cpu:
             # Python's start and imports are not load generation: measure them once (one request) and
             # subtract them, so CPU per request compares with wrk's.
-            _startup_cpu[engine] = min(_timed([*base, "-n", "1", "-c", "1"], 60)[1] for _ in range(2))
+            _startup_cpu[key] = min(_timed([*base, "-n", "1", "-c", "1"], 60)[1] for _ in range(2))
         out, cpu = _timed([*base, "-c", str(connections), "-d", f"{seconds:g}s"], seconds + 60)
         document = json.loads(out)
         if document["errors"]:
             raise RuntimeError(f"aiotcp bench saw errors: {document['errors']}")
-        return float(document["rps"]), int(document["requests"]), max(0.0, cpu - _startup_cpu[engine])
+        return float(document["rps"]), int(document["requests"]), max(0.0, cpu - _startup_cpu[key])
 
     return run
 
@@ -85,14 +94,21 @@ def main() -> int:
     parser.add_argument("--target", choices=("both", "nginx", "builtin"), default="both")
     parser.add_argument("--no-h11", action="store_true", help="skip the (slower) h11 engine")
     parser.add_argument("--json", metavar="FILE", help="also write the raw numbers here")
+    parser.add_argument("--urls", type=int, default=0, metavar="N", help="also aiotcp bench with N URLs (--urls)")
     args = parser.parse_args()
-    if not (1 <= args.rounds <= 20 and 0 < args.seconds <= 60):
-        parser.error("--rounds 1-20 and --seconds up to 60: every run here is bounded")
+    if not (1 <= args.rounds <= 20 and 0 < args.seconds <= 60 and 0 <= args.urls <= 100_000):
+        parser.error("--rounds 1-20, --seconds up to 60 and --urls up to 100,000: every run here is bounded")
 
     tools: dict[str, Callable[[str, float, int], tuple[float, int, float]]] = {}
     if shutil.which("wrk"):
         tools["wrk -t1"] = wrk
     tools["aiotcp bench (httptools)"] = aiotcp_bench("httptools")
+    scratch = tempfile.TemporaryDirectory(prefix="aiotcp-bench-urls-")
+    if args.urls:
+        urls_file = os.path.join(scratch.name, "urls.txt")
+        with open(urls_file, "w") as file:
+            file.writelines(f"/?n={index}\n" for index in range(args.urls))
+        tools[f"aiotcp bench --urls {args.urls}"] = aiotcp_bench("httptools", urls_file)
     if not args.no_h11:
         tools["aiotcp bench (h11)"] = aiotcp_bench("h11")
     if shutil.which("hey"):
@@ -109,6 +125,7 @@ def main() -> int:
     report: dict[str, object] = {"connections": args.connections, "seconds": args.seconds, "targets": {}}
     nginx_binary = find_nginx()
     with ExitStack() as stack:
+        stack.enter_context(scratch)
         targets: list[Target] = []
         if args.target in ("both", "nginx"):
             if nginx_binary:
@@ -156,6 +173,14 @@ def _compare(
             f"  aiotcp bench (httptools) / wrk -t1 per round: {', '.join(f'{r:.2f}' for r in ratios)};"
             f" median {median_ratio:.2f}"
         )
+    mix = next((name for name in results if name.startswith("aiotcp bench --urls")), None)
+    if mix is not None:
+        ratios = [
+            ours[0] / single[0] for ours, single in zip(results[mix], results["aiotcp bench (httptools)"], strict=True)
+        ]
+        median_ratio = statistics.median(ratios)
+        summary["ratio_urls_to_single"] = {"per_round": ratios, "median": median_ratio}
+        print(f"  {mix} / one URL per round: {', '.join(f'{r:.3f}' for r in ratios)}; median {median_ratio:.3f}")
     return summary
 
 

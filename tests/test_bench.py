@@ -88,6 +88,32 @@ def test_recorder_clamps_huge_values_and_keeps_buffer_bounded() -> None:
     assert "count=2" in repr(recorder)
 
 
+def test_summaries_are_what_hdrhistogram_itself_says() -> None:
+    # summary_ms and Sparse.summary_ms take shortcuts (tables per slot, the slots alone): the same numbers.
+    rng = random.Random(11)
+    for trial in range(25):
+        samples = [
+            int(rng.lognormvariate(rng.uniform(1, 12), rng.uniform(0.1, 2))) for _ in range(rng.randint(1, 3000))
+        ]
+        if trial % 5 == 0:
+            samples.append(0)
+        sparse = hist.Sparse()
+        sparse.fold(samples)
+        histogram = hist.new_histogram()
+        for value in samples:
+            histogram.record_value(min(value, hist.HIGHEST_US))
+        expected = {
+            name: histogram.get_value_at_percentile(percentile) / 1000.0 for name, percentile in hist.PERCENTILES
+        }
+        expected["max"] = histogram.get_max_value() / 1000.0
+        expected["min"] = histogram.get_min_value() / 1000.0
+        expected["mean"] = round(histogram.get_mean_value() / 1000.0, 3)
+        assert hist.summary_ms(histogram) == expected
+        assert sparse.summary_ms() == expected
+        assert sparse.histogram().encode() == histogram.encode()
+    assert hist.Sparse().summary_ms() == hist.summary_ms(hist.new_histogram())
+
+
 # -- configuration ---------------------------------------------------------------------------------------
 
 
@@ -367,7 +393,7 @@ def finished(shared_server: TargetServer) -> BenchResult:
 
 def test_json_document_has_the_documented_fields(finished: BenchResult) -> None:
     document = json.loads(json.dumps(to_json(finished)))
-    assert document["schema"] == "aiotcp.bench/1"
+    assert document["schema"] == "aiotcp.bench/2"
     for key in (
         "tool",
         "version",
@@ -423,7 +449,7 @@ def test_html_report_is_self_contained(finished: BenchResult) -> None:
     write_html(finished, page)
     text = page.getvalue()
     assert text.startswith("<!DOCTYPE html>")
-    assert text.count("<svg") == 2
+    assert text.count("<svg") == 3
     assert "uncorrected" in text
     assert "<script" not in text
     assert "http-equiv" not in text

@@ -139,6 +139,33 @@ CASES: list[list[str]] = [
     ["bench", URL, "-H", "no colon"],
     ["bench", URL, "--report", "{no-dir}"],
     ["bench", URL, "--hdr-log", "{dir}"],
+    *(["bench", URL, flag, f"{{{kind}}}"] for flag in ("--urls", "--body", "--body-lines")
+      for kind in UNREADABLE_KINDS),
+    ["bench", URL, "--urls", "{not-utf8}"],
+    ["bench", URL, "--urls", "{not-pem}"],  # "no certificate here": not [METHOD] URL [WEIGHT]
+    ["bench", "--urls", "{targets}"],  # 127.0.0.1:1 is no http:// URL
+    ["bench", URL, "-m", "GE T"],
+    ["bench", URL, "-m", "CONNECT"],
+    ["bench", URL, "--body", "{targets}", "-m", "GET"],
+    ["bench", URL, "--order", "shuffled"],
+    ["bench", URL, "--stages", "10s"],
+    ["bench", URL, "--stages", "0s:100"],
+    ["bench", URL, "--stages", "1s:100", "-R", "50"],
+    ["bench", URL, "--stages", "1s:100", "-d", "5s"],
+    ["bench", URL, "--connection-stages", "1s:2.5"],
+    ["bench", URL, "--connection-stages", "1s:5", "-c", "5"],
+    ["bench", URL, "--stages", "1s:5", "--connection-stages", "1s:5"],
+    ["bench", URL, "--threshold", "p99<<1ms"],
+    ["bench", URL, "--threshold", "p99<20%"],
+    ["bench", URL, "--threshold-per-stage"],
+    ["bench", URL, "--interval", "0"],
+    ["bench", URL, "--dask", "local:0"],
+    ["bench", URL, "--dask", "local:2", "-w", "2"],
+    ["bench", "compare"],
+    ["bench", "compare", "{missing}", "{targets}"],
+    ["bench", "compare", "{targets}", "{targets}"],  # not JSON
+    ["bench", "compare", "{dir}", "{targets}"],
+    ["bench", "compare", "{targets}", "{targets}", "--fail-if-worse", "much"],
     # demo
     ["demo", "--no-such-flag"],
 ]  # fmt: skip

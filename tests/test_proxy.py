@@ -8,20 +8,26 @@ Every proxy and target is on 127.0.0.1; a name that must not resolve is asked of
 from __future__ import annotations
 
 import json
+import pathlib
 import ssl
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
 from cli_runner import run_cli
+from counting_server import counting_server
 from dns_server import zone_server
 from proxy_servers import RunningProxy, dante, pproxy, squid
 from scripted_server import CloseAfterSending, Read, ReadRequest, Repeat, Reset, ScriptedServer, Send, Step
 
 import aiotcp
 from aiotcp import Client, Timeouts
+from aiotcp.bench import BenchConfig
+from aiotcp.bench.config import available_engines
+from aiotcp.bench.mix import Endpoint
 from aiotcp.errors import (
     AiotcpError,
     ConnectTimeout,
@@ -518,3 +524,70 @@ def test_probe_and_bench_go_through_the_proxy(proxy: RunningProxy, shared_server
             report = json.loads(done.stdout)
             assert report["requests"] == 100, (engine, scheme)
             assert report["connections"]["opened"] == 2
+
+
+def test_bench_requests_through_a_proxy_are_in_the_form_it_takes() -> None:
+    endpoints = (Endpoint("GET", "http://127.0.0.1:9/a"), Endpoint("POST", "http://127.0.0.1:9/b/{seq}"))
+    common: dict[str, Any] = {"endpoints": endpoints, "bodies": (b"x",), "order": "sequential"}
+    # An HTTP proxy forwards: every endpoint in absolute form, the credentials once in each request.
+    forwarded = BenchConfig("http://127.0.0.1:9/", proxy="http://user:pass@127.0.0.1:3128", **common).plans()[0]
+    assert (forwarded.host, forwarded.port, forwarded.tunnel) == ("127.0.0.1", 3128, None)
+    picker = forwarded.picker()
+    assert picker is not None
+    requests = [picker.next()[1] for _ in range(4)]
+    assert requests[0].startswith(b"GET http://127.0.0.1:9/a HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+    assert requests[1].startswith(b"POST http://127.0.0.1:9/b/0 HTTP/1.1\r\n")
+    assert requests[1].endswith(b"\r\nContent-Length: 1\r\n\r\nx")
+    assert requests[3].startswith(b"POST http://127.0.0.1:9/b/1 HTTP/1.1\r\n")
+    for request in requests:
+        assert request.count(b"\r\nProxy-Authorization: Basic dXNlcjpwYXNz\r\n") == 1
+    one = BenchConfig("http://127.0.0.1:9/x?y=1", proxy="http://127.0.0.1:3128")
+    assert one.request_bytes().startswith(b"GET http://127.0.0.1:9/x?y=1 HTTP/1.1\r\n")
+    assert b"Proxy-Authorization" not in one.request_bytes()
+    given = BenchConfig(
+        "http://127.0.0.1:9/", proxy="http://user:pass@127.0.0.1:3128", headers=(("Proxy-Authorization", "Basic x"),)
+    )
+    assert given.request_bytes().count(b"Proxy-Authorization") == 1  # -H replaces it, as it does the defaults
+    assert b"\r\nProxy-Authorization: Basic x\r\n" in given.request_bytes()
+    # A SOCKS proxy tunnels: the requests as to the server itself, the credentials in the tunnel only.
+    tunneled = BenchConfig("http://127.0.0.1:9/", proxy="socks5://user:pass@127.0.0.1:1080", **common).plans()[0]
+    assert (tunneled.port, tunneled.tunnel) == (1080, ("socks5://user:pass@127.0.0.1:1080", "127.0.0.1", 9))
+    picker = tunneled.picker()
+    assert picker is not None
+    requests = [picker.next()[1] for _ in range(2)]
+    assert requests[0].startswith(b"GET /a HTTP/1.1\r\n")
+    assert requests[1].startswith(b"POST /b/0 HTTP/1.1\r\n")
+    assert not any(b"Proxy-Authorization" in request for request in requests)
+
+
+@pytest.mark.parametrize("engine", available_engines())
+def test_a_urls_mix_through_a_proxy_counts_what_the_server_counts(engine: str, tmp_path: pathlib.Path) -> None:
+    urls = tmp_path / "urls.txt"
+    urls.write_text("GET /a 2\nHEAD /b\nPOST /c\nGET /d?n={rand:1-3}\n")
+    bodies = tmp_path / "bodies.txt"
+    bodies.write_text("one\ntwo\n")
+    # A proxy that wants credentials: a request without them would be answered 407 (and counted so).
+    with pproxy(auth="user:pass") as guarded, counting_server() as server:
+        for scheme in ("http", "socks5"):
+            server.requests.clear()
+            server.body_bytes.clear()
+            done = run_cli(
+                *("bench", server.url, "--urls", str(urls), "--body-lines", str(bodies), "-n", "200", "-c", "2"),
+                *("--engine", engine, "-x", guarded.url(scheme), "--json", "--no-progress"),
+            )
+            assert done.returncode == 0, (scheme, done.stderr)
+            served = Counter(server.requests)
+            report = json.loads(done.stdout)
+            assert (report["requests"], report["errors"], report["status"]) == (200, {}, {"200": 200}), scheme
+            assert report["connections"]["opened"] == 2
+            assert report["arguments"]["proxy"] == f"{scheme}://127.0.0.1:{guarded.port}"
+            assert b"pass" not in done.stdout  # the proxy's credentials are nowhere in the report
+            ours = {(endpoint["method"], endpoint["url"]): endpoint["requests"] for endpoint in report["endpoints"]}
+            assert sum(ours.values()) == sum(served.values()) == 200
+            for method, path in (("GET", "/a"), ("HEAD", "/b"), ("POST", "/c")):
+                assert ours[(method, server.url + path)] == served[(method, path)] > 0, (scheme, method, path)
+            templated = sum(count for (_, path), count in served.items() if path.startswith("/d?n="))
+            assert ours[("GET", server.url + "/d?n={rand:1-3}")] == templated > 0
+            assert {path for _, path in served if path.startswith("/d")} <= {"/d?n=1", "/d?n=2", "/d?n=3"}
+            assert server.body_bytes == {"POST": 3 * served[("POST", "/c")]}  # "one" and "two", in turn
+        assert server.protocol_errors == []

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from cli_runner import run_cli
+from counting_server import counting_server
 
 from aiotcp import Client
+from aiotcp.bench.config import available_engines
 from aiotcp.errors import ConnectionRefused, InvalidTarget, LocalError
 
 pytestmark = pytest.mark.anyio
@@ -133,3 +135,33 @@ def test_bench_over_a_unix_socket() -> None:
             )
             assert done.returncode == 0, done.stderr
             assert json.loads(done.stdout)["requests"] == 50
+
+
+def test_a_urls_mix_over_a_unix_socket_counts_what_the_server_counts() -> None:
+    with tempfile.TemporaryDirectory(prefix="aiotcp-uds-") as directory:
+        urls = os.path.join(directory, "urls.txt")
+        with open(urls, "w", encoding="ascii") as file:
+            file.write("GET /a\nHEAD /b\nPOST /c 2\n")
+        path = os.path.join(directory, "http.sock")
+        with counting_server(unix_socket=path) as server:
+            for engine in available_engines():
+                server.requests.clear()
+                done = run_cli(
+                    *("bench", "http://api.local/", "--urls", urls, "-n", "120", "-c", "2", "--engine", engine),
+                    *("--unix-socket", path, "--order", "sequential", "--json", "--no-progress"),
+                )
+                assert done.returncode == 0, done.stderr
+                report = json.loads(done.stdout)
+                assert (report["requests"], report["status"], report["dns"]) == (120, {"200": 120}, None)
+                ours = {(endpoint["method"], endpoint["url"]): endpoint["requests"] for endpoint in report["endpoints"]}
+                assert ours == {
+                    ("GET", "http://api.local/a"): 40,
+                    ("HEAD", "http://api.local/b"): 40,
+                    ("POST", "http://api.local/c"): 40,
+                }
+                assert server.requests == {("GET", "/a"): 40, ("HEAD", "/b"): 40, ("POST", "/c"): 40}
+                assert report["arguments"]["unix_socket"] == path
+            text = run_cli("bench", "http://api.local/", "--urls", urls, "-n", "30", "-c", "1", "--unix-socket", path)
+            assert text.returncode == 0, text.stderr
+            assert f"over the Unix socket {path};".encode() in b" ".join(text.stdout.split())  # however it wraps
+            assert server.protocol_errors == []

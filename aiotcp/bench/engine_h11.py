@@ -12,6 +12,7 @@ engine, with errors mapped by :mod:`aiotcp.errors` exactly as the library maps t
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -22,7 +23,17 @@ import h11
 from .. import error_mapping, errors
 from ..http11 import map_h11_error
 from .config import WorkerPlan
-from .engines import TICK_S, Emit, RunState, ShouldStop, backoff, open_tunnel_on, perf_counter
+from .engines import (
+    LATE_S,
+    TICK_S,
+    Emit,
+    RunState,
+    ShouldStop,
+    backoff,
+    open_tunnel_on,
+    perf_counter,
+    seconds_until,
+)
 from .histogram import FLUSH_AT
 from .results import WorkerResult
 
@@ -45,29 +56,38 @@ class _Run(RunState):
         super().__init__(plan, emit, should_stop)
         self.wake = anyio.Event()  # set when sending is allowed again (a phase began) or the run stopped
         self.stopped_event = anyio.Event()
-        self.request_events = self._request_events()
+        # Each endpoint's request as an h11 event, only to tell h11 what was sent: HEAD changes the response
+        # framing, and nothing else in the request does (the bytes on the wire are the pre-encoded ones).
+        self.request_events = [
+            h11.Request(method=b"HEAD" if head else b"GET", target=b"/", headers=[(b"Host", b"bench")])
+            for head in plan.heads
+        ]
         self.conns: set[_Conn] = set()
-
-    def _request_events(self) -> h11.Request:
-        # The request as an h11 event, only to tell h11 what was sent (HEAD changes the response framing).
-        head = self.plan.request.split(b"\r\n\r\n", 1)[0]
-        lines = head.split(b"\r\n")
-        method, target, _ = lines[0].split(b" ")
-        headers = [(name, value) for name, _, value in (line.partition(b": ") for line in lines[1:])]
-        return h11.Request(method=method, target=target, headers=headers)
+        self.unflushed = 0  # responses recorded since the last flush
 
     def resume(self) -> None:
         self.wake.set()
         self.wake = anyio.Event()
 
+    def flush(self) -> None:
+        super().flush()
+        self.unflushed = 0
+
+    def activate(self) -> None:
+        for conn in list(self.conns):
+            if conn.slot >= self.active:
+                conn.retire()
+        self.resume()
+
     def halt(self) -> None:
         self.wake.set()
         self.stopped_event.set()
 
-    async def wait_for_sending(self) -> bool:
-        """Wait until a slot may connect and send; False once the run stopped."""
+    async def wait_for_sending(self, slot: int | None = None) -> bool:
+        """Wait until a slot may connect and send (and ``slot`` is open, on a connection ramp); False once
+        the run stopped."""
         while not self.stopped:
-            if self.may_connect():
+            if self.may_connect() and (slot is None or slot < self.active):
                 return True
             await self.wake.wait()
         return False
@@ -75,12 +95,13 @@ class _Run(RunState):
     async def ticker(self) -> None:
         timeout = self.plan.timeout
         while not self.stopped:
+            due = perf_counter() + TICK_S
             await anyio.sleep(TICK_S)
             now = perf_counter()
             for conn in list(self.conns):
                 if conn.pending and now - conn.pending[0][1] > timeout:
                     conn.fail(errors.DeadlineExceeded(f"no complete response within {timeout:g}s", target=self.target))
-            self.tick(now)
+            self.tick(now, now - due)
 
 
 class _Conn:
@@ -91,10 +112,12 @@ class _Conn:
         self.slot = slot
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
-        self.pending: deque[tuple[float, float]] = deque()  # (intended, sent) per request in flight
+        #: (intended, sent, endpoint) per request in flight (endpoint 0 for a run of one URL).
+        self.pending: deque[tuple[float, float, int]] = deque()
         self.room = anyio.Semaphore(run.plan.pipeline)
         self.has_pending = anyio.Event()
-        self.closing = False  # the server will close: send nothing more
+        self.closing = False  # the server will close (or a ramp retired the slot): send nothing more
+        self.retired = False  # a connection ramp went below this slot: end once nothing is in flight
         self.eof = False
         self.scope = anyio.CancelScope()
         self.error: errors.AiotcpError | None = None
@@ -107,6 +130,12 @@ class _Conn:
         if self.error is None:
             self.error = error
         self.scope.cancel()
+
+    def retire(self) -> None:
+        """A connection ramp went below this slot: send nothing more, end once nothing is in flight."""
+        self.retired = self.closing = True
+        self.room.release()  # wake a sender waiting for room, so that it sees ``closing``
+        self.has_pending.set()  # wake an idle receiver, so that it ends the connection
 
     async def run_connection(self) -> errors.AiotcpError | None:
         """Send and receive until the connection ends; the error that ended it, or None for a clean end."""
@@ -126,27 +155,34 @@ class _Conn:
     async def _sender(self) -> None:
         run = self.run
         plan = run.plan
-        request = plan.request
+        picker = run.picker
+        open_loop = plan.open_loop
         while True:
             await self.room.acquire()
             intended = 0.0
             while True:
                 if self.closing or not await run.wait_for_sending() or self.closing:
                     return
-                if plan.rate is not None:
+                if open_loop:
                     intended = run.schedule[self.slot]
                     delay = intended - perf_counter()
                     if delay > 0:
-                        await anyio.sleep(delay)
+                        await anyio.sleep(delay if delay < math.inf else TICK_S)  # inf: a ramp at rate 0
                         continue  # the phase may have changed while sleeping: look again
                 break
             run.take(1)  # never 0 here: wait_for_sending said the budget has room, and nothing awaited since
             now = perf_counter()
-            if plan.rate is not None:
-                run.schedule[self.slot] = intended + run.period
+            if open_loop:
+                run.schedule[self.slot] = intended + run.period if run.rate_ramp is None else run.next_due(self.slot)
+                if now - intended > LATE_S:
+                    run.late_send(now - intended)
             else:
                 intended = now
-            self.pending.append((intended, now))
+            if picker is None:
+                endpoint, request = 0, plan.request
+            else:
+                endpoint, request = next(picker.iterator)
+            self.pending.append((intended, now, endpoint))
             run.counters.attempts += 1
             self.has_pending.set()
             try:
@@ -158,29 +194,33 @@ class _Conn:
         run = self.run
         conn = self.h11
         counters = run.counters
-        latency = run.latency.add
+        by_endpoint = run.by_endpoint
         uncorrected = run.uncorrected.add if run.uncorrected is not None else None
         while True:
             if not self.pending:
+                if self.retired:
+                    return  # ours to close: nothing in flight
                 if self.closing:
                     await self._linger()
                     return
                 self.has_pending = anyio.Event()
                 await self.has_pending.wait()
                 continue
-            conn.send(run.request_events)
+            conn.send(run.request_events[self.pending[0][2]])
             conn.send(h11.EndOfMessage())
             status = await self._response()
             if run.stopped:
                 return  # what is left is in_flight
             now = perf_counter()
-            intended, sent = self.pending.popleft()
-            latency(int((now - intended) * 1e6))
+            intended, sent, endpoint = self.pending.popleft()
+            appenders = by_endpoint[endpoint]
+            assert appenders is not None  # the run's are all made up front
+            appenders[status](int((now - intended) * 1e6))
             if uncorrected is not None:
                 uncorrected(int((now - sent) * 1e6))
-            counters.status[status] = counters.status.get(status, 0) + 1
             counters.requests += 1
-            if len(run.latency.buffer) >= FLUSH_AT:
+            run.unflushed += 1
+            if run.unflushed >= FLUSH_AT:
                 run.flush()
             run.maybe_done()
             if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
@@ -248,7 +288,7 @@ class _Conn:
 async def _slot(run: _Run, slot: int) -> None:
     plan = run.plan
     failures = 0
-    while await run.wait_for_sending():
+    while await run.wait_for_sending(slot):
         if failures > 1:
             await anyio.sleep(backoff(failures))
             if not run.may_connect():
@@ -296,7 +336,8 @@ def _account_end(run: _Run, conn: _Conn, error: errors.AiotcpError | None) -> No
     in_flight = len(conn.pending)
     conn.pending.clear()
     if error is None:
-        run.counters.closed_by_peer += 1
+        if not conn.retired:
+            run.counters.closed_by_peer += 1
         return
     if in_flight:
         run.fail(error, in_flight)
@@ -306,9 +347,15 @@ def _account_end(run: _Run, conn: _Conn, error: errors.AiotcpError | None) -> No
         run.counters.closed_by_peer += 1
 
 
-async def run_h11(plan: WorkerPlan, emit: Emit, should_stop: ShouldStop, loop: str = "asyncio") -> WorkerResult:
-    """Run ``plan`` with the h11 engine on the running anyio backend (``loop`` names it in the result)."""
+async def run_h11(
+    plan: WorkerPlan, emit: Emit, should_stop: ShouldStop, loop: str = "asyncio", start_at: float | None = None
+) -> WorkerResult:
+    """Run ``plan`` with the h11 engine on the running anyio backend (``loop`` names it in the result), from
+    ``start_at`` (seconds since the epoch)."""
     run = _Run(plan, emit, should_stop)
+    delay = seconds_until(start_at)
+    if delay:
+        await anyio.sleep(delay)
     async with anyio.create_task_group() as group:
         run.begin(perf_counter())
         group.start_soon(run.ticker)

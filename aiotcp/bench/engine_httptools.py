@@ -12,24 +12,34 @@ part    variants
 pacer   :class:`_ClosedLoop` (wrk): up to ``pipeline`` requests in flight, refilled after every read.
         :class:`_OpenLoop` (wrk2): every request leaves at its intended time, from a timer if need be.
 reader  :class:`_BodyReader`: one llhttp parser for the connection; a response counts when its
-        message is complete. :class:`_HeadReader`: HEAD (see below).
+        message is complete. :class:`_HeadReader`: HEAD (see below). :class:`_MixedReader`: a mix of
+        HEAD and other methods, one request in flight at a time, each response to the reader of its
+        request's method.
 ======  ==========================================================================================
 
 The pacer also says what a response's latency is measured from and where it goes: ``starts`` holds the
-send times in closed loop and the intended times in open loop; ``record`` is the recorder's list append,
-or in open loop a method that also records the uncorrected latency (from the send time). The reader
-counts a response against the oldest start and need not know which loop it is in.
+send times in closed loop and the intended times in open loop; ``appenders[status]`` is the list append
+of the latencies of that status (:class:`~aiotcp.bench.histogram.Appenders`: the key
+``endpoint * 1000 + status`` of the run's :class:`~aiotcp.bench.histogram.KeyedRecorder`, made when a
+status is first seen), or in open loop a closure that also records the uncorrected latency (from the send
+time). The reader counts a response against the oldest start and need not know which loop it is in.
 
-Per request the hot path (closed loop, GET) is: one ``transport.write`` of pre-encoded bytes, llhttp's C
-parser with two small Python callbacks (``on_headers_complete``, ``on_message_complete``), a list append
-for the latency, a dict increment for the status. No task, future, timer or cancel scope is created per
-request. The parts cost the hot path no call: a read goes straight to llhttp (the reader's ``input`` is
-the parser itself), llhttp calls the reader's callbacks, and one call to the pacer's ``refill`` writes the
-next requests. One clock read per ``data_received``: the responses of one read all arrived at that moment.
-In closed-loop mode the next request is written right after the parser returns, one write for every
-response the read completed. When the request budget runs out inside a read, the callback that stopped the
-run raises :class:`_StopParsing`, the only way httptools offers to stop the parser; the rest of the read
-is in flight, not counted.
+A mix (``--urls``, templates, bodies in turn): the pacer writes ``next(picks)`` instead of the one
+pre-encoded request (a C iterator over the encoded requests, see :class:`~aiotcp.bench.mix.Picker`) and
+queues the request's endpoint beside its start time (``endpoints``); the reader takes the endpoint's
+appends from ``by_endpoint``. A run of one URL has no queue (``endpoints`` is None) and pays one
+``is None`` per response for the possibility.
+
+Per request the hot path (closed loop, GET, one URL) is: one ``transport.write`` of pre-encoded bytes,
+llhttp's C parser with two small Python callbacks (``on_headers_complete``, ``on_message_complete``), a
+subscript and a list append for the latency (the status is counted by the length of its list when it is
+folded). No task, future, timer or cancel scope is created per request. The parts cost the hot path no
+call: a read goes straight to llhttp (the reader's ``input`` is the parser itself), llhttp calls the
+reader's callbacks, and one call to the pacer's ``refill`` writes the next requests. One clock read per
+``data_received``: the responses of one read all arrived at that moment. In closed-loop mode the next
+request is written right after the parser returns, one write for every response the read completed. When
+the request budget runs out inside a read, the callback that stopped the run raises :class:`_StopParsing`,
+the only way httptools offers to stop the parser; the rest of the read is in flight, not counted.
 
 Deadlines: the run's ticker (every :data:`~aiotcp.bench.engines.TICK_S`) fails a connection whose oldest
 in-flight request is older than the timeout. Connects get ``asyncio.timeout`` (one per connect, not per
@@ -37,7 +47,15 @@ request).
 
 HEAD: llhttp does not know the request method, so after a HEAD response's headers it would wait for the
 body its Content-Length announces. The HEAD reader splits the input at each head's blank line and feeds
-every head to a fresh parser, which counts the response at ``on_headers_complete``.
+every head to a fresh parser, which counts the response at ``on_headers_complete``. For the same reason a
+mix of HEAD and other methods is sent one request at a time (``pipeline`` 1, checked by the config): the
+bytes of a read then belong to the oldest request's response alone.
+
+Stages: a connection ramp retires the connections of the slots above it (``retire``: nothing more is
+sent, the connection closes once its requests in flight are answered, without counting as closed by the
+peer) and connects the slots below it; a rate ramp only changes the schedule (``RunState.next_due``).
+The self-check: the ticker's lateness is the loop's lag; an open-loop send more than
+:data:`~aiotcp.bench.engines.LATE_S` behind its intended time is counted as late.
 
 A body delimited by the connection closing (no Content-Length, not chunked) ends at EOF; httptools has
 no "finish" call, so at EOF a response whose head is complete and whose parser expects EOF
@@ -49,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import cast
@@ -58,6 +77,7 @@ import httptools
 from .. import error_mapping, errors
 from .config import WorkerPlan
 from .engines import (
+    LATE_S,
     TICK_S,
     Emit,
     RunState,
@@ -67,7 +87,9 @@ from .engines import (
     loop_name,
     open_tunnel_socket,
     perf_counter,
+    seconds_until,
 )
+from .histogram import Appenders
 from .results import WorkerResult
 
 __all__ = ["run_httptools"]
@@ -96,12 +118,16 @@ class _Run(RunState):
         self.done = self.loop.create_future()
         self.all_closed = asyncio.Event()
         self._ticker: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0  # when the ticker should run next (its lateness is the loop lag)
 
-    async def main(self) -> WorkerResult:
+    async def main(self, start_at: float | None = None) -> WorkerResult:
+        delay = seconds_until(start_at)
+        if delay:
+            await asyncio.sleep(delay)
         self.begin(perf_counter())
         for slot in range(self.plan.connections):
             self.start_connect(slot)
-        self._ticker = self.loop.call_later(TICK_S, self._tick)
+        self._schedule_tick()
         try:
             await self.done
         finally:
@@ -115,7 +141,7 @@ class _Run(RunState):
     # -- slots and connects -------------------------------------------------------------------------------
 
     def start_connect(self, slot: int) -> None:
-        if self.slot_busy[slot] or not self.may_connect():
+        if self.slot_busy[slot] or slot >= self.active or not self.may_connect():
             return
         self.slot_busy[slot] = True
         self.connecting[slot] = self.loop.create_task(self._connect(slot, backoff(self.failures[slot])))
@@ -167,6 +193,13 @@ class _Run(RunState):
         for slot in range(self.plan.connections):
             self.start_connect(slot)
 
+    def activate(self) -> None:
+        for conn in list(self.conns):
+            if conn.slot >= self.active:
+                conn.retire()
+        for slot in range(self.active):
+            self.start_connect(slot)
+
     def halt(self) -> None:
         for task in self.connecting.values():
             task.cancel()
@@ -200,8 +233,13 @@ class _Run(RunState):
                     conn.transport.abort()
             await asyncio.sleep(0)
 
+    def _schedule_tick(self) -> None:
+        self._ticker = self.loop.call_later(TICK_S, self._tick)
+        self._tick_due = perf_counter() + TICK_S
+
     def _tick(self) -> None:
         now = perf_counter()
+        lag = now - self._tick_due
         timeout = self.plan.timeout
         for conn in list(self.conns):
             sent = conn.sent
@@ -209,9 +247,9 @@ class _Run(RunState):
                 conn.fail(errors.DeadlineExceeded(f"no complete response within {timeout:g}s", target=self.target))
             elif conn.closing and not sent and now - conn.closing_since > timeout:
                 conn.close()  # the server said it would close, and did not
-        self.tick(now)
+        self.tick(now, lag)
         if not self.stopped:
-            self._ticker = self.loop.call_later(TICK_S, self._tick)
+            self._schedule_tick()
 
 
 class _Conn(asyncio.Protocol):
@@ -226,9 +264,11 @@ class _Conn(asyncio.Protocol):
         "closing_since",
         "counters",
         "ended",
+        "endpoints",
         "input",
         "pacer",
         "reader",
+        "retired",
         "run",
         "sent",
         "slot",
@@ -240,14 +280,23 @@ class _Conn(asyncio.Protocol):
         self.slot = slot
         self.transport: asyncio.Transport | None = None
         self.sent: deque[float] = deque()  # send time of each request in flight, oldest first
-        self.closing = False  # the server asked to close: send nothing more
+        #: In a mix, the endpoint of each request in flight, oldest first; else None.
+        self.endpoints: deque[int] | None = deque() if run.picker is not None else None
+        self.closing = False  # the server asked to close (or a ramp retired the slot): send nothing more
         self.closing_since = 0.0
+        self.retired = False  # a connection ramp went below this slot: close once nothing is in flight
         self.ended = False  # this connection's end has been counted; nothing more is counted for it
         self.counters = run.counters
         plan = run.plan
-        # The pacer first: the reader takes its latency starts and recorder.
-        self.pacer: _ClosedLoop | _OpenLoop = _ClosedLoop(self) if plan.rate is None else _OpenLoop(self)
-        self.reader: _BodyReader | _HeadReader = _HeadReader(self) if plan.head else _BodyReader(self)
+        # The pacer first: the reader takes its latency starts and recorders.
+        self.pacer: _ClosedLoop | _OpenLoop = _OpenLoop(self) if plan.open_loop else _ClosedLoop(self)
+        self.reader: _BodyReader | _HeadReader | _MixedReader
+        if plan.head:
+            self.reader = _HeadReader(self)
+        elif any(plan.heads):
+            self.reader = _MixedReader(self, {index for index, head in enumerate(plan.heads) if head})
+        else:
+            self.reader = _BodyReader(self)
         self.input = self.reader.input
 
     def __repr__(self) -> str:
@@ -283,7 +332,10 @@ class _Conn(asyncio.Protocol):
             return
         if self.closing:
             if not self.sent:
-                self.closing_since = self.reader.now
+                if self.retired:
+                    self._retire_now()
+                else:
+                    self.closing_since = self.reader.now
             return
         self.pacer.refill()
 
@@ -318,7 +370,7 @@ class _Conn(asyncio.Protocol):
                     )
                 else:
                     error = error_mapping.map_stream_error(exc, run.target, phase="read")
-                self.sent.clear()
+                self._forget()
                 run.fail(error, in_flight)
                 if error.kind == "reset":
                     run.counters.reset += 1
@@ -330,7 +382,7 @@ class _Conn(asyncio.Protocol):
                     run.counters.reset += 1
             else:
                 run.counters.closed_by_peer += 1
-        self.pacer.cancel()
+        self._forget()
         run.connection_ended(self)
 
     # -- ending -------------------------------------------------------------------------------------------
@@ -341,11 +393,30 @@ class _Conn(asyncio.Protocol):
             return
         self.ended = True
         in_flight = len(self.sent)
-        self.sent.clear()
-        self.pacer.cancel()
+        self._forget()
         self.run.fail(error, in_flight)
         if self.transport is not None:
             self.transport.abort()
+
+    def _forget(self) -> None:
+        """The requests in flight are gone (counted as failed, or the run stopped)."""
+        self.sent.clear()
+        if self.endpoints is not None:
+            self.endpoints.clear()
+        self.pacer.cancel()
+
+    def retire(self) -> None:
+        """A connection ramp went below this slot: send nothing more, and close once nothing is in flight."""
+        if self.ended or self.retired:
+            return
+        self.retired = self.closing = True  # the pacer sends nothing more (an open-loop timer finds it so)
+        if not self.sent:
+            self._retire_now()
+
+    def _retire_now(self) -> None:
+        self.ended = True  # closed by us, on purpose: nothing to count at connection_lost
+        if self.transport is not None:
+            self.transport.close()
 
     def close(self) -> None:
         """Close without counting anything more (the run stopped, or an idle connection is done)."""
@@ -361,9 +432,26 @@ class _Conn(asyncio.Protocol):
 
 
 class _Pacer:
-    """The part of a connection that writes its requests (``pump``, ``refill``); what both loops share."""
+    """The part of a connection that writes its requests (``pump``, ``refill``); what both loops share.
 
-    __slots__ = ("conn", "counters", "pipeline", "record", "request", "run", "sent", "starts", "transport")
+    It also says where a response's latency goes: ``by_endpoint[endpoint][status]`` is the append that
+    records it (``appenders`` is endpoint 0's, all of a run of one URL), made on first use.
+    """
+
+    __slots__ = (
+        "appenders",
+        "by_endpoint",
+        "conn",
+        "counters",
+        "endpoints",
+        "picks",
+        "pipeline",
+        "request",
+        "run",
+        "sent",
+        "starts",
+        "transport",
+    )
 
     transport: asyncio.Transport  # the connection's, set when it is made (the connection says if it still is)
 
@@ -372,16 +460,43 @@ class _Pacer:
         self.conn = conn
         self.run = run
         self.sent = conn.sent
+        self.endpoints = conn.endpoints
         self.counters = run.counters
         self.request = run.request
+        #: A mix's requests, ``(endpoint, bytes)`` each (None: every request is ``request``).
+        self.picks = None if run.picker is None else run.picker.iterator
         self.pipeline = run.plan.pipeline
         #: What a response's latency is measured from: one time per request in flight, oldest first.
         self.starts = conn.sent
-        #: Records one response's latency, in integer microseconds.
-        self.record: Callable[[int], None] = run.latency.add
+        #: endpoint -> status -> the append of a response's latency, in integer microseconds (run-wide here).
+        self.by_endpoint: list[Appenders | None] = run.by_endpoint
+        self.appenders: Appenders = self.appenders_of(0)
 
     def cancel(self) -> None:
         """The requests in flight are gone (the connection failed or closed): forget what only the pacer holds."""
+
+    def appenders_of(self, endpoint: int) -> Appenders:
+        """``status -> append`` of ``endpoint`` (made when first asked for: an open loop makes its own)."""
+        appenders = self.by_endpoint[endpoint]
+        assert appenders is not None  # the run's are all made up front
+        return appenders
+
+    def picked(self, count: int) -> bytes:
+        """A mix: the next ``count`` requests' bytes; their endpoints join ``endpoints``."""
+        assert self.picks is not None
+        assert self.endpoints is not None
+        picks = self.picks
+        endpoints = self.endpoints
+        if count == 1:
+            endpoint, data = next(picks)
+            endpoints.append(endpoint)
+            return data
+        parts = []
+        for _ in range(count):
+            endpoint, part = next(picks)
+            endpoints.append(endpoint)
+            parts.append(part)
+        return b"".join(parts)
 
 
 class _ClosedLoop(_Pacer):
@@ -402,7 +517,7 @@ class _ClosedLoop(_Pacer):
             return
         self.counters.attempts += count
         self.sent.extend([perf_counter()] * count)
-        self.transport.write(self.request * count)
+        self.transport.write(self.request * count if self.picks is None else self.picked(count))
 
     def refill(self) -> None:
         """After a read that left the connection open: one write for every response the read completed.
@@ -424,16 +539,26 @@ class _ClosedLoop(_Pacer):
         now = perf_counter()
         if wanted == 1:
             self.sent.append(now)
-            self.transport.write(self.request)
+            picks = self.picks
+            if picks is None:
+                self.transport.write(self.request)
+            else:  # picked(1), inlined
+                endpoint, data = next(picks)
+                self.endpoints.append(endpoint)  # type: ignore[union-attr]
+                self.transport.write(data)
         else:
             self.sent.extend([now] * wanted)
-            self.transport.write(self.request * wanted)
+            self.transport.write(self.request * wanted if self.picks is None else self.picked(wanted))
 
 
 class _OpenLoop(_Pacer):
-    """Open loop (wrk2): requests leave at their intended times; both latencies are recorded."""
+    """Open loop (wrk2): requests leave at their intended times; both latencies are recorded.
 
-    __slots__ = ("intended", "record_corrected", "record_uncorrected", "timer")
+    A send that leaves more than :data:`~aiotcp.bench.engines.LATE_S` after its intended time is counted
+    as late (the self-check): its connection was busy (the server's doing) or the loop was (ours).
+    """
+
+    __slots__ = ("intended", "record_uncorrected", "timer")
 
     def __init__(self, conn: _Conn) -> None:
         super().__init__(conn)
@@ -441,10 +566,11 @@ class _OpenLoop(_Pacer):
         assert uncorrected is not None
         self.intended: deque[float] = deque()  # intended send time of each request in flight, oldest first
         self.timer: asyncio.TimerHandle | None = None
-        self.record_corrected = self.run.latency.add
         self.record_uncorrected = uncorrected.add
         self.starts = self.intended  # the corrected latency runs from the intended time
-        self.record = self._record
+        # This connection's appends: each also records the uncorrected latency. Made when first needed.
+        self.by_endpoint = [None] * len(self.run.by_endpoint)
+        self.appenders = self.appenders_of(0)
 
     def pump(self) -> None:
         """Send every request that is due, as the pipeline depth and the budget allow; else wake when one is."""
@@ -460,16 +586,18 @@ class _OpenLoop(_Pacer):
         while len(sent) < pipeline:
             due = schedule[slot]
             if due > now:
-                if self.timer is None:
+                if self.timer is None and due < math.inf:
                     self.timer = run.loop.call_later(due - now, self._due)
                 return
             if not run.take(1):
                 return
-            schedule[slot] = due + run.period
+            schedule[slot] = due + run.period if run.rate_ramp is None else run.next_due(slot)
+            if now - due > LATE_S:
+                run.late_send(now - due)
             self.counters.attempts += 1
             sent.append(now)
             self.intended.append(due)
-            self.transport.write(self.request)
+            self.transport.write(self.request if self.picks is None else self.picked(1))
 
     refill = pump  # after a read as at any other time: whatever is due
 
@@ -477,10 +605,25 @@ class _OpenLoop(_Pacer):
         self.timer = None
         self.pump()
 
-    def _record(self, corrected: int) -> None:
-        """Record one response's corrected latency, and its uncorrected one from the oldest send time."""
-        self.record_corrected(corrected)
-        self.record_uncorrected(int((self.conn.reader.now - self.sent.popleft()) * 1e6))
+    def appenders_of(self, endpoint: int) -> Appenders:
+        appenders = self.by_endpoint[endpoint]
+        if appenders is None:
+            appenders = self.by_endpoint[endpoint] = Appenders(endpoint * 1000, self._appender)
+        return appenders
+
+    def _appender(self, key: int) -> Callable[[int], None]:
+        """The append of ``key`` on this connection: the corrected latency to the run's recorder, and the
+        uncorrected one, from the oldest send time."""
+        corrected = self.run.latency.appender(key)
+        uncorrected = self.record_uncorrected
+        sent = self.sent
+        conn = self.conn
+
+        def record(latency: int) -> None:
+            corrected(latency)
+            uncorrected(int((conn.reader.now - sent.popleft()) * 1e6))
+
+        return record
 
     def cancel(self) -> None:
         if self.timer is not None:
@@ -493,29 +636,37 @@ class _OpenLoop(_Pacer):
 
 
 class _Reader:
-    """The part of a connection that counts its responses; what both readers share.
+    """The part of a connection that counts its responses; what the readers share.
 
     A reader's ``input`` is what the connection feeds every read to (``feed_data``, raising
-    :class:`httptools.HttpParserError` or :class:`~aiotcp.errors.AiotcpError`).
+    :class:`httptools.HttpParserError` or :class:`~aiotcp.errors.AiotcpError`). A response is filed under
+    the key ``status`` (one URL), or ``endpoint * 1000 + status`` (a mix: the endpoints of the requests in
+    flight are queued beside their start times).
     """
 
-    __slots__ = ("conn", "counters", "now", "record", "run", "starts", "status")
+    __slots__ = ("appenders", "appenders_of", "by_endpoint", "conn", "counters", "endpoints", "now", "run", "starts")
 
     def __init__(self, conn: _Conn) -> None:
         run = conn.run
         self.conn = conn
         self.run = run
         self.counters = run.counters
-        self.status = run.counters.status
         self.starts = conn.pacer.starts
-        self.record = conn.pacer.record
+        self.appenders = conn.pacer.appenders
+        self.by_endpoint = conn.pacer.by_endpoint
+        self.appenders_of = conn.pacer.appenders_of
+        self.endpoints = conn.endpoints
         self.now = 0.0  # when the read being parsed arrived (the connection sets it per read)
 
     def complete(self, status: int) -> None:
         """Count one complete response to the oldest request in flight."""
-        self.record(int((self.now - self.starts.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
+        endpoints = self.endpoints
+        if endpoints is None:
+            appenders = self.appenders
+        else:
+            endpoint = endpoints.popleft()
+            appenders = self.by_endpoint[endpoint] or self.appenders_of(endpoint)
+        appenders[status](int((self.now - self.starts.popleft()) * 1e6))
         self.counters.requests += 1
         if self.run.remaining == 0:
             self.run.maybe_done()
@@ -557,9 +708,14 @@ class _BodyReader(_Reader):
         if not starts:
             raise errors.ProtocolError("a response nobody asked for")
         # complete(), inlined (the hot path).
-        self.record(int((self.now - starts.popleft()) * 1e6))
-        counts = self.status
-        counts[status] = counts.get(status, 0) + 1
+        endpoints = self.endpoints
+        if endpoints is None:
+            self.appenders[status](int((self.now - starts.popleft()) * 1e6))
+        else:
+            endpoint = endpoints.popleft()
+            (self.by_endpoint[endpoint] or self.appenders_of(endpoint))[status](
+                int((self.now - starts.popleft()) * 1e6)
+            )
         self.counters.requests += 1
         if not parser.should_keep_alive():
             self.conn.closing = True
@@ -631,9 +787,47 @@ class _HeadReader(_Reader):
             self.conn.closing = True
 
 
-async def run_httptools(plan: WorkerPlan, emit: Emit, should_stop: ShouldStop) -> WorkerResult:
-    """Run ``plan`` with the httptools engine on the running asyncio loop."""
+class _MixedReader:
+    """A mix of HEAD and other methods (one request in flight at a time): each response goes to the reader
+    for its request's method, so a HEAD response is cut at its head and any other read to its end."""
+
+    __slots__ = ("body", "endpoints", "head", "heads", "input")
+
+    def __init__(self, conn: _Conn, heads: set[int]) -> None:
+        self.body = _BodyReader(conn)
+        self.head = _HeadReader(conn)
+        self.heads = heads  # the HEAD endpoints
+        assert conn.endpoints is not None  # a mix
+        self.endpoints = conn.endpoints
+        self.input = self
+
+    @property
+    def now(self) -> float:
+        return self.body.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.body.now = self.head.now = value
+
+    def _for_head(self) -> bool:
+        endpoints = self.endpoints
+        return bool(endpoints) and endpoints[0] in self.heads
+
+    def feed_data(self, data: bytes) -> None:
+        if self._for_head():
+            self.head.feed_data(data)
+        else:
+            self.body.parser.feed_data(data)
+
+    def complete_at_eof(self) -> bool:
+        return False if self._for_head() else self.body.complete_at_eof()
+
+
+async def run_httptools(
+    plan: WorkerPlan, emit: Emit, should_stop: ShouldStop, start_at: float | None = None
+) -> WorkerResult:
+    """Run ``plan`` with the httptools engine on the running asyncio loop (from ``start_at``, epoch seconds)."""
     run = _Run(plan, emit, should_stop)
     with contextlib.suppress(asyncio.CancelledError):
-        return await run.main()
+        return await run.main(start_at)
     return run.result(loop_name())  # pragma: no cover - cancelled from outside

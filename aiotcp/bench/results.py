@@ -76,10 +76,13 @@ class Counters:
 
 @dataclass(slots=True)
 class Interval:
-    """One reporting interval of one worker (or, merged, of the run): counts and encoded histograms.
+    """One reporting interval of one worker (or, merged, of the run): counts and histograms.
 
-    ``index`` k covers ``[k * interval, (k + 1) * interval)`` seconds of the measured run; the last
-    interval may be shorter (``length_s``).
+    Intervals are ``interval`` seconds long, cut short at a stage's end (``stage``: the stage it belongs to)
+    and at the end of the run (``length_s``). ``keys`` holds the latencies by endpoint and status (key
+    ``endpoint * 1000 + status``, see :class:`~aiotcp.bench.histogram.KeyedRecorder`); ``latency`` is all
+    of them in one encoded histogram (HdrHistogram's compressed base64, as in an interval log). An interval
+    holds everything a worker counted in it, so a worker that dies still leaves its intervals behind.
     """
 
     index: int
@@ -90,11 +93,28 @@ class Interval:
     bytes_read: int
     latency: str  # encoded histogram (corrected in rate mode)
     uncorrected: str | None = None  # rate mode only
+    status: dict[int, int] = field(default_factory=dict)
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    keys: dict[int, hist.Sparse] = field(default_factory=dict)
+    stage: int | None = None
 
     @staticmethod
     def merge(parts: list[Interval]) -> Interval:
         """The run's interval from every worker's interval of the same index."""
         first = parts[0]
+        status: dict[int, int] = {}
+        kinds: dict[str, int] = {}
+        keys: dict[int, hist.Sparse] = {}
+        for part in parts:
+            for code, count in part.status.items():
+                status[code] = status.get(code, 0) + count
+            for kind, count in part.error_kinds.items():
+                kinds[kind] = kinds.get(kind, 0) + count
+            for key, sparse in part.keys.items():
+                total = keys.get(key)
+                if total is None:
+                    total = keys[key] = hist.Sparse()
+                total.add(sparse)
         return Interval(
             index=first.index,
             start_s=min(part.start_s for part in parts),
@@ -106,6 +126,10 @@ class Interval:
             uncorrected=None
             if first.uncorrected is None
             else hist.encode(hist.merge(part.uncorrected or "" for part in parts)),
+            status=status,
+            error_kinds=kinds,
+            keys=keys,
+            stage=first.stage,
         )
 
     def histogram(self) -> Any:
@@ -114,7 +138,13 @@ class Interval:
 
 @dataclass(slots=True)
 class WorkerResult:
-    """What a worker sends back when its run ends."""
+    """What a worker sends back when its run ends.
+
+    The self-check: ``cpu_s`` is the CPU time (user and system) of the worker's thread over the measured
+    run; ``loop_lag`` how late the worker's ticker ran, each time (encoded histogram, microseconds); in
+    rate mode ``late_sends`` requests left more than :data:`~aiotcp.bench.engines.LATE_S` after their
+    intended time, by ``late`` (encoded histogram, microseconds).
+    """
 
     index: int
     counters: Counters
@@ -124,3 +154,8 @@ class WorkerResult:
     warmup_requests: int
     loop: str
     engine: str
+    cpu_s: float = 0.0
+    loop_lag: str = ""
+    late_sends: int = 0
+    late: str | None = None
+    where: str = ""  # the process or Dask worker it ran in

@@ -11,7 +11,9 @@ partial run is still reported. Every wait here is bounded.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import os
 import queue
 import signal
 import sys
@@ -33,7 +35,16 @@ from .config import BenchConfig, WorkerPlan
 from .engines import run_worker
 from .results import Counters, Interval, WorkerResult
 
-__all__ = ["BenchResult", "IntervalSink", "run_bench"]
+__all__ = [
+    "BenchResult",
+    "IntervalSink",
+    "LostWorker",
+    "Merger",
+    "merge_results",
+    "resolve_host",
+    "resolved_plans",
+    "run_bench",
+]
 
 #: How long spawned workers get to import and report ready.
 _READY_TIMEOUT_S = 60.0
@@ -44,8 +55,35 @@ IntervalSink = Callable[[Interval], None]
 
 
 @dataclass(slots=True)
+class LostWorker:
+    """A worker that ended without its result (its process or Dask worker died, or it stopped answering).
+
+    What it measured up to its last interval is in the run (``requests`` of it); what it had in flight
+    then, and anything after, is lost. ``until_s`` is the end of its last interval (seconds into the run).
+    """
+
+    index: int
+    where: str
+    reason: str
+    intervals: int
+    requests: int
+    until_s: float
+
+    def describe(self) -> str:
+        return (
+            f"worker {self.index} ({self.where}) was lost after {self.until_s:.1f} s: {self.reason}; its"
+            f" {self.requests:,} responses up to then are counted, what it sent after is not"
+        )
+
+
+@dataclass(slots=True)
 class BenchResult:
-    """The merged outcome of a run; :mod:`aiotcp.bench.report` renders it."""
+    """The merged outcome of a run; :mod:`aiotcp.bench.report` renders it.
+
+    ``keys`` holds the whole run's latencies by endpoint and status (key ``endpoint * 1000 + status``,
+    see :class:`~aiotcp.bench.histogram.KeyedRecorder`), ``worker_results`` what each worker sent back at
+    its end (``lost`` the workers that never did).
+    """
 
     config: BenchConfig
     counters: Counters
@@ -62,6 +100,11 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
     #: What the host name resolved to, once for the run (None for an IP address).
     resolution: Resolution | None = None
+    keys: dict[int, hist.Sparse] = field(default_factory=dict)
+    worker_results: list[WorkerResult] = field(default_factory=list)
+    lost: list[LostWorker] = field(default_factory=list)
+    #: Where the workers ran: "process" (this one or spawned ones) or the Dask scheduler's address.
+    where: str = "process"
 
     @property
     def rps(self) -> float:
@@ -85,6 +128,22 @@ def resolve_host(config: BenchConfig) -> tuple[str, Resolution | None]:
         DNSError: if the host name does not resolve (within the run's timeout).
     """
     return _resolve(config, config.connect_target)
+
+
+def resolved_plans(config: BenchConfig) -> tuple[list[WorkerPlan], Resolution | None]:
+    """Every worker's plan, with the addresses resolved once: the host's (or the proxy's), and for a
+    ``socks5``/``socks4`` proxy, which is given an address, the target's too. Returns the plans and the DNS
+    facts of what connections go to.
+
+    Raises:
+        DNSError: if a host name does not resolve (within the run's timeout).
+    """
+    host, resolution = resolve_host(config)
+    proxy = config.proxy_value
+    tunnel_host = None
+    if proxy is not None and not proxy.forwards(config.target) and not proxy.resolves_names:
+        tunnel_host, _ = _resolve(config, config.target)
+    return [plan.with_host(host, tunnel_host) for plan in config.plans()], resolution
 
 
 def _resolve(config: BenchConfig, target: Target) -> tuple[str, Resolution | None]:
@@ -111,24 +170,83 @@ def _resolve(config: BenchConfig, target: Target) -> tuple[str, Resolution | Non
     return (resolution.a or resolution.aaaa)[0], resolution
 
 
-class _Merger:
-    """Merges the workers' intervals by index; hands each complete one to the sink."""
+class _Sums:
+    """What one worker's intervals add up to: its counts if it never sends its result."""
+
+    __slots__ = ("bytes_read", "errors", "intervals", "requests", "status", "until_s")
+
+    def __init__(self) -> None:
+        self.intervals = 0
+        self.requests = 0
+        self.bytes_read = 0
+        self.status: dict[int, int] = {}
+        self.errors: dict[str, int] = {}
+        self.until_s = 0.0
+
+    def add(self, interval: Interval) -> None:
+        self.intervals += 1
+        self.requests += interval.requests
+        self.bytes_read += interval.bytes_read
+        for code, count in interval.status.items():
+            self.status[code] = self.status.get(code, 0) + count
+        for kind, count in interval.error_kinds.items():
+            self.errors[kind] = self.errors.get(kind, 0) + count
+        self.until_s = max(self.until_s, interval.start_s + interval.length_s)
+
+    def counters(self) -> Counters:
+        errors = sum(self.errors.values())
+        return Counters(
+            attempts=self.requests + errors,
+            requests=self.requests,
+            bytes_read=self.bytes_read,
+            status=dict(self.status),
+            errors=dict(self.errors),
+        )
+
+
+class Merger:
+    """Merges the workers' intervals by index; hands each complete one to the sink.
+
+    An interval is complete when every worker still alive has sent it (:meth:`lost` takes a worker out).
+    Each interval's latencies by endpoint and status are added to the run's (``keys``) and dropped from
+    the interval, so a long run keeps one encoded histogram per interval, not one per endpoint.
+    """
 
     def __init__(self, workers: int, sink: IntervalSink | None) -> None:
         self.workers = workers
         self.sink = sink
-        self.parts: dict[int, list[Interval]] = {}
+        self.alive = set(range(workers))
+        self.parts: dict[int, dict[int, Interval]] = {}
         self.merged: dict[int, Interval] = {}
+        self.keys: dict[int, hist.Sparse] = {}
+        self.sums = {worker: _Sums() for worker in range(workers)}
 
-    def add(self, interval: Interval) -> None:
-        parts = self.parts.setdefault(interval.index, [])
-        parts.append(interval)
-        if len(parts) == self.workers:
+    def __repr__(self) -> str:
+        return f"<Merger workers={self.workers} alive={len(self.alive)} merged={len(self.merged)}>"
+
+    def add(self, worker: int, interval: Interval) -> None:
+        self.sums[worker].add(interval)
+        parts = self.parts.setdefault(interval.index, {})
+        parts[worker] = interval
+        if self.alive <= parts.keys():
             self._finish(interval.index)
 
+    def lost(self, worker: int) -> None:
+        """``worker`` will send nothing more: complete the intervals that waited only for it."""
+        self.alive.discard(worker)
+        for index in sorted(self.parts):
+            if self.alive <= self.parts[index].keys():
+                self._finish(index)
+
     def _finish(self, index: int) -> None:
-        parts = self.parts.pop(index)
+        parts = list(self.parts.pop(index).values())
         merged = parts[0] if len(parts) == 1 else Interval.merge(parts)
+        for key, sparse in merged.keys.items():
+            total = self.keys.get(key)
+            if total is None:
+                total = self.keys[key] = hist.Sparse()
+            total.add(sparse)
+        merged.keys = {}
         self.merged[index] = merged
         if self.sink is not None:
             self.sink(merged)
@@ -140,22 +258,38 @@ class _Merger:
         return [self.merged[index] for index in sorted(self.merged)]
 
 
-def _merge_results(
-    config: BenchConfig, results: list[WorkerResult], intervals: list[Interval], started_at: float, stopped: bool
+def merge_results(
+    config: BenchConfig,
+    results: list[WorkerResult],
+    merger: Merger,
+    started_at: float,
+    stopped: bool,
+    lost: list[LostWorker] | None = None,
 ) -> BenchResult:
+    """The run's result from the workers' results, their intervals (``merger``) and the workers lost.
+
+    The run's histograms are the sum of its intervals' (each worker's whole-run histogram is the sum of its
+    own intervals, so for the workers that finished this is the merge of theirs), which also counts the
+    intervals of a worker that was lost.
+    """
+    lost = lost or []
+    intervals = merger.close()
     counters = Counters()
     for result in results:
         counters.merge(result.counters)
-    latency = hist.merge(result.latency for result in results)
+    for worker in lost:
+        counters.merge(merger.sums[worker.index].counters())
+    latency = hist.merge(interval.latency for interval in intervals)
     uncorrected = None
-    if config.rate is not None:
-        uncorrected = hist.merge(result.uncorrected or "" for result in results if result.uncorrected)
+    if config.mode == "rate":
+        uncorrected = hist.merge(interval.uncorrected or "" for interval in intervals if interval.uncorrected)
+    durations = [result.duration_s for result in results] + [worker.until_s for worker in lost]
     return BenchResult(
         config=config,
         counters=counters,
         latency=latency,
         uncorrected=uncorrected,
-        duration_s=max((result.duration_s for result in results), default=0.0),
+        duration_s=max(durations, default=0.0),
         intervals=intervals,
         loop=results[0].loop if results else "?",
         engine=config.engine,
@@ -163,6 +297,9 @@ def _merge_results(
         warmup_requests=sum(result.warmup_requests for result in results),
         started_at=started_at,
         interrupted=stopped,
+        keys=merger.keys,
+        worker_results=list(results),
+        lost=lost,
     )
 
 
@@ -183,17 +320,13 @@ def run_bench(
         RuntimeError: if a worker process fails or does not finish in time.
     """
     stop = stop or threading.Event()
-    host, resolution = resolve_host(config)
-    proxy = config.proxy_value
-    tunnel_host = None
-    if proxy is not None and not proxy.forwards(config.target) and not proxy.resolves_names:
-        tunnel_host, _ = _resolve(config, config.target)  # socks5/socks4: the proxy is given an address
-    plans = [plan.with_host(host, tunnel_host) for plan in config.plans()]
-    merger = _Merger(len(plans), on_interval)
+    plans, resolution = resolved_plans(config)
+    merger = Merger(len(plans), on_interval)
     if len(plans) == 1:
         started_at = time.time()
-        result = run_worker(plans[0], merger.add, stop.is_set, use_uvloop=use_uvloop)
-        merged = _merge_results(config, [result], merger.close(), started_at, stop.is_set())
+        result = run_worker(plans[0], functools.partial(merger.add, 0), stop.is_set, use_uvloop=use_uvloop)
+        result.where = f"process {os.getpid()}"
+        merged = merge_results(config, [result], merger, started_at, stop.is_set())
     else:
         merged = _run_processes(config, plans, merger, stop, use_uvloop)
     merged.resolution = resolution
@@ -201,7 +334,7 @@ def run_bench(
 
 
 def _run_processes(
-    config: BenchConfig, plans: list[WorkerPlan], merger: _Merger, stop: threading.Event, use_uvloop: bool
+    config: BenchConfig, plans: list[WorkerPlan], merger: Merger, stop: threading.Event, use_uvloop: bool
 ) -> BenchResult:
     context = multiprocessing.get_context("spawn")
     messages: Any = context.Queue()
@@ -237,8 +370,9 @@ def _run_processes(
                 stop_all.set()
             kind, index, payload = _next_message(messages, deadline, processes)
             if kind == "interval":
-                merger.add(payload)
+                merger.add(index, payload)
             elif kind == "result":
+                payload.where = f"process {processes[index].pid}"
                 results[index] = payload
             elif kind == "error":
                 raise RuntimeError(f"bench worker {index} failed:\n{payload}")
@@ -254,7 +388,7 @@ def _run_processes(
         messages.close()
         messages.join_thread()
     ordered = [results[index] for index in sorted(results)]
-    return _merge_results(config, ordered, merger.close(), started_at, stop.is_set())
+    return merge_results(config, ordered, merger, started_at, stop.is_set())
 
 
 def _next_message(messages: Any, deadline: float, processes: list[Any]) -> tuple[str, int, Any]:

@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:2] == ["bench", "compare"]:  # bench takes a URL where a subcommand would go
+        return bench.compare_main(arguments[2:])
     parser = build_parser()
     args = parser.parse_args(arguments)
     if args.command is None:

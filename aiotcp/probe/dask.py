@@ -37,21 +37,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import queue
-import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Iterable
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._version import __version__
 from ..accelerators import have_uvloop
+from ..cluster import (
+    DaskError,
+    DaskTarget,
+    DaskUnavailable,
+    check_workers,
+    connect,
+    local_cluster_options,
+    parse_dask_target,
+)
 from ..fdlimit import raise_fd_limit
 from .engine import ProbeOptions, probe_jobs
 from .jobs import Inputs, Job, as_async_iterator, iter_jobs
@@ -91,29 +96,10 @@ _RECOUNT_WORKERS_S = 1.0
 #: (one chunk may wait for another on its worker, and a rerun after a worker died starts over).
 STALL_FACTOR = 3
 _STALL_SLACK_S = 120.0  # on top: scheduling, a worker's start, a loaded machine
-_CONNECT_TIMEOUT_S = 30.0
-_CLOSE_TIMEOUT_S = 10.0
-_LOCAL = re.compile(r"local(?::([1-9][0-9]{0,3}))?")
-
-
-class DaskError(Exception):
-    """A run on Dask could not start or finish. Targets' own failures are records, never this."""
-
-
-class DaskUnavailable(DaskError):
-    """Dask is not installed: ``pip install 'aiotcp[dask]'``."""
 
 
 class DaskProbeError(DaskError):
     """A chunk failed for good on the cluster (its task kept raising, or killed too many workers)."""
-
-
-def _import_distributed() -> ModuleType:
-    try:
-        import distributed
-    except ImportError as exc:
-        raise DaskUnavailable(f"Dask is not installed ({exc}): pip install 'aiotcp[dask]'") from exc
-    return distributed
 
 
 def chunk_time_limit(options: ProbeOptions, jobs: int) -> float:
@@ -174,24 +160,6 @@ def probe_chunk(jobs: list[Job], options: ProbeOptions) -> list[ProbeResult]:
 async def _collect(jobs: list[Job], options: ProbeOptions) -> list[ProbeResult]:
     async with contextlib.aclosing(probe_jobs(jobs, options)) as results:
         return [result async for result in results]
-
-
-def _worker_version() -> str:
-    return __version__
-
-
-def check_workers(client: Client) -> None:
-    """Raise :class:`DaskError` unless every worker of ``client`` runs this version of aiotcp."""
-    try:
-        versions: dict[str, str] = client.run(_worker_version)
-    except Exception as exc:
-        raise DaskError(
-            f"the Dask workers cannot run aiotcp ({type(exc).__name__}: {exc}); "
-            f"install aiotcp[dask] {__version__} on every worker"
-        ) from exc
-    wrong = {worker: version for worker, version in versions.items() if version != __version__}
-    if wrong:
-        raise DaskError(f"workers run another aiotcp version than this client's {__version__}: {wrong}")
 
 
 # -- the client side ---------------------------------------------------------------------------------------
@@ -460,97 +428,3 @@ async def probe_on_dask(
     async with contextlib.aclosing(jobs), contextlib.aclosing(results):
         async for result in results:
             yield result
-
-
-# -- the command line --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DaskTarget:
-    """What ``--dask`` names: a scheduler ``address``, or a LocalCluster of ``workers`` processes on loopback.
-
-    Raises ``ValueError`` unless exactly one is given (and ``workers >= 1``).
-    """
-
-    address: str | None = None
-    workers: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.address is None) == (self.workers is None):
-            raise ValueError("give a scheduler address or a number of local workers, not both or neither")
-        if self.workers is not None and not (type(self.workers) is int and self.workers >= 1):
-            raise ValueError(f"local workers must be at least 1, got {self.workers!r}")
-        if self.address is not None and (not self.address or any(c.isspace() for c in self.address)):
-            raise ValueError(f"invalid Dask scheduler address {self.address!r}")
-
-    def __str__(self) -> str:
-        return f"local:{self.workers}" if self.address is None else self.address
-
-
-def parse_dask_target(text: str) -> DaskTarget:
-    """``local:W`` (``local``: one worker per CPU), else a scheduler address such as ``tcp://192.0.2.5:8786``.
-
-    Raises ``ValueError`` quoting ``text``.
-    """
-    match = _LOCAL.fullmatch(text)
-    if match is not None:
-        return DaskTarget(workers=int(match.group(1)) if match.group(1) else (os.cpu_count() or 1))
-    if text.startswith("local"):
-        raise ValueError(f"--dask {text!r}: write local:W with W from 1 to 9999 workers")
-    try:
-        return DaskTarget(address=text)
-    except ValueError as exc:
-        raise ValueError(f"--dask {text!r}: {exc}") from None
-
-
-def local_cluster_options(workers: int) -> dict[str, Any]:
-    """The ``LocalCluster`` keywords of ``--dask local:W``: W worker processes of one thread each, everything
-    on 127.0.0.1 and free ports."""
-    return {
-        "n_workers": workers,
-        "threads_per_worker": 1,
-        "processes": True,
-        "host": "127.0.0.1",
-        "scheduler_port": 0,
-        "dashboard_address": None,
-        "worker_dashboard_address": None,
-        # No dashboard; the scheduler's remaining HTTP routes (health, metrics) on loopback and a free port,
-        # not its default 8787, which another cluster on this machine may hold.
-        "scheduler_kwargs": {"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-    }
-
-
-@contextlib.contextmanager
-def connect(target: DaskTarget, *, timeout: float = _CONNECT_TIMEOUT_S) -> Iterator[Client]:
-    """A synchronous Client for ``target`` with at least one worker that runs this aiotcp; on exit the client
-    is closed and a local cluster stopped.
-
-    ``local:W`` starts W worker processes, one thread each, with the scheduler and workers bound to
-    127.0.0.1 and no dashboard.
-
-    Raises:
-        DaskUnavailable: Dask is not installed.
-        DaskError: the scheduler cannot be reached, no worker (for ``local:W``: not all W) joins within
-            ``timeout`` seconds, or a worker cannot run this version of aiotcp.
-    """
-    distributed = _import_distributed()
-    with contextlib.ExitStack() as stack:
-        where: Any = target.address
-        if target.workers is not None:
-            try:
-                cluster = distributed.LocalCluster(**local_cluster_options(target.workers))
-            except Exception as exc:  # whatever stopped a process or a port: the user needs the sentence
-                raise DaskError(f"cannot start a local Dask cluster of {target.workers} workers: {exc}") from exc
-            where = stack.enter_context(cluster)
-        try:
-            client = distributed.Client(where, timeout=timeout)
-        except (OSError, TimeoutError) as exc:
-            raise DaskError(f"cannot reach the Dask scheduler at {target}: {exc}") from exc
-        stack.callback(client.close, _CLOSE_TIMEOUT_S)
-        wanted = target.workers or 1  # a local cluster starts all its workers; a remote one, whoever is there
-        try:
-            client.wait_for_workers(wanted, timeout=timeout)
-        except TimeoutError as exc:
-            raise DaskError(f"fewer than {wanted} Dask workers joined {target} within {timeout:g} s") from exc
-        check_workers(client)
-        yield client
