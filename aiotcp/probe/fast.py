@@ -46,6 +46,12 @@ Deadlines measure the network, not our loop:
 
 A deadline is judged at the first tick of the monitor after it (every :data:`~aiotcp.probe.pacing.TICK_S`):
 at most 10 ms late, which the record's ``time_ms`` shows.
+
+A cost to know of: each system call here (``connect``, ``send``, ``recv``, ``close``) is a Python call that lets
+go of the GIL, where uvloop's transports make theirs in C holding it. In a process with a thread that keeps the
+GIL busy, the loop waits a switch interval (5 ms by default) at each: about 20 ms per target. The verdicts stay
+true (the deadlines above), only slower; the reference engine (``engine="reference"``) waits once per loop
+iteration instead, and in the same situation reports live targets as timed out (tests/test_probe_lean.py).
 """
 
 from __future__ import annotations
