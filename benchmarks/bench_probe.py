@@ -29,9 +29,9 @@ Printed per run: wall seconds, CPU seconds (user + system of the process and its
 CPU per target, peak RSS (the largest process), and the verdicts. Then medians, spreads and the ratios of
 the goals: aiotcp wall / httprobe wall (<= 1), aiotcp CPU / floor CPU (<= 1.5), aiotcp RSS / httprobe RSS at
 ``-c 3000`` (<= 1). Each aiotcp checkout is byte-compiled first, as installing it would; the start-up CPU of
-both Python probers (an empty list) is measured once and the CPU ratio is printed again without it. The machine is shared with other work: compare ratios within one run, not figures across
-runs. Traffic stays on 127.0.0.0/8; every run is bounded by its list and its timeout (and killed after
-``--run-timeout``).
+both Python probers (an empty list) is measured once and the CPU ratio is printed again without it. The
+machine is shared with other work: compare ratios within one run, not figures across runs. Traffic stays on
+127.0.0.0/8; every run is bounded by its list and its timeout (and killed after ``--run-timeout``).
 """
 
 from __future__ import annotations
