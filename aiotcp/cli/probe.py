@@ -677,12 +677,13 @@ async def _run(
         results = probe_jobs(jobs, options, skip=skip, report=load, on_window_stall=_StallWarning(options, status))
     # JSONL and the journal take each record as to_json() writes it, once (no dict per record).
     encode = journal is not None or isinstance(_inner(writer), JSONLWriter)
+    filtering = matchers.active  # asked once: a property that looks at eight fields
     # aclosing: whatever ends the loop (an error writing, Ctrl-C), the probes stop and their sockets close
     # here, in this task.
     try:
         async with aclosing(numbered), aclosing(jobs), aclosing(results):
             async for result in results:
-                keep = not matchers.active or matchers.keep(result)
+                keep = not filtering or matchers.keep(result)
                 result.body = None
                 encoded = result.to_json() if encode else None
                 if journal is not None:
@@ -690,7 +691,7 @@ async def _run(
                     # Every record is journaled (--resume accounts for every target); a filtered one is marked, so
                     # that a resumed run leaves it out too.
                     journal.append_json(result.seq, encoded, result.parts, marks=None if keep else _NOT_WRITTEN_MARK)
-                if matchers.active:
+                if filtering:
                     if keep:
                         stats.matched += 1
                     else:
