@@ -160,8 +160,8 @@ def test_ctrl_c_prints_the_summary_and_the_command_that_finishes_the_list(
 ) -> None:
     targets = tmp_path / "targets.txt"
     targets.write_text(f"{server.url}/delay/100\n" * 400)
-    journal, out = tmp_path / "run.journal", tmp_path / "out.jsonl"
-    args = [str(targets), "-c", "10", "--resume", str(journal), "-o", str(out)]
+    journal, out, summary = tmp_path / "run.journal", tmp_path / "out.jsonl", tmp_path / "summary.json"
+    args = [str(targets), "-c", "10", "--resume", str(journal), "-o", str(out), "--summary-json", str(summary)]
     with subprocess.Popen(
         [sys.executable, "-W", "error", "-m", "aiotcp", "probe", *args],
         stdin=subprocess.DEVNULL,
@@ -182,6 +182,13 @@ def test_ctrl_c_prints_the_summary_and_the_command_that_finishes_the_list(
     assert message.rstrip().endswith(
         "interrupted: to finish the list, run the same command again: aiotcp probe " + " ".join(args)
     )
+    figures = json.loads(summary.read_text())  # --summary-json is written on Ctrl-C too, and says so
+    assert (figures["interrupted"], figures["records"], figures["statuses"]) == (
+        True,
+        len(written),
+        {"200": len(written)},
+    )
+    assert figures["load"]["engine"] == "lean"
     # ... and that command does finish it.
     done = run_cli("probe", *args, "-q")
     assert done.returncode == 0, done.stderr

@@ -445,9 +445,10 @@ def _summary(stats: Stats, load: LoadReport | None = None, workers: int = 1, tit
     return table
 
 
-def _summary_json(stats: Stats, load: LoadReport, workers: int) -> dict[str, Any]:
+def _summary_json(stats: Stats, load: LoadReport, workers: int, *, interrupted: bool = False) -> dict[str, Any]:
     return {
         "schema": "aiotcp.probe-summary/1",
+        "interrupted": interrupted,  # Ctrl-C: the figures of the records written before it
         "records": stats.records,
         "ok": stats.ok,
         "from_journal": stats.replayed,
@@ -556,6 +557,7 @@ def main_probe(args: argparse.Namespace) -> int:
             from ..probe.workers import WorkerFailed
 
             workers_failed = (WorkerFailed,)
+        load = LoadReport()  # made here, so that Ctrl-C can still write it to --summary-json
         try:
             client = stack.enter_context(distributed.connect(args.dask)) if args.dask else None
             return anyio.run(
@@ -566,6 +568,7 @@ def main_probe(args: argparse.Namespace) -> int:
                 writer,
                 journal,
                 stats,
+                load,
                 status,
                 client,
                 matchers,
@@ -583,13 +586,18 @@ def main_probe(args: argparse.Namespace) -> int:
             print(f"error: workers: {exc}; {resume}", file=sys.stderr)
             return EXIT_FAILED
         except KeyboardInterrupt:
-            return _interrupted(args, stats, show)
+            return _interrupted(args, stats, load, show, summary_file)
 
 
-def _interrupted(args: argparse.Namespace, stats: Stats, show: bool) -> int:
+def _interrupted(
+    args: argparse.Namespace, stats: Stats, load: LoadReport, show: bool, summary_file: TextIO | None
+) -> int:
     """Ctrl-C: the summary so far, and how to finish the list (the records written so far are kept)."""
     if show:
         make_console(sys.stderr).print(_summary(stats, title="aiotcp probe (interrupted)"))
+    if summary_file is not None:
+        summary = _summary_json(stats, load, args.workers, interrupted=True)
+        summary_file.write(json.dumps(summary, indent=2) + "\n")
     if args.resume:
         command = shlex.join(["aiotcp", *getattr(args, "argv", ["probe", args.file, "--resume", args.resume])])
         stdin = " < (the same input)" if args.file == "-" else ""
@@ -630,6 +638,7 @@ async def _run(
     writer: RecordWriter,
     journal: Journal | None,
     stats: Stats,
+    load: LoadReport,
     status: StatusLine | None,
     client: Any = None,
     matchers: Matchers | None = None,
@@ -651,7 +660,6 @@ async def _run(
         lines = _checked(lines, journal, mismatch)
     numbered = iter_jobs(lines, ports=options.ports)
     jobs = numbered if args.shard is None else sharding.select(numbered, args.shard)
-    load = LoadReport()
     if client is not None:
         from ..probe import dask as distributed
 
