@@ -44,10 +44,15 @@ def command(*args: str) -> list[str]:
 
 
 def probe(
-    *args: str, stdin: str | bytes | None = None, preexec_fn: Callable[[], None] | None = None
+    *args: str,
+    stdin: str | bytes | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+    cwd: pathlib.Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     data = stdin.encode() if isinstance(stdin, str) else stdin
-    done = subprocess.run(command(*args), input=data, capture_output=True, timeout=RUN_TIMEOUT_S, preexec_fn=preexec_fn)
+    done = subprocess.run(
+        command(*args), input=data, capture_output=True, timeout=RUN_TIMEOUT_S, preexec_fn=preexec_fn, cwd=cwd
+    )
     assert b"Traceback" not in done.stderr, done.stderr.decode()
     assert b"Warning" not in done.stderr, done.stderr.decode()
     return done
@@ -127,6 +132,16 @@ def test_only_ok_and_output_file(targets: str, tmp_path: pathlib.Path) -> None:
     records = records_of(out.read_bytes())
     assert sorted(record["line"] for record in records) == [2, 6]
     assert all(record["ok"] for record in records)
+
+
+def test_output_dash_is_stdout_as_in_curl(targets: str, tmp_path: pathlib.Path) -> None:
+    done = probe(targets, "-q", "-o", "-", cwd=tmp_path)
+    assert done.returncode == 0
+    assert sorted(record["line"] for record in records_of(done.stdout)) == [2, 4, 5, 6]
+    assert not (tmp_path / "-").exists()
+    named = probe(targets, "-q", "-o", "./-", cwd=tmp_path)  # a file named "-" is still written as curl does
+    assert (named.returncode, named.stdout) == (0, b"")
+    assert len(records_of((tmp_path / "-").read_bytes())) == 4
 
 
 def test_stdin_and_ports(shared_server: TargetServer, refused: int) -> None:

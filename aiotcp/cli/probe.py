@@ -130,7 +130,9 @@ def register(commands: Any) -> None:
         help="lean: callbacks on asyncio with llhttp; reference: the portable path through Client (auto: lean "
         "when it can run and makes attempts itself, i.e. without -L and -x)",
     )
-    probe.add_argument("-o", "--output", metavar="FILE", help="write records to FILE (default: stdout)")
+    probe.add_argument(
+        "-o", "--output", metavar="FILE", help="write records to FILE (default, or -: stdout; ./- for a file named -)"
+    )
     probe.add_argument("--format", choices=["jsonl", "csv", "text"], help="default: jsonl, text on a terminal")
     probe.add_argument(
         "--order",
@@ -512,6 +514,8 @@ def main_probe(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: usage: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.output == "-":  # as curl's -o -
+        args.output = None
     fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "jsonl")
     stats = Stats()
     with ExitStack() as stack:
