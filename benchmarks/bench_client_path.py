@@ -30,8 +30,11 @@ import sys
 from contextlib import ExitStack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# pproxy started as the proxy tests start it (uvloop hidden from it): one launcher for both.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
-from bench_targets import builtin_server, free_port, wait_listening
+from bench_targets import builtin_server
+from proxy_servers import pproxy
 
 _CHILD = r"""
 import asyncio, json, resource, sys, time
@@ -76,20 +79,6 @@ else:
     anyio.run(main)
 """
 
-_PPROXY = r"""
-import sys
-class _NoUvloop:
-    # pproxy installs uvloop's policy when it can import it, then calls asyncio.get_event_loop(), which fails
-    def find_spec(self, name, path=None, target=None):
-        if name == "uvloop" or name.startswith("uvloop."):
-            raise ModuleNotFoundError("uvloop hidden from pproxy")
-        return None
-sys.meta_path.insert(0, _NoUvloop())
-from pproxy.server import main
-sys.argv = ["pproxy", *sys.argv[1:]]
-main()
-"""
-
 
 def run_child(
     tree: str, url: str, loop: str, http: str, requests: int, proxy: str | None, tasks: int = 1
@@ -128,16 +117,8 @@ def main() -> int:
         target = stack.enter_context(builtin_server())
         routes: list[tuple[str, str | None]] = [("direct", None)]
         if args.proxies:
-            port = free_port()
-            proxy = subprocess.Popen(
-                [sys.executable, "-c", _PPROXY, "-l", f"http+socks5://127.0.0.1:{port}"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            stack.callback(proxy.wait, 10)
-            stack.callback(proxy.terminate)
-            wait_listening(port)
-            routes += [("http proxy", f"http://127.0.0.1:{port}"), ("socks5", f"socks5://127.0.0.1:{port}")]
+            proxy = stack.enter_context(pproxy())
+            routes += [("http proxy", proxy.url("http")), ("socks5", proxy.url("socks5"))]
         routes += [(name, url) for name, url in (item.split("=", 1) for item in args.via)]
         rows = [(name, tree, route, via) for name, tree in trees for route, via in routes]
         for loop in loops:

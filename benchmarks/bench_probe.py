@@ -46,7 +46,6 @@ import platform
 import resource
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -58,7 +57,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_targets import find_nginx, free_port, wait_listening
+from bench_targets import find_nginx, free_port, run_nginx
 
 LIVE_HOSTS = [f"127.0.0.{i}" for i in range(1, 51)]
 SILENT_HOST = "127.0.3.1"
@@ -136,29 +135,11 @@ def nginx_live(binary: str) -> Iterator[tuple[int, str]]:
     with tempfile.TemporaryDirectory(prefix="aiotcp-bench-probe-nginx-") as directory:
         port = free_port()
         listens = "\n".join(f"        listen {host}:{port} backlog=4096;" for host in LIVE_HOSTS)
-        config = os.path.join(directory, "nginx.conf")
-        with open(config, "w") as file:
-            file.write(
-                _NGINX_CONF.format(
-                    dir=directory, port=port, listens=listens, page=PAGE, nofile=nofile, connections=nofile - 64
-                )
-            )
-        process = subprocess.Popen(
-            [binary, "-p", directory, "-c", config, "-e", os.path.join(directory, "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        config = _NGINX_CONF.format(
+            dir=directory, port=port, listens=listens, page=PAGE, nofile=nofile, connections=nofile - 64
         )
-        try:
-            wait_listening(port)
-            version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+        with run_nginx(binary, directory, config, port) as version:
             yield port, f"{version}, 1 worker"
-        finally:
-            process.send_signal(signal.SIGQUIT)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
 
 
 @contextlib.contextmanager
@@ -368,11 +349,11 @@ def compile_checkout(checkout: str) -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(checkout, "aiotcp")], check=True)
 
 
-def measure_start(args: argparse.Namespace, tmp: str, checkout: str | None = None) -> tuple[float, float]:
+def measure_start(args: argparse.Namespace, tmp: str) -> tuple[float, float]:
     """CPU seconds of starting and stopping: ``aiotcp probe`` and the floor on an empty list (medians of 3)."""
     empty = os.path.join(tmp, "empty.txt")
     open(empty, "w").close()
-    aiotcp = [run_aiotcp(args, empty, 0, 1, 1.0, tmp, [], checkout).cpu for _ in range(3)]
+    aiotcp = [run_aiotcp(args, empty, 0, 1, 1.0, tmp, []).cpu for _ in range(3)]
     floor = [run_floor(args, empty, 0, 1, 1.0, tmp).cpu for _ in range(3)]
     return statistics.median(aiotcp), statistics.median(floor)
 

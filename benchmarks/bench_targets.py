@@ -82,25 +82,33 @@ def nginx(binary: str) -> Iterator[Target]:
     """nginx, one worker, on 127.0.0.1 and a free port, for the duration of the context."""
     with tempfile.TemporaryDirectory(prefix="aiotcp-bench-nginx-") as directory:
         port = free_port()
-        config = os.path.join(directory, "nginx.conf")
-        with open(config, "w") as file:
-            file.write(_NGINX_CONF.format(dir=directory, port=port, body=NGINX_BODY))
-        process = subprocess.Popen(
-            [binary, "-p", directory, "-c", config, "-e", os.path.join(directory, "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_listening(port)
-            version = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+        config = _NGINX_CONF.format(dir=directory, port=port, body=NGINX_BODY)
+        with run_nginx(binary, directory, config, port) as version:
             yield Target("nginx", f"http://127.0.0.1:{port}/", f"{version}, 1 worker")
-        finally:
-            process.send_signal(signal.SIGQUIT)  # graceful: the master stops its worker
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+
+
+@contextlib.contextmanager
+def run_nginx(binary: str, directory: str, config: str, port: int) -> Iterator[str]:
+    """nginx run from ``directory`` with ``config`` (the file's text), once it listens on ``port``; yields its
+    version line. Stopped at the end, gracefully (the master stops its workers), killed if it does not."""
+    path = os.path.join(directory, "nginx.conf")
+    with open(path, "w") as file:
+        file.write(config)
+    process = subprocess.Popen(
+        [binary, "-p", directory, "-c", path, "-e", os.path.join(directory, "error.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_listening(port)
+        yield subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=10).stderr.strip()
+    finally:
+        process.send_signal(signal.SIGQUIT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 @contextlib.contextmanager
