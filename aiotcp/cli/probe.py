@@ -514,9 +514,8 @@ def main_probe(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: usage: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.output == "-":  # as curl's -o -
-        args.output = None
-    fmt = args.format or ("text" if args.output is None and sys.stdout.isatty() else "jsonl")
+    output = None if args.output == "-" else args.output  # as curl's -o -: stdout
+    fmt = args.format or ("text" if output is None and sys.stdout.isatty() else "jsonl")
     stats = Stats()
     with ExitStack() as stack:
         source = _open_input(args.file)
@@ -532,11 +531,9 @@ def main_probe(args: argparse.Namespace) -> int:
                 raise UsageError(f"--resume: cannot use {args.resume}: {describe_os_error(exc)}") from None
             stack.callback(journal.close)
         try:
-            out: TextIO = (
-                stack.enter_context(open(args.output, "w", encoding="utf-8", newline="")) if args.output else sys.stdout
-            )
+            out: TextIO = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else sys.stdout
         except OSError as exc:
-            raise UsageError(f"cannot write {args.output}: {describe_os_error(exc)}") from None
+            raise UsageError(f"cannot write {output}: {describe_os_error(exc)}") from None
         summary_file: TextIO | None = None
         if args.summary_json:
             try:
